@@ -1,0 +1,187 @@
+"""All disk I/O of :mod:`pipeline`: images, label PNGs, ``.mat``/JSON files, atomic writes.
+
+Every reader raises :class:`~pipeline.errors.DataError` naming the file and the problem;
+every writer writes to a temporary file beside the target and renames it, so an
+interrupted job never leaves a half-written file under the final name.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.errors import DataError
+from pipeline.labels import IGNORE, voc_palette
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise DataError(path, "file not found" if not path.exists() else "not a regular file")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``.
+
+    The temporary file keeps the target's suffix (so writers that infer a format from it
+    work) and is removed if the block raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(h, w) of an image in pixels, reading only its header.
+
+    Raises: DataError when the file is missing or not a recognisable image.
+    """
+    path = Path(path)
+    _require_file(path)
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(path, f"unreadable image ({e})") from None
+    return h, w
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image fully into uint8 (H, W, 3) RGB.
+
+    Raises: DataError when the file is missing, not an image, or truncated/corrupt.
+    """
+    path = Path(path)
+    _require_file(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgb = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(path, f"corrupt or unreadable image ({e})") from None
+    return rgb
+
+
+def write_image(path: str | Path, rgb: np.ndarray) -> None:
+    """Write uint8 (H, W, 3) RGB atomically; the format follows the suffix (.png, .jpg)."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"{path}: expected uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format=_pil_format(path))
+
+
+def _pil_format(path) -> str:
+    ext = Path(path).suffix.lower()
+    return {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(ext, "PNG")
+
+
+def write_label_png(path: str | Path, label_map: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Write a label map as an 8-bit palette PNG, atomically and losslessly.
+
+    Args:
+        label_map: uint8 (H, W) class ids (0 = background, 255 = ignore).
+        palette: uint8 (K <= 256, 3) RGB colours; default the PASCAL VOC colour map.
+    The pixel values stored are the class ids themselves, so any reader that ignores the
+    palette (``PIL`` mode "P", OpenCV ``IMREAD_UNCHANGED`` after palette expansion off)
+    still sees the ids.
+    """
+    lm = np.asarray(label_map)
+    if lm.ndim != 2 or lm.dtype != np.uint8:
+        raise ValueError(f"{path}: label map must be uint8 (H, W), got {lm.dtype} {lm.shape}")
+    pal = voc_palette() if palette is None else np.asarray(palette, dtype=np.uint8)
+    full = voc_palette()
+    full[: len(pal)] = pal
+    full[IGNORE] = (255, 255, 255)
+    im = Image.frombytes("P", (lm.shape[1], lm.shape[0]), np.ascontiguousarray(lm).tobytes())
+    im.putpalette(full.reshape(-1).tolist())
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG")
+
+
+def read_label_png(path: str | Path) -> np.ndarray:
+    """Read a label PNG (palette "P" or greyscale "L") into uint8 (H, W) class ids.
+
+    Raises: DataError when missing, unreadable, or an RGB image (colour-coded labels need a
+        palette lookup, see :func:`rgb_to_label_map`).
+    """
+    path = Path(path)
+    _require_file(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("P", "L", "I", "I;16"):
+                raise DataError(path, f"label PNG must be palette or greyscale, got mode {im.mode}")
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(path, f"corrupt or unreadable label image ({e})") from None
+    if arr.max(initial=0) > 255:
+        raise DataError(path, f"label ids above 255 (max {arr.max()})")
+    return arr.astype(np.uint8)
+
+
+def rgb_to_label_map(rgb: np.ndarray, palette: np.ndarray, *, path=None) -> np.ndarray:
+    """Map colour-coded labels uint8 (H, W, 3) to ids with an exact palette uint8 (K, 3).
+
+    Raises: DataError when a colour is not in the palette.
+    """
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    pal = palette.astype(np.int64)
+    keys = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
+    lut = dict(zip(keys.tolist(), range(len(keys))))
+    uniq, inv = np.unique(codes, return_inverse=True)
+    unknown = [hex(u) for u in uniq.tolist() if u not in lut]
+    if unknown:
+        raise DataError(path, f"colours not in the palette: {unknown[:5]}")
+    return np.array([lut[u] for u in uniq.tolist()], dtype=np.uint8)[inv].reshape(codes.shape)
+
+
+def read_mat(path: str | Path, **kwargs) -> dict:
+    """``scipy.io.loadmat`` with DataError on a missing or corrupt file."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        return scipy.io.loadmat(path, **kwargs)
+    except (ValueError, OSError, TypeError, NotImplementedError) as e:
+        raise DataError(path, f"unreadable .mat file ({e})") from None
+
+
+def read_json(path: str | Path):
+    """Parse a JSON file; DataError on a missing file or invalid JSON."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(path, f"invalid JSON ({e})") from None
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write ``obj`` as indented UTF-8 JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def read_npy(path: str | Path) -> np.ndarray:
+    """``numpy.load`` (no pickles) with DataError on a missing or corrupt file."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise DataError(path, f"unreadable .npy file ({e})") from None

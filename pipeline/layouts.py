@@ -1,0 +1,106 @@
+"""Recognise a dataset's layout on disk and read it with the matching reader."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from pipeline import readers
+from pipeline.errors import DataError
+from pipeline.records import PersonRecord, ReadReport
+
+LAYOUTS = ("partsynth", "ccp", "lsp", "coco", "mpii", "mpii_mat", "pascal_part", "lip", "cihp")
+
+
+def _json_kind(path: Path) -> str | None:
+    with open(path, encoding="utf-8") as f:
+        head = f.read(4096).lstrip()
+    if head.startswith("["):
+        return "mpii"
+    if head.startswith("{"):
+        try:
+            keys = json.loads(path.read_text(encoding="utf-8")).keys()
+        except json.JSONDecodeError:
+            return None
+        if {"images", "annotations"} <= set(keys):
+            return "coco"
+    return None
+
+
+def detect_layout(path: str | Path) -> str:
+    """The layout name (one of :data:`LAYOUTS`) of a dataset folder or annotation file.
+
+    Folders: ``dataset.json`` -> partsynth; ``photos/`` + ``label_list.mat`` -> ccp;
+    ``joints.npy`` + ``images/`` -> lsp; ``TrainVal_images/`` or ``Testing_images/`` -> lip;
+    ``Training/`` or ``images/`` + ``labels/`` -> cihp; ``*.mat`` beside same-named
+    ``*.jpg`` -> pascal_part; a folder with exactly one COCO or MPII JSON -> that.
+    Files: a COCO keypoints JSON -> coco; a JSON list -> mpii; ``.mat`` -> mpii_mat.
+    Raises: DataError when the path is missing or nothing matches.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(p, "path not found")
+    if p.is_file():
+        if p.suffix == ".json" and (kind := _json_kind(p)):
+            return kind
+        if p.suffix == ".mat":
+            return "mpii_mat"
+        raise DataError(p, "not a COCO keypoints JSON, an MPII JSON or an MPII .mat")
+    checks = [
+        ("partsynth", (p / "dataset.json").is_file()),
+        ("ccp", (p / "photos").is_dir() and (p / "label_list.mat").is_file()),
+        ("lsp", (p / "joints.npy").is_file() and (p / "images").is_dir()),
+        ("lip", (p / "TrainVal_images").is_dir() or (p / "Testing_images").is_dir()),
+        ("cihp", (p / "Training").is_dir() or ((p / "images").is_dir() and (p / "labels").is_dir())),
+        ("pascal_part", any(m.with_suffix(".jpg").exists() for m in p.glob("*.mat"))),
+    ]
+    for name, ok in checks:
+        if ok:
+            return name
+    kinds = {j: _json_kind(j) for j in p.glob("*.json")}
+    found = [j for j, k in kinds.items() if k]
+    if len(found) == 1:
+        return kinds[found[0]]
+    hint = f" ({len(found)} annotation JSONs: pass one file)" if found else ""
+    raise DataError(p, f"unrecognised dataset layout{hint}; known layouts: {', '.join(LAYOUTS)}")
+
+
+def annotation_file(path: Path, layout: str) -> Path:
+    """The annotation file for coco/mpii layouts given a file or a folder holding one."""
+    if path.is_file():
+        return path
+    found = [j for j in sorted(path.glob("*.json")) if _json_kind(j) == layout]
+    if len(found) != 1:
+        raise DataError(path, f"expected exactly one {layout} JSON, found {len(found)}")
+    return found[0]
+
+
+def iter_records(path: str | Path, layout: str | None = None, *, skip_bad: bool = False,
+                 report: ReadReport | None = None, **options) -> Iterator[PersonRecord]:
+    """Records of the dataset at ``path`` (layout detected when None).
+
+    ``options`` go to the reader (``label_set`` for ccp and pascal_part).
+    Raises: ValueError for an unknown layout name; DataError as the reader does.
+    """
+    p = Path(path)
+    layout = layout or detect_layout(p)
+    kw = dict(skip_bad=skip_bad, report=report)
+    if layout == "partsynth":
+        return readers.read_partsynth_folder(p, **kw)
+    if layout == "ccp":
+        return readers.read_ccp(p, **kw, **options)
+    if layout == "lsp":
+        return readers.read_lsp(p, **kw)
+    if layout == "coco":
+        return readers.read_coco(annotation_file(p, "coco"), **kw)
+    if layout == "mpii":
+        return readers.read_mpii_json(annotation_file(p, "mpii"), **kw)
+    if layout == "mpii_mat":
+        return readers.read_mpii_mat(p, options.get("image_dir", p.parent / "images"), **kw)
+    if layout == "pascal_part":
+        return readers.read_pascal_part(p, **kw, **options)
+    if layout == "lip":
+        return readers.read_lip(p, **kw)
+    if layout == "cihp":
+        return readers.read_cihp(p, **kw)
+    raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")

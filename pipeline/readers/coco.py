@@ -1,0 +1,87 @@
+"""COCO person keypoints (Lin et al., ECCV 2014), read with pycocotools."""
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from pipeline import files
+from pipeline.errors import DataError
+from pipeline.records import PersonRecord, ReadReport, guard
+from pipeline.skeleton import from_coco17
+
+
+def load_coco(ann_path: Path) -> COCO:
+    """pycocotools ``COCO`` for a person-keypoints JSON, quietly; DataError if unreadable."""
+    files.read_json(ann_path)  # clear error for missing file / invalid JSON
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return COCO(str(ann_path))
+    except (KeyError, TypeError, AssertionError) as e:
+        raise DataError(ann_path, f"not a COCO annotation file ({e!r})") from None
+
+
+def read_coco(ann_path: str | Path, image_dir: str | Path | None = None, *,
+              skip_bad: bool = False, report: ReadReport | None = None,
+              min_keypoints: int = 1) -> Iterator[PersonRecord]:
+    """Yield one keypoint-only record per annotated person of a COCO keypoints JSON.
+
+    Multi-person: every non-crowd ``person`` annotation with at least ``min_keypoints``
+    labelled keypoints becomes a record (``person_id = "<image id>/<annotation id>"``).
+    Crowd annotations and people with fewer keypoints are skipped and counted in
+    ``report.counts`` as ``crowd`` and ``few_keypoints``.  ``meta`` keeps the annotation
+    id, bbox (x, y, w, h pixels) and the instance segmentation encoded as COCO RLE.
+
+    Args:
+        ann_path: the JSON file.  image_dir: folder of ``file_name``s (default: its folder).
+    Raises: DataError for an unreadable JSON; per person (unless ``skip_bad``) for a
+        missing/unreadable image or malformed keypoints.
+    """
+    ann_path = Path(ann_path)
+    image_dir = ann_path.parent if image_dir is None else Path(image_dir)
+    coco = load_coco(ann_path)
+    cat_ids = coco.getCatIds(catNms=["person"]) or sorted(coco.cats)
+    for img_id in sorted(coco.getImgIds()):
+        info = coco.imgs[img_id]
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=img_id, catIds=cat_ids, iscrowd=None)):
+            if ann.get("iscrowd", 0):
+                if report is not None:
+                    report.counts["crowd"] += 1
+                continue
+            if ann.get("num_keypoints", 0) < min_keypoints or "keypoints" not in ann:
+                if report is not None:
+                    report.counts["few_keypoints"] += 1
+                continue
+
+            def one(ann=ann, info=info):
+                path = image_dir / info["file_name"]
+                size = files.image_size(path)
+                if (info.get("height"), info.get("width")) not in ((None, None), size):
+                    raise DataError(path, f"image size {size} differs from the JSON's "
+                                          f"{(info['height'], info['width'])}")
+                kp, derived = from_coco17(ann["keypoints"], path=ann_path)
+                meta = {"annotation_id": ann["id"], "bbox": [float(b) for b in ann.get("bbox", [])]}
+                if ann.get("segmentation"):
+                    rle = coco.annToRLE(ann)
+                    meta["rle"] = {"size": list(rle["size"]), "counts": _counts_str(rle["counts"])}
+                return PersonRecord(path, size, f"{info['id']}/{ann['id']}", "coco", None, kp,
+                                    derived, None, None, meta)
+
+            rec = guard(one, skip_bad=skip_bad, report=report)
+            if rec is not None:
+                yield rec
+
+
+def _counts_str(counts) -> str:
+    return counts.decode("ascii") if isinstance(counts, bytes) else counts
+
+
+def coco_instance_mask(meta: dict) -> np.ndarray:
+    """Decode the RLE kept in a COCO record's ``meta["rle"]`` into bool (H, W)."""
+    return mask_utils.decode({"size": meta["rle"]["size"],
+                              "counts": meta["rle"]["counts"].encode("ascii")}).astype(bool)

@@ -1,0 +1,87 @@
+"""The project's own dataset folder layout (the demo set, synthesized label sets)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import files
+from pipeline.errors import DataError
+from pipeline.labels import LABEL_SETS
+from pipeline.records import PersonRecord, ReadReport, guard
+from pipeline.skeleton import NUM_JOINTS, validate_keypoints
+
+DATASET_FILE = "dataset.json"
+PEOPLE_FILE = "people.json"
+FORMAT = "partsynth"
+
+
+def read_dataset_info(root: Path) -> dict:
+    """``dataset.json`` of a partsynth folder; DataError if missing or not this format."""
+    path = root / DATASET_FILE
+    info = files.read_json(path)
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise DataError(path, f"not a {FORMAT} dataset description (format must be {FORMAT!r})")
+    if info.get("label_set") not in LABEL_SETS:
+        raise DataError(path, f"unknown label_set {info.get('label_set')!r}; known: {sorted(LABEL_SETS)}")
+    return info
+
+
+def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
+                          report: ReadReport | None = None) -> Iterator[PersonRecord]:
+    """Yield one record per person of a partsynth folder.
+
+    Layout::
+
+        dataset.json   {"format": "partsynth", "label_set": "pascal10", "synthetic": bool, ...}
+        people.json    [{"person_id", "image", "label" | null, "keypoints": [[x, y, v] x 16]
+                         | null, "split"}]   paths relative to the folder
+        images/, labels/  (label PNGs: palette, class ids of label_set)
+
+    Keypoints are canonical (x, y in pixels, v in {0, 1, 2}; missing joints as
+    ``[null, null, 0]``).  Raises: DataError for a missing or malformed ``dataset.json``
+    or ``people.json``; per person (unless ``skip_bad``): missing image, label size
+    mismatch, label ids outside the label set, bad keypoints.
+    """
+    root = Path(root)
+    info = read_dataset_info(root)
+    label_set = LABEL_SETS[info["label_set"]]
+    people_path = root / PEOPLE_FILE
+    people = files.read_json(people_path)
+    if not isinstance(people, list):
+        raise DataError(people_path, "expected a list of people")
+    for entry in people:
+        def one(entry=entry):
+            if not isinstance(entry, dict) or not {"person_id", "image"} <= entry.keys():
+                raise DataError(people_path, f"entry lacks 'person_id' or 'image': {str(entry)[:80]}")
+            image = root / entry["image"]
+            size = files.image_size(image)
+            lm = None
+            if entry.get("label"):
+                label_path = root / entry["label"]
+                lm = files.read_label_png(label_path)
+                if lm.shape != size:
+                    raise DataError(label_path, f"label size {lm.shape} differs from image size {size}")
+                bad = np.setdiff1d(np.unique(lm), [*range(label_set.num_classes), 255])
+                if bad.size:
+                    raise DataError(label_path, f"label ids outside {label_set.name}: {bad.tolist()[:5]}")
+            kp = derived = None
+            if entry.get("keypoints") is not None:
+                raw = np.array([[np.nan if c is None else c for c in row] for row in entry["keypoints"]],
+                               dtype=np.float32)
+                kp = validate_keypoints(raw, path=people_path)
+                derived = np.array(entry.get("derived") or [False] * NUM_JOINTS, dtype=bool)
+            return PersonRecord(image, size, str(entry["person_id"]), FORMAT, lm, kp, derived,
+                                label_set.name if lm is not None else None, entry.get("split"),
+                                dict(entry.get("meta") or {}, synthetic=bool(info.get("synthetic"))))
+
+        rec = guard(one, skip_bad=skip_bad, report=report)
+        if rec is not None:
+            yield rec
+
+
+def keypoints_to_json(kp: np.ndarray) -> list:
+    """float (16, 3) keypoints -> JSON rows ``[x, y, v]`` with ``null`` for missing x, y."""
+    return [[None if not np.isfinite(x) else round(float(x), 3),
+             None if not np.isfinite(y) else round(float(y), 3), float(v)] for x, y, v in kp]
