@@ -133,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=160, help="image side in pixels")
     d.add_argument("--overwrite", action="store_true")
     d.set_defaults(func=cmd_data_demo)
+
+    from flows.prior_cli import add_prior_commands
+
+    add_prior_commands(sub)
     return parser
 
 

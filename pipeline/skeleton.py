@@ -145,6 +145,15 @@ def _derive_head(kp: np.ndarray, derived: np.ndarray, face: np.ndarray) -> None:
     kp[J["head_top"]] = [*(face[:2] + HEAD_TOP_EXTENSION * up), v]
 
 
+def _gather(src: np.ndarray, mapping: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical keypoints (16, 3) from source rows (x, y, v) via {source index: canonical
+    index}, plus an all-False ``derived``; unmapped joints are missing."""
+    xy, v = np.full((NUM_JOINTS, 2), np.nan), np.zeros(NUM_JOINTS)
+    for s, c in mapping.items():
+        xy[c], v[c] = src[s, :2], src[s, 2]
+    return _finish(xy, v), np.zeros(NUM_JOINTS, dtype=bool)
+
+
 def from_mpii16(joints, visible=None, *, path=None) -> CanonicalPose:
     """MPII 16 joints (already canonical order) -> :class:`CanonicalPose`.
 
@@ -193,12 +202,8 @@ def from_lsp14(joints, *, path=None) -> CanonicalPose:
     arr = _as_points(joints, 14, "LSP", path)
     finite = np.isfinite(arr[:, :2]).all(axis=1)
     vis = arr[:, 2] if arr.shape[1] == 3 else np.ones(14)
-    src_v = np.where(~finite, MISSING, np.where(vis > 0, VISIBLE, OCCLUDED))
-    xy = np.full((16, 2), np.nan)
-    v = np.zeros(16)
-    for s, c in _LSP_TO_CANON.items():
-        xy[c], v[c] = arr[s, :2], src_v[s]
-    kp, derived = _finish(xy, v), np.zeros(16, dtype=bool)
+    src = _finish(arr[:, :2], np.where(~finite, MISSING, np.where(vis > 0, VISIBLE, OCCLUDED)))
+    kp, derived = _gather(src, _LSP_TO_CANON)
     _derive_torso(kp, derived, pelvis=True, thorax=True)
     return CanonicalPose(kp, derived)
 
@@ -225,10 +230,7 @@ def from_coco17(keypoints, *, path=None) -> CanonicalPose:
     v_src = np.clip(np.rint(arr[:, 2]), 0, 2)
     _check_present_finite(arr[:, :2], v_src, "COCO", path)
     src = _finish(arr[:, :2], v_src)
-    xy, v = np.full((16, 2), np.nan), np.zeros(16)
-    for s, c in _COCO_TO_CANON.items():
-        xy[c], v[c] = src[s, :2], src[s, 2]
-    kp, derived = _finish(xy, v), np.zeros(16, dtype=bool)
+    kp, derived = _gather(src, _COCO_TO_CANON)
     _derive_torso(kp, derived, pelvis=True, thorax=True)
     _derive_head(kp, derived, face_centre(src[[3, 4]], src[[1, 2]], src[[0]]))
     return CanonicalPose(kp, derived)
@@ -257,10 +259,7 @@ def from_blazepose33(landmarks, *, visible_threshold: float = 0.5, path=None) ->
     finite = np.isfinite(arr[:, :2]).all(axis=1)
     src = _finish(arr[:, :2], np.where(~finite, MISSING,
                                        np.where(score >= visible_threshold, VISIBLE, OCCLUDED)))
-    xy, v = np.full((16, 2), np.nan), np.zeros(16)
-    for s, c in _BLAZE_TO_CANON.items():
-        xy[c], v[c] = src[s, :2], src[s, 2]
-    kp, derived = _finish(xy, v), np.zeros(16, dtype=bool)
+    kp, derived = _gather(src, _BLAZE_TO_CANON)
     _derive_torso(kp, derived, pelvis=True, thorax=True)
     _derive_head(kp, derived, face_centre(src[[7, 8]], src[[2, 5]], src[[0]]))
     return CanonicalPose(kp, derived)

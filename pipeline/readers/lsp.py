@@ -57,7 +57,3 @@ def read_lsp(root: str | Path, *, skip_bad: bool = False,
         if rec is not None:
             yield rec
 
-
-def lsp_joints_array(records) -> np.ndarray:
-    """Stack the canonical keypoints of LSP records: float32 (N, 16, 3)."""
-    return np.stack([r.keypoints for r in records])

@@ -10,6 +10,7 @@ from pipeline import files
 from pipeline.errors import DataError
 from pipeline.labels import IGNORE, pascal10_to_pascal6_lut, remap
 from pipeline.records import PersonRecord, ReadReport, guard
+from pipeline.readers.part_joints import keypoints_from_parts
 
 #: PASCAL-Part person part name -> ``pascal10`` id.  Left/right are the person's own.
 #: Hands join the lower arms and feet the lower legs (as PASCAL-Person-Part does); every
@@ -30,13 +31,11 @@ def _str(x) -> str:
     return str(np.asarray(x).reshape(-1)[0]) if np.asarray(x).size else ""
 
 
-def person_label_maps(mat_path: Path, image_size: tuple[int, int]) -> tuple[list[tuple[int, np.ndarray]], int]:
-    """Per-person ``pascal10`` label maps of one PASCAL-Part annotation file.
+def person_parts(mat_path: Path, image_size: tuple[int, int]) -> tuple[list[tuple[int, dict]], np.ndarray, int]:
+    """Raw part masks of every person of one PASCAL-Part annotation file.
 
-    Returns: ([(object index, uint8 (H, W) map)] for each person with part masks, the
-        number of persons without part masks).  Pixels of this person not covered by any
-        part, and every pixel of the *other* people in the image, are 255 (ignore): they
-        are people, but not this person's parts.
+    Returns: ([(object index, {part name: bool (H, W) mask})] for persons with parts,
+        bool (H, W) union of all persons' masks, number of persons without part masks).
     Raises: DataError on a file without ``anno.objects``, an unknown person part name or
         a mask whose size differs from the image.
     """
@@ -47,36 +46,44 @@ def person_label_maps(mat_path: Path, image_size: tuple[int, int]) -> tuple[list
         raise DataError(mat_path, f"no anno.objects struct ({e!r})") from None
     persons = [(k, o) for k, o in enumerate(objects) if _str(o["class"]) == "person"]
     all_people = np.zeros(image_size, dtype=bool)
-    for _, o in persons:
+    out = []
+    for k, o in persons:
         if o["mask"].shape != image_size:
             raise DataError(mat_path, f"object mask size {o['mask'].shape} differs from image {image_size}")
         all_people |= o["mask"].astype(bool)
-    out = []
-    for k, o in persons:
-        parts = o["parts"].reshape(-1)
-        if parts.size == 0:
-            continue
-        lm = np.zeros(image_size, dtype=np.uint8)
-        lm[all_people] = IGNORE
-        for p in parts:
+        parts = {}
+        for p in o["parts"].reshape(-1):
             name = _str(p["part_name"])
             if name not in PART_TO_PASCAL10:
                 raise DataError(mat_path, f"unknown person part {name!r}")
             if p["mask"].shape != image_size:
                 raise DataError(mat_path, f"part {name!r} mask size differs from the image")
-            lm[p["mask"].astype(bool)] = PART_TO_PASCAL10[name]
-        out.append((k, lm))
-    return out, len(persons) - len(out)
+            parts[name] = parts.get(name, False) | p["mask"].astype(bool)
+        if parts:
+            out.append((k, parts))
+    return out, all_people, len(persons) - len(out)
+
+
+def parts_label_map(parts: dict, all_people: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) ``pascal10`` map of one person's parts; other people's pixels and this
+    person's pixels outside every part are 255 (ignore)."""
+    lm = np.where(all_people, IGNORE, 0).astype(np.uint8)
+    for name, mask in parts.items():
+        lm[mask] = PART_TO_PASCAL10[name]
+    return lm
 
 
 def read_pascal_part(root: str | Path, *, label_set: str = "pascal6", skip_bad: bool = False,
-                     report: ReadReport | None = None) -> Iterator[PersonRecord]:
+                     report: ReadReport | None = None,
+                     keypoints_from_masks: bool = False) -> Iterator[PersonRecord]:
     """Yield one labelled record per person with part masks in a PASCAL-Part folder.
 
     Layout: ``<image id>.jpg`` beside ``<image id>.mat`` (``anno.objects``: ``class``,
     ``mask``, ``parts`` with ``part_name`` and ``mask``).  Non-person objects are ignored;
     persons without part masks are counted as ``no_parts``.  ``person_id`` is
-    ``"<image id>/<object index>"``.  No keypoints (None).
+    ``"<image id>/<object index>"``.  PASCAL-Part has no keypoints: None, or with
+    ``keypoints_from_masks`` the joints :func:`keypoints_from_parts` derives from the
+    part masks (all flagged derived).
 
     Args:
         label_set: ``pascal6`` (head, torso, upper/lower arms, upper/lower legs) or
@@ -92,12 +99,19 @@ def read_pascal_part(root: str | Path, *, label_set: str = "pascal6", skip_bad: 
         def people(mat=mat):
             image = mat.with_suffix(".jpg")
             size = files.image_size(image)
-            maps, unlabelled = person_label_maps(mat, size)
+            people, all_people, unlabelled = person_parts(mat, size)
             if report is not None:
                 report.counts["no_parts"] += unlabelled
             lut = pascal10_to_pascal6_lut() if label_set == "pascal6" else np.arange(256, dtype=np.uint8)
-            return [PersonRecord(image, size, f"{mat.stem}/{k}", "pascal_part", remap(lm, lut),
-                                 None, None, label_set, None, {"object_index": k})
-                    for k, lm in maps]
+            recs = []
+            for k, parts in people:
+                kp = derived = None
+                if keypoints_from_masks:
+                    kp = keypoints_from_parts(parts)
+                    derived = np.ones(16, dtype=bool)
+                recs.append(PersonRecord(image, size, f"{mat.stem}/{k}", "pascal_part",
+                                         remap(parts_label_map(parts, all_people), lut), kp, derived,
+                                         label_set, None, {"object_index": k}))
+            return recs
 
         yield from guard(people, skip_bad=skip_bad, report=report) or []

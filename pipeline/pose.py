@@ -1,0 +1,116 @@
+"""Pose normalisation (method.md section 2) and the person crop frame (section 5).
+
+Normalised pose: pelvis at the origin, torso (pelvis to thorax) of unit length, x right,
+y down, unitless.  Crop frame: a square box around the present keypoints, enlarged by
+``margin`` of its side on each side, resized to ``size`` x ``size`` pixels.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from pipeline.errors import DataError
+from pipeline.skeleton import J, NUM_JOINTS, present
+
+#: Torsos shorter than this many pixels are treated as zero-length.
+MIN_TORSO_PX = 1.0
+
+
+class NormalizedPoses(NamedTuple):
+    """Batched normalised poses.
+
+    Attributes:
+        coords: float32 (N, 16, 2), pelvis at 0, unit torso; NaN where a joint is missing
+            and for rejected poses.
+        valid: bool (N, 16): joint present (and pose usable).
+        usable: bool (N,): pose has a pelvis and a non-zero torso.
+        reasons: one string per pose, "" when usable, else why it was rejected.
+    """
+
+    coords: np.ndarray
+    valid: np.ndarray
+    usable: np.ndarray
+    reasons: list[str]
+
+
+def torso_problem(kp: np.ndarray) -> str:
+    """"" when keypoints (16, 3) have a usable torso, else the reason (missing pelvis,
+    missing thorax, zero-length torso)."""
+    if not present(kp[J["pelvis"]]):
+        return "no pelvis (hips missing)"
+    if not present(kp[J["thorax"]]):
+        return "no thorax (shoulders missing)"
+    if np.linalg.norm(kp[J["thorax"], :2] - kp[J["pelvis"], :2]) < MIN_TORSO_PX:
+        return "zero-length torso"
+    return ""
+
+
+def normalize_poses(keypoints: np.ndarray) -> NormalizedPoses:
+    """Normalise keypoints float (N, 16, 3) (or one (16, 3)) in pixels.
+
+    Poses without a pelvis, a thorax, or with a torso under :data:`MIN_TORSO_PX` are
+    not usable; their reason is returned, nothing is raised (use
+    :func:`require_usable` for a single pose that must be usable).
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    if kp.ndim == 2:
+        kp = kp[None]
+    if kp.ndim != 3 or kp.shape[1:] != (NUM_JOINTS, 3):
+        raise ValueError(f"keypoints must be (N, 16, 3), got {kp.shape}")
+    reasons = [torso_problem(k) for k in kp]
+    usable = np.array([r == "" for r in reasons], dtype=bool)
+    valid = present(kp) & usable[:, None]
+    pelvis = kp[:, J["pelvis"], :2]
+    torso = np.linalg.norm(kp[:, J["thorax"], :2] - pelvis, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coords = (kp[..., :2] - pelvis[:, None]) / torso[:, None, None]
+    coords[~valid] = np.nan
+    return NormalizedPoses(coords.astype(np.float32), valid, usable, reasons)
+
+
+def require_usable(keypoints: np.ndarray, path=None) -> None:
+    """Raise DataError (naming ``path``) unless keypoints (16, 3) have a usable torso."""
+    problem = torso_problem(np.asarray(keypoints))
+    if problem:
+        raise DataError(path, f"pose not usable: {problem}")
+
+
+class CropBox(NamedTuple):
+    """A square person box in image pixel coordinates: centre (cx, cy) and side, pixels."""
+
+    cx: float
+    cy: float
+    side: float
+
+    def crop_from_image(self, size: int) -> np.ndarray:
+        """float64 (2, 3) affine mapping image pixel centres to crop pixel centres
+        (``size`` x ``size``): x_crop = s (x - cx) + size / 2 - 0.5 with s = size / side."""
+        s = size / self.side
+        return np.array([[s, 0, size / 2 - 0.5 - s * self.cx],
+                         [0, s, size / 2 - 0.5 - s * self.cy]])
+
+
+def person_box(keypoints: np.ndarray, margin: float = 0.25, min_side: float = 8.0, path=None) -> CropBox:
+    """Square box around the present keypoints (16, 3): the keypoints' bounding box made
+    square on its longer side, then enlarged by ``margin`` x side on each side (so the
+    side grows by 1 + 2 margin), at least ``min_side`` pixels.
+
+    Raises: DataError when fewer than two joints are present.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    ok = present(kp)
+    if ok.sum() < 2:
+        raise DataError(path, f"only {int(ok.sum())} keypoints present; cannot place a person box")
+    lo, hi = kp[ok, :2].min(axis=0), kp[ok, :2].max(axis=0)
+    side = max(float((hi - lo).max()) * (1 + 2 * margin), min_side)
+    centre = (lo + hi) / 2
+    return CropBox(float(centre[0]), float(centre[1]), side)
+
+
+def apply_affine(keypoints: np.ndarray, dst_from_src: np.ndarray) -> np.ndarray:
+    """Move keypoints (..., 16, 3) with a (2, 3) affine; v and NaN (missing) are kept."""
+    kp = np.array(keypoints, dtype=np.float32, copy=True)
+    xy = kp[..., :2].astype(np.float64)
+    kp[..., :2] = xy @ dst_from_src[:, :2].T + dst_from_src[:, 2]
+    return kp
