@@ -105,6 +105,28 @@ def cmd_data_summary(args) -> int:
     return 0
 
 
+def cmd_data_show(args) -> int:
+    import numpy as np
+
+    from pipeline import files
+    from pipeline.dataset_show import people_grid
+    from pipeline.layouts import iter_records
+
+    recs = [r for r in iter_records(args.path, args.layout, skip_bad=True)
+            if r.label_map is not None and r.keypoints is not None]
+    if args.ids:
+        recs = [r for r in recs if r.person_id in set(args.ids)]
+    elif len(recs) > args.n:
+        pick = np.random.default_rng(args.seed).choice(len(recs), args.n, replace=False)
+        recs = [recs[i] for i in sorted(pick)]
+    if not recs:
+        print("error: no labelled people with keypoints to show", file=sys.stderr)
+        return 1
+    files.write_image(args.out, people_grid(recs, args.tile, photos=not args.no_photos))
+    print(f"wrote {args.out} ({len(recs)} people)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="partsynth",
@@ -125,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--skip-bad", action="store_true", help="skip and report bad items instead of stopping")
     s.set_defaults(func=cmd_data_summary)
 
+    g = data.add_parser("show", help="PNG grid of labelled people (crop | label overlay)")
+    g.add_argument("path", type=Path)
+    g.add_argument("--out", type=Path, required=True)
+    g.add_argument("--layout")
+    g.add_argument("--n", type=int, default=16, help="people drawn at random")
+    g.add_argument("--ids", nargs="+", help="these person ids instead")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--tile", type=int, default=128)
+    g.add_argument("--no-photos", action="store_true")
+    g.set_defaults(func=cmd_data_show)
+
     d = data.add_parser("demo", help="generate the embedded synthetic demo set")
     d.add_argument("out", type=Path, nargs="?", default=DEFAULT_DEMO_DIR)
     d.add_argument("--seed", type=int, default=0)
@@ -137,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.prior_cli import add_prior_commands
 
     add_prior_commands(sub)
+    from flows.refine_cli import add_refine_commands
+
+    add_refine_commands(sub)
     return parser
 
 

@@ -76,3 +76,10 @@ def test_cli_summary_on_real_ccp(shared_data, capsys):
     out = capsys.readouterr().out
     for expected in ("1898", "804", "1092", "upper-clothes"):
         assert expected in out
+
+
+def test_cli_data_show_writes_a_grid(demo_dir, tmp_path):
+    from pipeline.files import read_image
+
+    assert main(["data", "show", str(demo_dir), "--n", "3", "--tile", "64", "--out", str(tmp_path / "g.png")]) == 0
+    assert read_image(tmp_path / "g.png").shape == (68, 6 * 68, 3)

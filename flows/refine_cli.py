@@ -1,0 +1,147 @@
+"""``partsynth train-refiner`` and ``partsynth synthesize``."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+
+def cmd_train_refiner(args) -> int:
+    from flows.cli import _progress
+    from refine_net.train import TrainConfig, main
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = TrainConfig(data=str(args.data), out_dir=str(args.out), size=args.size, k=args.k, n=args.n,
+                      use_prior=not args.no_prior, loss=args.loss, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, max_minutes=args.max_minutes,
+                      base_filters=args.base_filters, depth=args.depth, seed=args.seed,
+                      label_set=args.label_set, threads=args.threads)
+    with _progress() as bar:
+        task = bar.add_task("training", total=None)
+
+        def progress(stage, done, total):
+            bar.update(task, description=stage, completed=done, total=total)
+
+        path = main(cfg, progress=progress, resume=not args.restart)
+    print(f"checkpoint: {path}")
+    return 0
+
+
+def cmd_synthesize(args) -> int:
+    from rich.console import Console
+
+    from flows.cli import _progress
+    from pipeline.records import ReadReport
+    from refine_net.synthesize import SynthConfig, Synthesizer, keypoint_only_people
+
+    console = Console()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    report = ReadReport()
+    people = keypoint_only_people(args.data, args.layout, report)
+    synth = Synthesizer(SynthConfig(checkpoint=str(args.checkpoint), bank_data=args.bank_data and str(args.bank_data),
+                                    k=args.k, save_probabilities=args.save_probabilities,
+                                    bank_split=args.bank_split))
+    n_images = len({str(p.image_path) for p in people})
+    with _progress() as bar:
+        task = bar.add_task("synthesizing", total=n_images)
+        counts = synth.run(people, args.out, progress=lambda _: bar.advance(task))
+    totals = synth.finalize(args.out)
+    console.print(f"{args.out}: {counts['images_done']} images labelled now, {counts['images_reused']} "
+                  f"already done, {counts['images_failed']} failed; {totals['people_labelled']} people "
+                  f"labelled, {totals['people_skipped']} skipped (see manifest.parquet); reader: "
+                  f"{report.summary()}")
+    for file, problem in report.skipped[:20]:
+        console.print(f"  skipped {file}: {problem}", markup=False)
+    return 0
+
+
+def cmd_evaluate_refiner(args) -> int:
+    from pipeline.files import read_json, write_image, write_json
+    from pipeline.prior_eval import scores_table
+    from refine_net.evaluate import evaluate_checkpoint, refine_grid
+
+    results, table_rows = {}, {}
+    ds = None
+    for ckpt in args.checkpoint:
+        scores, ds = evaluate_checkpoint(str(ckpt), args.data and str(args.data))
+        cfg = read_json(Path(ckpt).parent / "config.json")["train"]
+        name = f"{Path(ckpt).parent.name} ({'image + prior' if cfg['use_prior'] else 'image only'}, {cfg['loss']})"
+        table_rows[f"{name}: refiner"] = scores["refiner"]
+        if "prior argmax" in scores:
+            table_rows["prior argmax (k nearest, train bank)"] = scores["prior argmax"]
+        results[str(ckpt)] = {m: s.as_dict(LABEL_NAMES(ds)) for m, s in scores.items()}
+    print(scores_table(table_rows, ds.bank.label_set))
+    if args.out:
+        write_json(args.out, results)
+    if args.grid:
+        ids = args.ids or ds.s.person_ids[:6]
+        write_image(args.grid, refine_grid(str(args.checkpoint[0]), ds, ids, photos=not args.no_photos))
+        print(f"wrote {args.grid}")
+    return 0
+
+
+def LABEL_NAMES(ds):
+    from pipeline.labels import LABEL_SETS
+
+    return LABEL_SETS[ds.bank.label_set].names
+
+
+def add_refine_commands(sub) -> None:
+    s = sub.add_parser("synthesize", help="label the keypoint-only people of a dataset")
+    s.add_argument("--checkpoint", type=Path, required=True, help="refiner checkpoint (last.pt)")
+    s.add_argument("--data", type=Path, required=True, help="dataset or annotation file with keypoint-only people")
+    s.add_argument("--layout", help="force a layout instead of detecting it")
+    s.add_argument("--out", type=Path, required=True, help="output dataset folder (resumable)")
+    s.add_argument("--bank-data", type=Path, help="labelled bank (default: the refiner's training data)")
+    s.add_argument("--bank-split", help="use only this split of the bank (default: every labelled person)")
+    s.add_argument("--k", type=int, default=3)
+    s.add_argument("--save-probabilities", action="store_true")
+    s.add_argument("--threads", type=int)
+    s.set_defaults(func=cmd_synthesize)
+
+    e = sub.add_parser("evaluate-refiner", help="score refiner checkpoints on the val split")
+    e.add_argument("checkpoint", type=Path, nargs="+")
+    e.add_argument("--data", type=Path, help="labelled dataset (default: the training data)")
+    e.add_argument("--out", type=Path, help="write scores as JSON")
+    e.add_argument("--grid", type=Path, help="write a PNG grid image | prior | refined | ground truth")
+    e.add_argument("--ids", nargs="+", help="person ids for the grid (default: the first 6)")
+    e.add_argument("--no-photos", action="store_true", help="leave photographs out of the grid")
+    e.set_defaults(func=cmd_evaluate_refiner)
+
+    t = sub.add_parser("train-refiner", help="train the refinement U-Net on a labelled dataset")
+    t.add_argument("--data", type=Path, required=True, help="labelled dataset with keypoints (train/val splits)")
+    t.add_argument("--out", type=Path, required=True, help="run folder (last.pt, config.json, history.json)")
+    t.add_argument("--profile", choices=["cpu", "gpu"], default="cpu",
+                   help="cpu: 128 px, 32 filters, depth 5; gpu: 256 px, 64 filters, depth 8 (the paper)")
+    t.add_argument("--size", type=int)
+    t.add_argument("--base-filters", type=int)
+    t.add_argument("--depth", type=int)
+    t.add_argument("--k", type=int, default=3)
+    t.add_argument("--n", type=int, default=5)
+    t.add_argument("--no-prior", action="store_true", help="image-only baseline (paper Fig. 7)")
+    t.add_argument("--loss", choices=["l1", "ce"], default="l1")
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--max-minutes", type=float, help="stop after the epoch that crosses this budget")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--label-set", help="ccp8/ccp59 for CCP, pascal6/pascal10 for PASCAL-Part")
+    t.add_argument("--threads", type=int, help="torch threads")
+    t.add_argument("--restart", action="store_true", help="ignore an existing last.pt")
+    t.set_defaults(func=_with_profile(cmd_train_refiner))
+
+
+PROFILES = {"cpu": {"size": 128, "base_filters": 32, "depth": 5},
+            "gpu": {"size": 256, "base_filters": 64, "depth": 8}}
+
+
+def _with_profile(fn):
+    def run(args):
+        for key, value in PROFILES[args.profile].items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+        return fn(args)
+
+    return run

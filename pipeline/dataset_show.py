@@ -1,0 +1,33 @@
+"""A PNG grid of people from any labelled dataset: the person crop with its label overlay
+(for looking at synthesized labels)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipeline import files
+from pipeline.labels import LABEL_SETS
+from pipeline.overlay import colorize, draw_keypoints, grid, overlay
+from pipeline.pose import apply_affine, person_box
+from pipeline.prior import crop_image, crop_label_map
+from pipeline.records import PersonRecord
+
+
+def people_grid(records: Sequence[PersonRecord], tile: int = 128, per_row: int = 4,
+                photos: bool = True) -> np.ndarray:
+    """uint8 RGB grid; per person two tiles: crop with keypoints | label overlay (or the
+    colour label map alone with ``photos=False``).  Records need keypoints and labels."""
+    tiles = []
+    for rec in records:
+        box = person_box(rec.keypoints, 0.25, path=rec.image_path)
+        pal = LABEL_SETS[rec.label_set].palette
+        lm = crop_label_map(rec.label_map, box, tile)
+        kp = apply_affine(rec.keypoints, box.crop_from_image(tile))
+        if photos:
+            img = crop_image(files.read_image(rec.image_path), box, tile)
+            tiles += [draw_keypoints(img, kp), overlay(img, lm, 0.6, pal)]
+        else:
+            tiles += [draw_keypoints(np.zeros((tile, tile, 3), np.uint8), kp), colorize(lm, pal)]
+    rows = [tiles[i:i + 2 * per_row] for i in range(0, len(tiles), 2 * per_row)]
+    return grid(rows, tile)

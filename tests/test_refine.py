@@ -1,0 +1,188 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline import files
+from pipeline.layouts import iter_records
+from pipeline.readers.folder import keypoints_to_json
+from pipeline.records import ReadReport
+from refine_net.losses import ce_loss, l1_mask_loss
+from refine_net.model import RefineConfig, UNet
+from refine_net.synthesize import SynthConfig, Synthesizer, keypoint_only_people
+from refine_net.train import TrainConfig, main
+
+TINY = dict(size=64, depth=4, base_filters=8, batch_size=4, loss="ce", lr=2e-3, dropout_blocks=0, threads=2)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(demo_dir, tmp_path_factory) -> Path:
+    """A tiny refiner trained for 20 epochs on the demo set (about 10 s)."""
+    return main(TrainConfig(data=str(demo_dir), out_dir=str(tmp_path_factory.mktemp("run")), epochs=20, **TINY))
+
+
+def test_unet_forward_backward_finite():
+    model = UNet(RefineConfig(num_classes=8, depth=6, base_filters=8))
+    x = torch.randn(1, 3 + 8, 64, 64, requires_grad=True)
+    out = model(x)["parsing"]
+    assert out.shape == (1, 8, 64, 64) and torch.isfinite(out).all()
+    l1_mask_loss(out, torch.randint(0, 8, (1, 64, 64))).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert torch.isfinite(x.grad).all()
+    with pytest.raises(ValueError, match="input channels"):
+        model(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="divisible"):
+        model(torch.randn(1, 11, 48, 48))
+    assert UNet(RefineConfig(num_classes=8, use_prior=False, depth=4))(torch.randn(1, 3, 32, 32))["parsing"].shape[1] == 8
+
+
+def test_losses_hand_computed_and_ignore():
+    target = torch.tensor([[[0, 1], [255, 1]]])
+    perfect = torch.where(torch.nn.functional.one_hot(target.clamp(max=1), 2).permute(0, 3, 1, 2).bool(),
+                          torch.tensor(50.0), torch.tensor(-50.0))
+    assert l1_mask_loss(perfect, target) < 1e-6 and ce_loss(perfect, target) < 1e-6
+    uniform = torch.zeros(1, 2, 2, 2)  # p = 0.5 everywhere: |0.5 - 1| and |0.5 - 0| per class
+    assert l1_mask_loss(uniform, target).item() == pytest.approx(0.5)
+    assert ce_loss(uniform, torch.full((1, 2, 2), 255)).item() == 0
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = UNet(RefineConfig(num_classes=4, depth=4, base_filters=8, dropout_blocks=0))
+    x, y = torch.randn(2, 7, 32, 32), torch.randint(0, 4, (2, 32, 32))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.5, 0.999))
+    losses = []
+    for _ in range(40):
+        loss = l1_mask_loss(model(x)["parsing"], y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def _weights(path):
+    return torch.load(path, weights_only=False)["model"]
+
+
+def test_same_seed_same_weights_and_resume(demo_dir, tmp_path):
+    cfg = dict(data=str(demo_dir), epochs=2, **{**TINY, "dropout_blocks": 1})
+    a = main(TrainConfig(out_dir=str(tmp_path / "a"), **cfg))
+    b = main(TrainConfig(out_dir=str(tmp_path / "b"), **cfg))
+    c = main(TrainConfig(out_dir=str(tmp_path / "c"), seed=1, **cfg))
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+    # 1 epoch, "killed", then resumed to 2 epochs == 2 epochs straight
+    main(TrainConfig(out_dir=str(tmp_path / "r"), **{**cfg, "epochs": 1}))
+    ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=False)
+    ckpt["train_config"]["epochs"] = 2  # the user raises the epoch count and resumes
+    torch.save(ckpt, tmp_path / "r" / "last.pt")
+    r = main(TrainConfig(out_dir=str(tmp_path / "r"), **cfg))
+    wr = _weights(r)
+    assert all(torch.equal(wa[k], wr[k]) for k in wa)
+    history = json.loads((tmp_path / "r" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1] and "val_miou" in history[0]
+
+
+def two_person_folder(demo_dir, root: Path) -> Path:
+    """One image with two training figures side by side, their keypoints, no labels."""
+    recs = [r for r in iter_records(demo_dir) if r.split == "train"][:2]
+    left, right = (files.read_image(r.image_path) for r in recs)
+    files.write_image(root / "images" / "two.png", np.concatenate([left, right], axis=1))
+    kp_b = recs[1].keypoints.copy()
+    kp_b[:, 0] += left.shape[1]
+    people = [{"person_id": pid, "image": "images/two.png", "label": None, "split": "unlabelled",
+               "keypoints": keypoints_to_json(kp)} for pid, kp in (("a", recs[0].keypoints), ("b", kp_b))]
+    files.write_json(root / "people.json", people)
+    files.write_json(root / "dataset.json", {"format": "partsynth", "label_set": "pascal10"})
+    return root
+
+
+def test_two_person_image_gives_both_people_labels(demo_dir, checkpoint, tmp_path):
+    data = two_person_folder(demo_dir, tmp_path / "in")
+    synth = Synthesizer(SynthConfig(checkpoint=str(checkpoint)))
+    counts = synth.run(keypoint_only_people(data), tmp_path / "out")
+    assert counts == {"images_done": 1, "images_reused": 0, "images_failed": 0}
+    synth.finalize(tmp_path / "out")
+    item = json.loads(next((tmp_path / "out" / "items").glob("*.json")).read_text())
+    persons = {p["person_id"]: p for p in item["persons"]}
+    assert persons["a"]["status"] == persons["b"]["status"] == "ok"
+    assert persons["a"]["pixels"] > 0 and persons["b"]["pixels"] > 0
+    label = files.read_label_png(tmp_path / "out" / item["label"])
+    half = label.shape[1] // 2
+    assert (label[:, :half] > 0).any() and (label[:, half:] > 0).any()
+    coco = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    assert {a["person_id"] for a in coco["annotations"]} == {"a", "b"}
+    from pycocotools import mask as mask_utils
+
+    for a in coco["annotations"]:  # RLEs decode to that person's pixels of that class
+        m = mask_utils.decode({"size": a["segmentation"]["size"],
+                               "counts": a["segmentation"]["counts"].encode()}).astype(bool)
+        assert (label[m] == a["category_id"]).all()
+        assert m[:, :half].any() != m[:, half:].any() or a["person_id"] in "ab"
+    written = list(iter_records(tmp_path / "out"))
+    assert len(written) == 2 and all(r.label_map is not None for r in written)
+
+
+def bad_input_folder(demo_dir, root: Path) -> Path:
+    shutil.copytree(demo_dir, root)
+    people = json.loads((root / "people.json").read_text())
+    kp_only = [p for p in people if p["label"] is None]
+    img = root / kp_only[0]["image"]
+    img.write_bytes(img.read_bytes()[:300])  # truncated: the header reads, the pixels do not
+    kp_only[1]["keypoints"][2] = [None, 4.0, 2.0]  # NaN coordinate on a present joint
+    for row in kp_only[2]["keypoints"][:12]:
+        row[:] = [None, None, 0.0]  # too few joints
+    (root / "people.json").write_text(json.dumps(people))
+    return root
+
+
+def test_bad_items_are_reported_and_skipped_while_the_rest_is_written(demo_dir, checkpoint, tmp_path):
+    data = bad_input_folder(demo_dir, tmp_path / "in")
+    report = ReadReport()
+    people = keypoint_only_people(data, report=report)
+    assert len(report.skipped) == 1 and "NaN" in report.skipped[0][1]
+    synth = Synthesizer(SynthConfig(checkpoint=str(checkpoint)))
+    counts = synth.run(people, tmp_path / "out")
+    assert counts["images_failed"] == 1
+    totals = synth.finalize(tmp_path / "out")
+    n = len(people)
+    assert totals == {"images": n, "people_labelled": n - 2, "people_skipped": 2}
+    manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    reasons = set(manifest.loc[manifest.status == "skipped", "reason"])
+    assert any("corrupt or unreadable image" in r for r in reasons) and any("no pelvis" in r for r in reasons)
+    assert len(list((tmp_path / "out" / "labels").glob("*.png"))) == n - 2
+    ok = manifest[manifest.status == "ok"]
+    assert (ok.refiner_sha256.str.len() == 64).all() and ok.neighbours.map(len).eq(3).all()
+
+
+def _snapshot(out: Path) -> dict:
+    snap = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file() and p.suffix != ".parquet":
+            snap[str(p.relative_to(out))] = p.read_bytes()
+    snap["manifest"] = pd.read_parquet(out / "manifest.parquet").to_json()
+    return snap
+
+
+def test_killed_and_restarted_synthesis_ends_identical(demo_dir, checkpoint, tmp_path):
+    people = keypoint_only_people(demo_dir)
+    synth = Synthesizer(SynthConfig(checkpoint=str(checkpoint), save_probabilities=True))
+    synth.run(people, tmp_path / "full")
+    synth.finalize(tmp_path / "full")
+    # "killed" after 3 images, with a half-written temp file left behind by the kill
+    assert synth.run(people, tmp_path / "resumed", stop_after=3)["images_done"] == 3
+    stale = tmp_path / "resumed" / "labels" / ".demo00013-0a1b2c3d.k2j4l5.tmp.png"
+    stale.write_bytes(b"partial")
+    counts = Synthesizer(SynthConfig(checkpoint=str(checkpoint), save_probabilities=True)).run(
+        people, tmp_path / "resumed")
+    assert counts["images_reused"] == 3 and counts["images_done"] == len(people) - 3
+    synth.finalize(tmp_path / "resumed")
+    assert not stale.exists()  # the rerun removed the killed run's partial file
+    assert _snapshot(tmp_path / "resumed") == _snapshot(tmp_path / "full")
+    assert not [p for p in (tmp_path / "full").rglob("*") if ".tmp" in p.name]
