@@ -59,6 +59,7 @@ def cmd_synthesize(args) -> int:
 
 def cmd_evaluate_refiner(args) -> int:
     from pipeline.files import read_json, write_image, write_json
+    from pipeline.labels import LABEL_SETS
     from pipeline.prior_eval import scores_table
     from refine_net.evaluate import evaluate_checkpoint, refine_grid
 
@@ -71,7 +72,7 @@ def cmd_evaluate_refiner(args) -> int:
         table_rows[f"{name}: refiner"] = scores["refiner"]
         if "prior argmax" in scores:
             table_rows["prior argmax (k nearest, train bank)"] = scores["prior argmax"]
-        results[str(ckpt)] = {m: s.as_dict(LABEL_NAMES(ds)) for m, s in scores.items()}
+        results[str(ckpt)] = {m: s.as_dict(LABEL_SETS[ds.bank.label_set].names) for m, s in scores.items()}
     print(scores_table(table_rows, ds.bank.label_set))
     if args.out:
         write_json(args.out, results)
@@ -80,12 +81,6 @@ def cmd_evaluate_refiner(args) -> int:
         write_image(args.grid, refine_grid(str(args.checkpoint[0]), ds, ids, photos=not args.no_photos))
         print(f"wrote {args.grid}")
     return 0
-
-
-def LABEL_NAMES(ds):
-    from pipeline.labels import LABEL_SETS
-
-    return LABEL_SETS[ds.bank.label_set].names
 
 
 def add_refine_commands(sub) -> None:

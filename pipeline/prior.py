@@ -97,6 +97,7 @@ class PriorBank:
         self.num_classes = LABEL_SETS[label_set].num_classes
         self.config = config
         self.skipped = skipped
+        self._label_sum: np.ndarray | None = None  # one-hot sum of all exemplars, for mean_prior
         kps = np.stack([e.keypoints for e in exemplars]) if exemplars else np.zeros((0, 16, 3))
         self.index = PoseIndex(kps, groups, min_shared=config.min_shared)
 
@@ -160,10 +161,10 @@ class PriorBank:
     def mean_prior(self, exclude_group=None) -> np.ndarray:
         """Pose-free baseline float32 (C, S, S): the mean one-hot crop label map of the
         bank (rows of ``exclude_group`` left out)."""
-        if not hasattr(self, "_sum"):
-            self._sum = one_hot_mean(np.stack([e.label_map for e in self.exemplars]),
-                                     self.num_classes) * len(self.exemplars)
-        total, n = self._sum, len(self.exemplars)
+        if self._label_sum is None:
+            self._label_sum = one_hot_mean(np.stack([e.label_map for e in self.exemplars]),
+                                           self.num_classes) * len(self.exemplars)
+        total, n = self._label_sum, len(self.exemplars)
         if exclude_group is not None:
             rows = np.flatnonzero(self.groups == exclude_group)
             if len(rows):

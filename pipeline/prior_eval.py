@@ -23,7 +23,7 @@ def _gt_crop(rec: PersonRecord, bank: PriorBank, row: int) -> np.ndarray:
     return crop_label_map(rec.label_map, bank.exemplars[row].box, bank.config.size, outside=255)
 
 
-def _score_rows(bank: PriorBank, query_rows: Sequence[int], gts: Sequence[np.ndarray],
+def _score_rows(bank: PriorBank, gts: Sequence[np.ndarray],
                 kp_crops: np.ndarray, groups, ks: Sequence[int], progress) -> dict[str, ParsingScores]:
     c = bank.num_classes
     out = {}
@@ -43,10 +43,9 @@ def _score_rows(bank: PriorBank, query_rows: Sequence[int], gts: Sequence[np.nda
     out["pose-free"] = cm.compute()
     if bank.label_set == "pascal6":
         cm = ConfusionMatrix(c)
+        lut = np.concatenate([[0], SEGMENT_TO_PASCAL6]).astype(np.uint8)
         for i, gt in enumerate(gts):
-            sk = skeleton_map(kp_crops[i], bank.config.size)
-            lut = np.concatenate([[0], SEGMENT_TO_PASCAL6]).astype(np.uint8)
-            cm.update(gt, lut[sk])
+            cm.update(gt, lut[skeleton_map(kp_crops[i], bank.config.size)])
         out["skeleton map"] = cm.compute()
     return out
 
@@ -57,12 +56,12 @@ def evaluate_leave_one_out(records: Sequence[PersonRecord], config: PriorConfig,
 
     Returns: ({method: scores}, info with the number of queries and skipped people).
     """
-    bank = PriorBank.from_records(records, replace(config, flip=config.flip))
+    bank = PriorBank.from_records(records, config)
     originals = [r for r, e in enumerate(bank.exemplars) if not e.flipped]
     recs = {r.person_id: r for r in records}
     gts = [_gt_crop(recs[bank.exemplars[r].person_id], bank, r) for r in originals]
     kps = np.stack([bank.exemplars[r].keypoints for r in originals])
-    scores = _score_rows(bank, originals, gts, kps, bank.groups[originals], ks, progress)
+    scores = _score_rows(bank, gts, kps, bank.groups[originals], ks, progress)
     return scores, {"queries": len(originals), "bank": len(bank.exemplars), "skipped": bank.skipped}
 
 
@@ -76,7 +75,7 @@ def evaluate_split(bank_records: Sequence[PersonRecord], query_records: Sequence
     rows = list(range(len(qbank.exemplars)))
     gts = [_gt_crop(recs[qbank.exemplars[r].person_id], qbank, r) for r in rows]
     kps = np.stack([e.keypoints for e in qbank.exemplars])
-    scores = _score_rows(bank, rows, gts, kps, None, ks, progress)
+    scores = _score_rows(bank, gts, kps, None, ks, progress)
     return scores, {"queries": len(rows), "bank": len(bank.exemplars),
                     "skipped": bank.skipped + qbank.skipped}
 

@@ -9,6 +9,7 @@ import numpy as np
 from pipeline import files
 from pipeline.labels import LABEL_SETS
 from pipeline.overlay import colorize, draw_keypoints, grid, overlay
+from pipeline.pose import apply_affine, person_box
 from pipeline.prior import PriorBank, crop_image, crop_label_map
 from pipeline.records import PersonRecord
 
@@ -30,8 +31,6 @@ def prior_grid(bank: PriorBank, queries: Sequence[PersonRecord], k: int, tile: i
     size = bank.config.size
     rows = []
     for rec in queries:
-        from pipeline.pose import apply_affine, person_box
-
         box = person_box(rec.keypoints, bank.config.margin, path=rec.image_path)
         kp = apply_affine(rec.keypoints, box.crop_from_image(size))
         group = bank.groups[by_id[rec.person_id]] if rec.person_id in by_id else None
