@@ -173,12 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.refine_cli import add_refine_commands
 
     add_refine_commands(sub)
+    from flows.parser_cli import add_parser_commands
+
+    add_parser_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.errors import DataError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

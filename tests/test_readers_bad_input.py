@@ -8,29 +8,10 @@ import scipy.io
 
 from pipeline import files
 from pipeline.errors import DataError
-from pipeline.labels import CCP59_NAMES
 from pipeline.readers import read_ccp, read_coco, read_lsp, read_mpii_mat, read_partsynth_folder
 from pipeline.records import ReadReport
 from pipeline.skeleton import J
-
-
-def write_ccp(root, n=3, size=(12, 8)):
-    (root / "photos").mkdir(parents=True)
-    (root / "annotations" / "pixel-level").mkdir(parents=True)
-    cells = np.empty((1, len(CCP59_NAMES)), dtype=object)
-    for i, name in enumerate(CCP59_NAMES):
-        cells[0, i] = np.array([name])
-    scipy.io.savemat(root / "label_list.mat", {"label_list": cells})
-    kps = {}
-    for i in range(1, n + 1):
-        files.write_image(root / "photos" / f"{i:04d}.jpg", np.full((*size, 3), 100, np.uint8))
-        gt = np.zeros(size, np.uint8)
-        gt[2:6, 2:5] = 19  # hair
-        scipy.io.savemat(root / "annotations" / "pixel-level" / f"{i:04d}.mat", {"groundtruth": gt})
-        lm = np.tile([[4.0, 4.0, 0.9]], (33, 1))
-        lm[23:25, 1] = 9.0  # hips lower than the rest
-        kps[f"{i:04d}.jpg"] = lm.tolist()
-    (root / "keypoints_blazepose33.json").write_text(json.dumps(kps))
+from writers import write_ccp
 
 
 def test_ccp_small_folder_reads(tmp_path):

@@ -1,0 +1,109 @@
+"""Evaluating a parser on whole images: single- or multi-scale, optional flip, scored at
+each label map's own resolution with one confusion matrix over the set (method.md 8)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline import files
+from pipeline.labels import LabelSet
+from pipeline.metrics import ConfusionMatrix, ParsingScores
+from pipeline.records import PersonRecord
+from parser_net.dataset import resize_long_side, to_tensor
+
+
+@torch.no_grad()
+def predict_probabilities(model: torch.nn.Module, image: np.ndarray, long_side: int,
+                          scales: tuple[float, ...] = (1.0,), flip_perm: np.ndarray | None = None) -> torch.Tensor:
+    """Class probabilities of one image at its own resolution.
+
+    Args:
+        model: a parser in eval mode returning ``{"parsing": (1, C, h, w)}``.
+        image: uint8 (H, W, 3) RGB.
+        long_side: the image is resized so that its long side is ``long_side`` x scale.
+        scales: test scales; probabilities are averaged over them (multi-scale testing).
+        flip_perm: int (C,) class permutation mapping each class to its mirror; when given,
+            the horizontally flipped image is parsed too, flipped back, its classes
+            permuted, and averaged in.
+    Returns: float32 (C, H, W) probabilities (softmax, averaged), summing to 1 per pixel.
+    """
+    h, w = image.shape[:2]
+    total = None
+    for s in scales:
+        x = to_tensor(resize_long_side(image, max(8, round(long_side * s)), cv2.INTER_AREA))[None]
+        views = [model(x)["parsing"].softmax(1)]
+        if flip_perm is not None:
+            flipped = model(x.flip(-1))["parsing"].softmax(1).flip(-1)
+            views.append(flipped[:, torch.as_tensor(flip_perm)])
+        for p in views:
+            p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)[0]
+            total = p if total is None else total + p
+    return total / total.sum(0, keepdim=True)
+
+
+def evaluate_records(model: torch.nn.Module, records: Iterable[PersonRecord], label_set: LabelSet,
+                     long_side: int, scales: tuple[float, ...] = (1.0,), flip: bool = False,
+                     progress: Callable[[int], None] | None = None) -> tuple[ParsingScores, int]:
+    """Parse every labelled image of ``records`` (each image once) and score it against its
+    label map at full resolution (255 ignored).
+
+    Returns: the scores and the number of images.  Raises: DataError for an unreadable
+    image; ValueError when no record has a label map."""
+    model.eval()
+    perm = label_set.flip_lut()[:label_set.num_classes].astype(np.int64) if flip else None
+    cm, seen = ConfusionMatrix(label_set.num_classes), set()
+    for r in records:
+        if r.label_map is None or r.image_path in seen:
+            continue
+        seen.add(r.image_path)
+        probs = predict_probabilities(model, files.read_image(r.image_path), long_side, scales, perm)
+        cm.update(r.label_map, probs.argmax(0).numpy())
+        if progress:
+            progress(len(seen))
+    if not seen:
+        raise ValueError("no labelled images to evaluate")
+    return cm.compute(), len(seen)
+
+
+def scores_markdown(rows: dict[str, ParsingScores], names: tuple[str, ...]) -> str:
+    """A markdown table: one row per model, per-class IoU, mIoU, pixel and mean accuracy (%)."""
+    head = "| model | " + " | ".join(names) + " | mIoU | pixel acc | mean acc |"
+    lines = [head, "|" + "---|" * (len(names) + 4)]
+    for name, s in rows.items():
+        cells = [f"{100 * v:.1f}" if np.isfinite(v) else "-" for v in s.iou]
+        lines.append(f"| {name} | " + " | ".join(cells) +
+                     f" | **{100 * s.mean_iou:.1f}** | {100 * s.pixel_accuracy:.1f} | {100 * s.mean_accuracy:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_checkpoint(checkpoint: str, data: str, *, layout: str | None = None, split: str | None = None,
+                        scales: tuple[float, ...] = (1.0,), flip: bool = False,
+                        progress: Callable[[int], None] | None = None) -> tuple[ParsingScores, int, LabelSet]:
+    """Score a parser checkpoint on the labelled images of any supported dataset layout.
+
+    Args:
+        checkpoint: ``last.pt`` of :func:`parser_net.train.train_parser`.
+        data: dataset folder or annotation file; it is read in the checkpoint's label set.
+        split: only records of this split (``val`` for CCP's held-out people); None: all.
+        scales, flip: test-time augmentation (see :func:`predict_probabilities`).
+    Returns: scores, number of images, the label set.  Raises: ValueError when the data
+    has no labelled image (in ``split``) or its label set differs from the checkpoint's;
+    DataError for unreadable files."""
+    from pipeline.labels import LABEL_SETS
+    from pipeline.layouts import iter_records
+    from parser_net.train import load_parser
+
+    model, ckpt = load_parser(checkpoint)
+    label_set = LABEL_SETS[ckpt["label_set"]]
+    records = [r for r in iter_records(data, layout, label_set=label_set.name)
+               if r.label_map is not None and (split is None or r.split == split)]
+    if not records:
+        raise ValueError(f"{data}: no labelled images" + (f" in split {split!r}" if split else ""))
+    if records[0].label_set != label_set.name:
+        raise ValueError(f"{data}: labels are {records[0].label_set}, the parser predicts {label_set.name}")
+    scores, n = evaluate_records(model, records, label_set, ckpt["size"], scales, flip, progress)
+    return scores, n, label_set
