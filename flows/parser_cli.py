@@ -37,17 +37,16 @@ def cmd_evaluate(args) -> int:
     from pipeline.files import write_json
     from parser_net.evaluate import evaluate_checkpoint, scores_markdown
 
-    rows, results = {}, {}
+    results = {}
     for ckpt in args.checkpoint:
         with _progress() as bar:
             task = bar.add_task(f"evaluating {ckpt}", total=None)
             scores, n, label_set = evaluate_checkpoint(
                 str(ckpt), str(args.data), layout=args.layout, split=args.split, scales=tuple(args.scales),
                 flip=args.flip, progress=lambda done: bar.update(task, completed=done))
-        rows[str(ckpt)] = scores
         results[str(ckpt)] = dict(scores.as_dict(label_set.names), images=n, data=str(args.data),
                                   split=args.split, scales=list(args.scales), flip=args.flip)
-    table = scores_markdown(rows, label_set.names)
+    table = scores_markdown(results)
     print(table)
     if args.out:
         write_json(args.out, results)

@@ -1,4 +1,4 @@
-"""``partsynth train-refiner`` and ``partsynth synthesize``."""
+"""``partsynth train-refiner`` and ``partsynth evaluate-refiner``."""
 from __future__ import annotations
 
 import logging
@@ -23,37 +23,6 @@ def cmd_train_refiner(args) -> int:
 
         path = main(cfg, progress=progress, resume=not args.restart)
     print(f"checkpoint: {path}")
-    return 0
-
-
-def cmd_synthesize(args) -> int:
-    from rich.console import Console
-
-    from flows.cli import _progress
-    from pipeline.records import ReadReport
-    from refine_net.synthesize import SynthConfig, Synthesizer, keypoint_only_people
-
-    console = Console()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    report = ReadReport()
-    people = keypoint_only_people(args.data, args.layout, report)
-    synth = Synthesizer(SynthConfig(checkpoint=str(args.checkpoint), bank_data=args.bank_data and str(args.bank_data),
-                                    k=args.k, save_probabilities=args.save_probabilities,
-                                    bank_split=args.bank_split))
-    n_images = len({str(p.image_path) for p in people})
-    with _progress() as bar:
-        task = bar.add_task("synthesizing", total=n_images)
-        counts = synth.run(people, args.out, progress=lambda _: bar.advance(task))
-    totals = synth.finalize(args.out)
-    console.print(f"{args.out}: {counts['images_done']} images labelled now, {counts['images_reused']} "
-                  f"already done, {counts['images_failed']} failed; {totals['people_labelled']} people "
-                  f"labelled, {totals['people_skipped']} skipped (see manifest.parquet); reader: "
-                  f"{report.summary()}")
-    for file, problem in report.skipped[:20]:
-        console.print(f"  skipped {file}: {problem}", markup=False)
     return 0
 
 
@@ -84,18 +53,6 @@ def cmd_evaluate_refiner(args) -> int:
 
 
 def add_refine_commands(sub) -> None:
-    s = sub.add_parser("synthesize", help="label the keypoint-only people of a dataset")
-    s.add_argument("--checkpoint", type=Path, required=True, help="refiner checkpoint (last.pt)")
-    s.add_argument("--data", type=Path, required=True, help="dataset or annotation file with keypoint-only people")
-    s.add_argument("--layout", help="force a layout instead of detecting it")
-    s.add_argument("--out", type=Path, required=True, help="output dataset folder (resumable)")
-    s.add_argument("--bank-data", type=Path, help="labelled bank (default: the refiner's training data)")
-    s.add_argument("--bank-split", help="use only this split of the bank (default: every labelled person)")
-    s.add_argument("--k", type=int, default=3)
-    s.add_argument("--save-probabilities", action="store_true")
-    s.add_argument("--threads", type=int)
-    s.set_defaults(func=cmd_synthesize)
-
     e = sub.add_parser("evaluate-refiner", help="score refiner checkpoints on the val split")
     e.add_argument("checkpoint", type=Path, nargs="+")
     e.add_argument("--data", type=Path, help="labelled dataset (default: the training data)")

@@ -32,17 +32,18 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, long_side: 
     Returns: float32 (C, H, W) probabilities (softmax, averaged), summing to 1 per pixel.
     """
     h, w = image.shape[:2]
+    device = next(model.parameters(), torch.empty(0)).device
     total = None
     for s in scales:
-        x = to_tensor(resize_long_side(image, max(8, round(long_side * s)), cv2.INTER_AREA))[None]
+        x = to_tensor(resize_long_side(image, max(8, round(long_side * s)), cv2.INTER_AREA))[None].to(device)
         views = [model(x)["parsing"].softmax(1)]
         if flip_perm is not None:
             flipped = model(x.flip(-1))["parsing"].softmax(1).flip(-1)
-            views.append(flipped[:, torch.as_tensor(flip_perm)])
+            views.append(flipped[:, torch.as_tensor(flip_perm, device=device)])
         for p in views:
             p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)[0]
             total = p if total is None else total + p
-    return total / total.sum(0, keepdim=True)
+    return (total / total.sum(0, keepdim=True)).cpu()
 
 
 def evaluate_records(model: torch.nn.Module, records: Iterable[PersonRecord], label_set: LabelSet,
@@ -69,14 +70,19 @@ def evaluate_records(model: torch.nn.Module, records: Iterable[PersonRecord], la
     return cm.compute(), len(seen)
 
 
-def scores_markdown(rows: dict[str, ParsingScores], names: tuple[str, ...]) -> str:
-    """A markdown table: one row per model, per-class IoU, mIoU, pixel and mean accuracy (%)."""
-    head = "| model | " + " | ".join(names) + " | mIoU | pixel acc | mean acc |"
-    lines = [head, "|" + "---|" * (len(names) + 4)]
+def scores_markdown(rows: dict[str, dict]) -> str:
+    """A markdown table, one row per model, from :meth:`ParsingScores.as_dict` outputs
+    (per-class IoU keyed by class name): per-class IoU, mIoU, pixel and mean accuracy (%)."""
+    names = list(next(iter(rows.values()))["iou"])
+    lines = ["| model | " + " | ".join(names) + " | mIoU | pixel acc | mean acc |",
+             "|" + "---|" * (len(names) + 4)]
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f}"
+
     for name, s in rows.items():
-        cells = [f"{100 * v:.1f}" if np.isfinite(v) else "-" for v in s.iou]
-        lines.append(f"| {name} | " + " | ".join(cells) +
-                     f" | **{100 * s.mean_iou:.1f}** | {100 * s.pixel_accuracy:.1f} | {100 * s.mean_accuracy:.1f} |")
+        lines.append(f"| {name} | " + " | ".join(pct(s["iou"][c]) for c in names) +
+                     f" | **{pct(s['mean_iou'])}** | {pct(s['pixel_accuracy'])} | {pct(s['mean_accuracy'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -107,3 +113,23 @@ def evaluate_checkpoint(checkpoint: str, data: str, *, layout: str | None = None
         raise ValueError(f"{data}: labels are {records[0].label_set}, the parser predicts {label_set.name}")
     scores, n = evaluate_records(model, records, label_set, ckpt["size"], scales, flip, progress)
     return scores, n, label_set
+
+
+def prediction_grid(models: dict[str, torch.nn.Module], records: list[PersonRecord], label_set: LabelSet,
+                    long_side: int, tile: int = 128, photos: bool = True) -> np.ndarray:
+    """uint8 RGB grid, one row per labelled record: image | each model's label map | ground
+    truth (``photos=False`` leaves the image column black, for figures that may not
+    show the photographs)."""
+    from pipeline.overlay import colorize, grid
+
+    rows = []
+    for r in records:
+        image = files.read_image(r.image_path)
+        row = [image if photos else np.zeros_like(image)]
+        for model in models.values():
+            model.eval()
+            row.append(colorize(predict_probabilities(model, image, long_side).argmax(0).numpy().astype(np.uint8),
+                                label_set.palette))
+        row.append(colorize(r.label_map, label_set.palette))
+        rows.append(row)
+    return grid(rows, tile)

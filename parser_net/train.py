@@ -34,7 +34,7 @@ log = logging.getLogger("partsynth.parser")
 
 #: CPU: trains from scratch on 2 cores in minutes; GPU: paper-sized (320 px, wider, deeper).
 PROFILES = {
-    "cpu": dict(size=160, width=24, blocks=(1, 1, 2, 1), batch_size=8, head_width=128),
+    "cpu": dict(size=160, width=16, blocks=(1, 1, 1, 1), batch_size=8, head_width=128),
     "gpu": dict(size=320, width=64, blocks=(2, 2, 2, 2), batch_size=16, head_width=512),
 }
 
@@ -74,8 +74,8 @@ class ParserTrainConfig:
     iterations: int = 3000
     finetune_iterations: int = 0
     arch: str = "deeplab"
-    width: int = 24
-    blocks: tuple[int, int, int, int] = (1, 1, 2, 1)
+    width: int = 16
+    blocks: tuple[int, int, int, int] = (1, 1, 1, 1)
     head_width: int = 128
     output_stride: int = 8
     size: int = 160
@@ -193,7 +193,8 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
     if not real and cfg.finetune_iterations:
         raise ValueError("fine-tuning on real labels needs real items")
     pcfg = cfg.parser_config(pool.label_set.num_classes)
-    model = build_parser(cfg.arch, pcfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_parser(cfg.arch, pcfg).to(device)
     optimizer = make_optimizer(cfg, model)
     ckpt_path, step, history = out / "last.pt", 0, []
     if resume and ckpt_path.exists():
@@ -219,7 +220,8 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
         idx = sample_indices(len(real), n_synth, cfg.batch_size, cfg.real_fraction, cfg.seed, step)
         items = real + synth
         x, y, is_synth = draw_batch(items, idx, cfg.crop_hw, scale_range, pool.label_set, cfg.seed, step, cfg.flip)
-        weight = torch.where(is_synth, cfg.synthetic_weight, 1.0)
+        weight = torch.where(is_synth, cfg.synthetic_weight, 1.0).to(device)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = poly_lr(cfg.lr, step, cfg.iterations)
         running.append(train_one_step(model, optimizer, x, y, weight))
@@ -243,7 +245,7 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
 
 def _save(path, model, optimizer, step, history, cfg, pcfg, label_set) -> None:
     with atomic_path(path) as tmp:
-        torch.save(dict(model=model.state_dict(), optimizer=optimizer.state_dict(), step=step,
+        torch.save(dict(model={k: v.cpu() for k, v in model.state_dict().items()}, optimizer=optimizer.state_dict(), step=step,
                         history=list(history), torch_rng=torch.get_rng_state(), train_config=jsonable(cfg),
                         parser_config=asdict(pcfg), arch=cfg.arch, label_set=label_set, size=cfg.size), tmp)
 

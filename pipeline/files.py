@@ -7,6 +7,7 @@ interrupted job never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -185,3 +186,33 @@ def read_npy(path: str | Path) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
         raise DataError(path, f"unreadable .npy file ({e})") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (checkpoint hashes, cache keys); DataError if missing."""
+    path = Path(path)
+    _require_file(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tree_signature(path: str | Path) -> str:
+    """Hex SHA-256 over (relative path, size, modification time) of every file under
+    ``path`` (or of the file itself): changes when a file is added, removed, replaced or
+    edited, without reading contents.  Hidden files and folders are left out.
+    Raises DataError when ``path`` does not exist."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "path not found")
+    h = hashlib.sha256()
+    entries = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for p in entries:
+        rel = p.relative_to(path) if p != path else Path(p.name)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        st = p.stat()
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()

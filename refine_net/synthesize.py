@@ -33,6 +33,7 @@ import torch
 from pycocotools import mask as mask_utils
 
 from pipeline import files
+from pipeline.files import file_sha256
 from pipeline.errors import DataError
 from pipeline.labels import LABEL_SETS
 from pipeline.layouts import iter_records
@@ -43,7 +44,7 @@ from pipeline.prior import PriorBank, PriorConfig, crop_image
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json
 from pipeline.records import PersonRecord, ReadReport
 from refine_net.dataset import image_to_tensor
-from refine_net.train import file_sha256, load_refiner
+from refine_net.train import load_refiner
 
 
 @dataclass(frozen=True)
@@ -75,18 +76,15 @@ def item_name(image_path: Path) -> str:
 class Synthesizer:
     """Holds the refiner and the prior bank; :meth:`run` labels people image by image."""
 
-    def __init__(self, cfg: SynthConfig):
+    def __init__(self, cfg: SynthConfig, bank: PriorBank | None = None):
+        """Load the refiner; build the prior bank unless a prebuilt ``bank`` (same data,
+        split and crop size, see :func:`build_bank`) is given."""
         self.cfg = cfg
         self.model, ckpt = load_refiner(cfg.checkpoint)
         self.label_set = ckpt["label_set"]
-        prior = PriorConfig(**ckpt["prior_config"])
-        self.prior_cfg = PriorConfig(size=prior.size, margin=prior.margin, k=cfg.k,
-                                     min_shared=prior.min_shared)
+        self.prior_cfg = synthesis_prior_config(ckpt, cfg.k)
         bank_data = cfg.bank_data or ckpt["bank_data"]
-        recs = [r for r in iter_records(bank_data, skip_bad=True)
-                if r.label_map is not None and r.keypoints is not None
-                and (cfg.bank_split is None or r.split == cfg.bank_split)]
-        self.bank = PriorBank.from_records(recs, self.prior_cfg)
+        self.bank = bank if bank is not None else build_bank(bank_data, cfg.bank_split, self.prior_cfg)
         self.checkpoint_sha256 = file_sha256(cfg.checkpoint)
         self.fingerprint = hashlib.sha256(json.dumps(
             {"ckpt": self.checkpoint_sha256, "bank": str(bank_data), "bank_split": cfg.bank_split,
@@ -106,7 +104,7 @@ class Synthesizer:
         ok, persons = [], []
         for rec in people:
             entry = {"person_id": rec.person_id, "keypoints": keypoints_to_json(rec.keypoints)
-                     if rec.keypoints is not None else None, "split": rec.split}
+                     if rec.keypoints is not None else None, "split": rec.split, "source": rec.source_format}
             problem = "no keypoints" if rec.keypoints is None else torso_problem(rec.keypoints)
             if not problem and rec.num_keypoints < self.prior_cfg.min_shared:
                 problem = f"only {rec.num_keypoints} keypoints (< {self.prior_cfg.min_shared})"
@@ -169,40 +167,50 @@ class Synthesizer:
             by_image.setdefault(Path(rec.image_path).resolve(), []).append(rec)
         counts = {"images_done": 0, "images_reused": 0, "images_failed": 0}
         for image_path, recs in by_image.items():
-            name = item_name(image_path)
-            item_path = out / "items" / f"{name}.json"
-            if item_path.exists():
-                try:
-                    if json.loads(item_path.read_text())["fingerprint"] == self.fingerprint:
-                        counts["images_reused"] += 1
-                        if progress:
-                            progress(name)
-                        continue
-                except (json.JSONDecodeError, KeyError):
-                    pass  # a damaged record is redone
-            if stop_after is not None and counts["images_done"] >= stop_after:
+            if stop_after is not None and counts["images_done"] >= stop_after \
+                    and not self.is_done(out, image_path):
                 break
-            try:
-                item, label_map, probs = self.label_image(image_path, recs)
-            except DataError as e:
-                item = {"image": str(image_path), "error": str(e),
-                        "persons": [{"person_id": r.person_id, "status": "skipped", "reason": e.problem,
-                                     "keypoints": None, "split": r.split} for r in recs]}
-                label_map, probs = None, []
-                counts["images_failed"] += 1
-            item["fingerprint"] = self.fingerprint
-            if label_map is not None:
-                item["label"] = f"labels/{name}.png"
-                files.write_label_png(out / item["label"], label_map, LABEL_SETS[self.label_set].palette)
-                if self.cfg.save_probabilities and probs:
-                    with files.atomic_path(out / "probs" / f"{name}.npz") as tmp:
-                        np.savez_compressed(tmp, probs=np.round(np.stack(probs) * 255).astype(np.uint8))
-                    item["probs"] = f"probs/{name}.npz"
-            files.write_json(item_path, item)
-            counts["images_done"] += 1
+            counts[self.process_image(image_path, recs, out)] += 1
             if progress:
-                progress(name)
+                progress(item_name(image_path))
         return counts
+
+    def is_done(self, out: Path, image_path: Path) -> bool:
+        """True when ``out`` holds this image's item record with this run's fingerprint."""
+        item_path = out / "items" / f"{item_name(image_path)}.json"
+        if not item_path.exists():
+            return False
+        try:
+            return json.loads(item_path.read_text())["fingerprint"] == self.fingerprint
+        except (json.JSONDecodeError, KeyError):
+            return False  # a damaged record is redone
+
+    def process_image(self, image_path: Path, recs: list[PersonRecord], out: Path) -> str:
+        """Label one image's people into ``out`` (label PNG, optional probabilities, then
+        the item record, each written atomically); returns ``images_reused`` when already
+        done, ``images_failed`` for an unreadable image (recorded with its error), else
+        ``images_done``."""
+        if self.is_done(out, image_path):
+            return "images_reused"
+        name = item_name(image_path)
+        status = "images_done"
+        try:
+            item, label_map, probs = self.label_image(image_path, recs)
+        except DataError as e:
+            item = {"image": str(image_path), "error": str(e),
+                    "persons": [{"person_id": r.person_id, "status": "skipped", "reason": e.problem,
+                                 "keypoints": None, "split": r.split} for r in recs]}
+            label_map, probs, status = None, [], "images_failed"
+        item["fingerprint"] = self.fingerprint
+        if label_map is not None:
+            item["label"] = f"labels/{name}.png"
+            files.write_label_png(out / item["label"], label_map, LABEL_SETS[self.label_set].palette)
+            if self.cfg.save_probabilities and probs:
+                with files.atomic_path(out / "probs" / f"{name}.npz") as tmp:
+                    np.savez_compressed(tmp, probs=np.round(np.stack(probs) * 255).astype(np.uint8))
+                item["probs"] = f"probs/{name}.npz"
+        files.write_json(out / "items" / f"{name}.json", item)
+        return status
 
     def finalize(self, out_dir: str | Path) -> dict:
         """Rebuild people.json, annotations.json, manifest.parquet and dataset.json from
@@ -218,7 +226,7 @@ class Synthesizer:
                                "label": item["label"]})
             for p in item["persons"]:
                 row = {"person_id": p["person_id"], "image": item["image"], "status": p["status"],
-                       "reason": p.get("reason", ""), "split": p.get("split"),
+                       "reason": p.get("reason", ""), "split": p.get("split"), "source": p.get("source"),
                        "neighbours": p.get("neighbours", []), "distances": p.get("distances", []),
                        "mean_max_prob": p.get("mean_max_prob", np.nan), "pixels": p.get("pixels", 0),
                        "refiner_sha256": self.checkpoint_sha256, "label": item.get("label")}
@@ -227,7 +235,8 @@ class Synthesizer:
                     continue
                 people.append({"person_id": p["person_id"], "image": item["image"], "label": item["label"],
                                "keypoints": p["keypoints"], "split": p.get("split"),
-                               "meta": {"mean_max_prob": p["mean_max_prob"], "neighbours": p["neighbours"]}})
+                               "meta": {"mean_max_prob": p["mean_max_prob"], "neighbours": p["neighbours"],
+                                        "source": p.get("source")}})
                 for c, rle in p["rle"].items():
                     r = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
                     anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": int(c),
@@ -247,6 +256,24 @@ class Synthesizer:
             "synth_config": asdict(self.cfg), "fingerprint": self.fingerprint})
         ok = sum(r["status"] == "ok" for r in rows)
         return {"images": len(items), "people_labelled": ok, "people_skipped": len(rows) - ok}
+
+
+def synthesis_prior_config(ckpt: dict, k: int) -> PriorConfig:
+    """The prior configuration of synthesis: the refiner's crop frame with ``k`` neighbours."""
+    prior = PriorConfig(**ckpt["prior_config"])
+    return PriorConfig(size=prior.size, margin=prior.margin, k=k, min_shared=prior.min_shared)
+
+
+def build_bank(bank_data: str | Path, bank_split: str | None, prior_cfg: PriorConfig) -> PriorBank:
+    """The prior bank of synthesis: labelled people with keypoints of ``bank_data`` (only
+    ``bank_split`` when given; bad items skipped).  Raises ValueError when none is left."""
+    recs = [r for r in iter_records(bank_data, skip_bad=True)
+            if r.label_map is not None and r.keypoints is not None
+            and (bank_split is None or r.split == bank_split)]
+    if not recs:
+        raise ValueError(f"{bank_data}: no labelled people with keypoints"
+                         + (f" in split {bank_split!r}" if bank_split else ""))
+    return PriorBank.from_records(recs, prior_cfg)
 
 
 def remove_partial_files(out: Path) -> list[Path]:

@@ -7,7 +7,6 @@ beta1 0.5), evaluates on the val split, and writes ``last.pt`` (resumable) and
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -107,15 +106,6 @@ def prior_argmax_scores(dataset: RefineDataset) -> ParsingScores:
     for i in range(len(dataset)):
         cm.update(dataset.s.targets[i], dataset.prior(i, None).argmax(0))
     return cm.compute()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (the checkpoint hash recorded with synthesized labels)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_checkpoint(path: Path, **state) -> None:

@@ -26,3 +26,26 @@ def demo_dir(tmp_path_factory) -> Path:
 
     return write_demo_set(tmp_path_factory.mktemp("demo") / "demo", num_labelled=12,
                           num_keypoint_only=8, size=96, seed=3)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """One temporary Prefect server (SQLite) for every flow test of the session, with the
+    task-result and prior-bank caches in a fresh folder.  Yields the server's API URL."""
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ["PARTSYNTH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with temporary_settings({PREFECT_LOCAL_STORAGE_PATH: tmp_path_factory.mktemp("results")}):
+        with prefect_test_harness(server_startup_timeout=60):
+            yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def tiny_refiner(demo_dir, tmp_path_factory) -> Path:
+    """A small refiner trained for 3 epochs on the demo set (a few seconds)."""
+    from refine_net.train import TrainConfig, main
+
+    return main(TrainConfig(data=str(demo_dir), out_dir=str(tmp_path_factory.mktemp("refiner")), epochs=3,
+                            size=64, base_filters=8, depth=4, batch_size=4, threads=1, loss="ce"))

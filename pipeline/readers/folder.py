@@ -68,9 +68,7 @@ def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
                     raise DataError(label_path, f"label ids outside {label_set.name}: {bad.tolist()[:5]}")
             kp = derived = None
             if entry.get("keypoints") is not None:
-                raw = np.array([[np.nan if c is None else c for c in row] for row in entry["keypoints"]],
-                               dtype=np.float32)
-                kp = validate_keypoints(raw, path=people_path)
+                kp = validate_keypoints(json_to_keypoints(entry["keypoints"]), path=people_path)
                 derived = np.array(entry.get("derived") or [False] * NUM_JOINTS, dtype=bool)
             return PersonRecord(image, size, str(entry["person_id"]), FORMAT, lm, kp, derived,
                                 label_set.name if lm is not None else None, entry.get("split"),
@@ -85,3 +83,8 @@ def keypoints_to_json(kp: np.ndarray) -> list:
     """float (16, 3) keypoints -> JSON rows ``[x, y, v]`` with ``null`` for missing x, y."""
     return [[None if not np.isfinite(x) else round(float(x), 3),
              None if not np.isfinite(y) else round(float(y), 3), float(v)] for x, y, v in kp]
+
+
+def json_to_keypoints(rows: list) -> np.ndarray:
+    """JSON rows ``[x, y, v]`` (``null`` for missing x, y) -> float32 (J, 3) with NaN."""
+    return np.array([[np.nan if c is None else c for c in row] for row in rows], dtype=np.float32)

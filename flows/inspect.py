@@ -1,0 +1,66 @@
+"""The ``inspect-dataset`` flow: statistics of a synthesized dataset and its static HTML page."""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.logging import get_run_logger
+
+from flows.caching import code_fingerprint
+from flows.synthesis import index_bank
+from pipeline.files import read_json, tree_signature
+from pipeline.inspect_report import bank_prior_fn, dataset_stats, write_inspect_page
+from pipeline.labels import LABEL_SETS
+
+
+@task
+def stats_task(dataset: str) -> dict:
+    """:func:`pipeline.inspect_report.dataset_stats` of the folder."""
+    return dataset_stats(dataset)
+
+
+@task
+def page_task(dataset: str, out: str, bank_path: str | None, max_people: int) -> str:
+    """Write the HTML page (priors recomputed from the pickled bank when given)."""
+    prior_fn = None
+    if bank_path:
+        with open(bank_path, "rb") as f:
+            bank = pickle.load(f)
+        prior_fn = bank_prior_fn(bank, LABEL_SETS[bank.label_set].palette)
+    return str(write_inspect_page(dataset, out, prior_fn, max_people=max_people))
+
+
+@flow(name="inspect-dataset", log_prints=True)
+def inspect_dataset(dataset: str, out: str | None = None, priors: bool = True, max_people: int = 200) -> dict:
+    """Statistics (class pixel shares, people per source, confidence distribution, lowest-
+    confidence people) and ``out/index.html`` (default ``DATASET/inspect/``).  Priors are
+    shown when the refiner checkpoint and bank named in ``dataset.json`` are reachable."""
+    log = get_run_logger()
+    stats = stats_task(dataset)
+    bank_path = None
+    info = read_json(Path(dataset) / "dataset.json")
+    ckpt_path = info.get("refiner_checkpoint")
+    if priors and ckpt_path and Path(ckpt_path).exists():
+        from refine_net.synthesize import synthesis_prior_config
+
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        synth = info.get("synth_config", {})
+        bank_data = synth.get("bank_data") or ckpt["bank_data"]
+        if Path(bank_data).exists():
+            from dataclasses import asdict
+
+            bank_path = index_bank(bank_data, synth.get("bank_split"),
+                                   asdict(synthesis_prior_config(ckpt, synth.get("k", 3))),
+                                   tree_signature(bank_data), code_fingerprint())
+    if priors and bank_path is None:
+        log.warning("priors not shown: the refiner checkpoint or its bank data is not reachable")
+    page = page_task(dataset, out or str(Path(dataset) / "inspect"), bank_path, max_people)
+    q = stats["confidence_quantiles"]
+    create_markdown_artifact(key="dataset-inspection", markdown=(
+        f"# {dataset}\n\n{stats['people']} people; sources {stats['people_per_source']}; "
+        f"confidence median {q.get('q50', float('nan')):.3f} (5% {q.get('q5', float('nan')):.3f}).\n\n"
+        f"Page: `{page}`\n"))
+    return dict(stats, page=page)
