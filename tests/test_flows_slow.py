@@ -1,0 +1,106 @@
+"""Slow flow tests (CI runs them): a local Dask cluster, the inspect page in headless
+Chromium, and a schedule served against a real Prefect server."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flows.synthesis import synthesize_labels, task_runner
+
+pytestmark = pytest.mark.slow
+
+
+def test_dask_cluster_gives_the_single_machine_output(prefect_harness, demo_dir, tiny_refiner, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        flow = synthesize_labels.with_options(task_runner=task_runner(cluster.scheduler_address, 1))
+        on_dask = flow(str(tiny_refiner), str(demo_dir), str(tmp_path / "dask"))
+    single = synthesize_labels(str(tiny_refiner), str(demo_dir), str(tmp_path / "single"))
+    assert on_dask["people_labelled"] == single["people_labelled"] == 8
+    names = sorted(p.name for p in (tmp_path / "single" / "labels").glob("*.png"))
+    assert names == sorted(p.name for p in (tmp_path / "dask" / "labels").glob("*.png"))
+    for n in names:
+        assert (tmp_path / "dask" / "labels" / n).read_bytes() == (tmp_path / "single" / "labels" / n).read_bytes()
+    people = [json.loads((tmp_path / d / "people.json").read_text()) for d in ("dask", "single")]
+    assert people[0] == people[1]
+
+
+def test_inspect_page_renders_thumbnails_in_chromium(prefect_harness, demo_dir, tiny_refiner, tmp_path):
+    from flows.inspect import inspect_dataset
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium not installed (.ci/run installs Debian's chromium)")
+    out = tmp_path / "synth"
+    synthesize_labels(str(tiny_refiner), str(demo_dir), str(out))
+    stats = inspect_dataset(str(out))
+    assert stats["people"] == 8 and sum(stats["confidence_histogram"].values()) == 8
+    assert abs(sum(stats["class_pixel_share"].values()) - 1) < 1e-6
+    page = Path(stats["page"])
+    assert len(list((page.parent / "thumbs").glob("*-prior.png"))) == 8
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120).stdout
+    loaded = re.search(r'data-thumbs-loaded="(\d+)"', dom)
+    total = re.search(r'data-thumbs-total="(\d+)"', dom)
+    assert loaded and total, dom[:500]
+    assert int(total.group(1)) == 24 and int(loaded.group(1)) == 24      # 8 people x image, prior, label
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_interval_schedule_runs_on_a_real_server(demo_dir, tiny_refiner, tmp_path):
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_API_URL=api, PARTSYNTH_CACHE=str(tmp_path / "cache"))
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    served = None
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        else:
+            pytest.fail("prefect server did not start")
+        out = tmp_path / "synth"
+        served = subprocess.Popen([sys.executable, "-m", "flows.cli", "schedule", "--interval", "5", "--name", "test",
+                                   "--checkpoint", str(tiny_refiner), "--data", str(demo_dir), "--out", str(out)],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline, completed = time.time() + 300, []
+        while time.time() < deadline and not completed:
+            time.sleep(3)
+            runs = httpx.post(f"{api}/flow_runs/filter", json={
+                "flow_runs": {"state": {"type": {"any_": ["COMPLETED"]}}}, "limit": 10, "offset": 0,
+                "sort": "EXPECTED_START_TIME_DESC"}).json()
+            completed = [r for r in runs if r.get("deployment_id")]
+        assert completed, "no scheduled run completed"
+        assert len(json.loads((out / "people.json").read_text())) == 8
+    finally:
+        for proc in (served, server):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
