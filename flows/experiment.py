@@ -37,7 +37,7 @@ def preset(name: str, data_root: str | None = None) -> Preset:
         from flows.cli import DEFAULT_DEMO_DIR, ensure_demo
 
         demo = str(ensure_demo(Path(data_root) if data_root else DEFAULT_DEMO_DIR))
-        return Preset(demo, (demo,), refiner_epochs=8, parser_iterations=400, finetune_iterations=100)
+        return Preset(demo, (demo,), refiner_epochs=6, parser_iterations=300, finetune_iterations=100)
     if name == "ccp":
         if not data_root:
             raise ValueError("--preset ccp needs --data-root (the folder holding ccp/ and lsp/)")

@@ -134,3 +134,21 @@ def test_tree_signature_changes_with_files(tmp_path):
     assert tree_signature(tmp_path) != s1
     (tmp_path / ".hidden").write_text("x")
     assert tree_signature(tmp_path) == tree_signature(tmp_path)
+
+
+def test_cli_synthesize_inspect_and_evaluate_flow(prefect_harness, demo_dir, tiny_refiner, tmp_path, capsys):
+    from flows.training import evaluate, train_parser
+
+    out = tmp_path / "synth"
+    assert cli(["synthesize", "--checkpoint", str(tiny_refiner), "--data", str(demo_dir), "--out", str(out),
+                "--workers", "1"]) == 0
+    assert "'people_labelled': 8" in capsys.readouterr().out
+    assert cli(["inspect", str(out), "--no-priors"]) == 0
+    printed = capsys.readouterr().out
+    assert "lowest confidence" in printed and (out / "inspect" / "index.html").exists()
+    ckpt = train_parser(str(demo_dir), str(tmp_path / "parser"), synthetic=[str(out)], iterations=3,
+                        finetune_iterations=1, width=4, size=64, threads=1)
+    rows = evaluate({"tiny": ckpt}, str(demo_dir), reports=str(tmp_path / "reports"))
+    assert rows["tiny"]["images"] == 3
+    (report,) = (tmp_path / "reports").iterdir()
+    assert "tiny" in (report / "table.md").read_text()
