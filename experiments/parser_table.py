@@ -4,7 +4,8 @@ with M synthetic people, tested on the CCP val split.
     python experiments/parser_table.py --data-root ../shared/data \\
         --synthetic data/synth/ccp_kp data/synth/lsp --out docs/results/parser_table1.json
 
-Every row gets the same compute (``--iterations`` optimizer steps, batch 8); rows with
+``--min-confidence`` and ``--synthetic-weight`` apply to every row (use another
+``--runs`` folder for them).  Every row gets the same compute (``--iterations`` optimizer steps, batch 8); rows with
 synthetic people spend the last ``--finetune`` steps on the real labels only (the release's
 recipe) and mix real and synthetic samples half and half before that.  Rows are repeated
 for each seed (the seed also draws the N-person and M-person subsets).  Finished runs are
@@ -35,7 +36,7 @@ def run_row(pool, args, synthetic, n, m, seed, out_root: Path) -> dict:
         synthetic=synthetic if mixed else (), n_real=n, n_synthetic=m if mixed else None,
         real_fraction=0.5, iterations=args.iterations, finetune_iterations=args.finetune if mixed else 0,
         width=args.width, blocks=(1, 1, 1, 1), size=args.size, seed=seed, subset_seed=seed,
-        threads=args.threads, min_confidence=args.min_confidence)
+        threads=args.threads, min_confidence=args.min_confidence, synthetic_weight=args.synthetic_weight)
     metrics_path = Path(cfg.out_dir) / "metrics.json"
     if not metrics_path.exists():
         t = time.time()
@@ -59,7 +60,8 @@ def main() -> None:
     ap.add_argument("--finetune", type=int, default=500)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--size", type=int, default=160)
-    ap.add_argument("--min-confidence", type=float, default=0.0)
+    ap.add_argument("--min-confidence", type=float, default=0.0, help="drop synthetic people below this confidence")
+    ap.add_argument("--synthetic-weight", type=float, default=1.0, help="loss weight of synthetic samples")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", default="data/exp/parser_table")
     ap.add_argument("--out", default="docs/results/parser_table1.json")
