@@ -20,7 +20,8 @@ def cmd_train_parser(args) -> int:
         width=args.width or profile["width"], blocks=profile["blocks"], head_width=profile["head_width"],
         size=args.size or profile["size"], batch_size=args.batch_size or profile["batch_size"],
         optimizer=args.optimizer, lr=args.lr, seed=args.seed, subset_seed=args.seed,
-        label_set=args.label_set, threads=args.threads)
+        label_set=args.label_set, threads=args.threads, model=args.model, structure_loss=args.structure_loss,
+        pose_data=args.pose_data and str(args.pose_data), pose_split=args.pose_split)
     with _progress() as bar:
         task = bar.add_task("training", total=cfg.iterations)
 
@@ -46,6 +47,10 @@ def cmd_evaluate(args) -> int:
                 flip=args.flip, progress=lambda done: bar.update(task, completed=done))
         results[str(ckpt)] = dict(scores.as_dict(label_set.names), images=n, data=str(args.data),
                                   split=args.split, scales=list(args.scales), flip=args.flip)
+        pose = pose_scores(str(ckpt), str(args.pose_data or args.data), args.pose_split or args.split)
+        if pose is not None:
+            results[str(ckpt)]["pose"] = pose
+            print(f"{ckpt}: PCK@0.2 {100 * pose['pck']:.1f} on {pose['people']} people")
     table = scores_markdown(results)
     print(table)
     if args.out:
@@ -53,6 +58,22 @@ def cmd_evaluate(args) -> int:
         Path(args.out).with_suffix(".md").write_text(table)
         print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
     return 0
+
+
+def pose_scores(checkpoint: str, data: str, split: str | None) -> dict | None:
+    """PCK@0.2 of a joint checkpoint on the people with keypoints of ``data`` (``split``);
+    None for a plain parser or when nobody has keypoints."""
+    from pipeline.layouts import iter_records
+    from parser_net.pose_eval import evaluate_pose
+    from parser_net.train import load_parser
+
+    model, ckpt = load_parser(checkpoint)
+    if ckpt.get("model_kind") != "joint":
+        return None
+    recs = [r for r in iter_records(data, skip_bad=True) if r.keypoints is not None and (split is None or r.split == split)]
+    if not recs:
+        return None
+    return evaluate_pose(model, recs, ckpt["size"], ckpt["parser_config"]["output_stride"])
 
 
 def add_parser_commands(sub) -> None:
@@ -79,6 +100,11 @@ def add_parser_commands(sub) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--label-set", default="ccp8")
     t.add_argument("--threads", type=int)
+    t.add_argument("--model", choices=["parser", "joint"], default="parser",
+                   help="joint: JPPNet-style parsing + 16-joint pose network")
+    t.add_argument("--structure-loss", action="store_true", help="SS-JPPNet structure-sensitive parsing loss")
+    t.add_argument("--pose-data", type=Path, help="keypoint dataset scored with PCK@0.2 (never trained on), e.g. LSP")
+    t.add_argument("--pose-split", default="test")
     t.set_defaults(func=cmd_train_parser)
 
     e = sub.add_parser("evaluate", help="score parser checkpoints on a labelled dataset")
@@ -89,4 +115,6 @@ def add_parser_commands(sub) -> None:
     e.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test scales, e.g. 0.75 1 1.25")
     e.add_argument("--flip", action="store_true", help="also parse the mirrored image")
     e.add_argument("--out", type=Path, help="write scores as JSON (and a .md table beside it)")
+    e.add_argument("--pose-data", type=Path, help="joint networks: score PCK@0.2 here (default --data)")
+    e.add_argument("--pose-split", help="split of --pose-data for PCK (default --split)")
     e.set_defaults(func=cmd_evaluate)

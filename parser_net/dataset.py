@@ -16,6 +16,7 @@ import torch
 from pipeline import files
 from pipeline.labels import LabelSet
 from pipeline.records import PersonRecord
+from pipeline.skeleton import flip_keypoints
 
 IGNORE = 255
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -32,6 +33,9 @@ class ParsingItem:
         synthetic: True for labels made by the synthesis (:mod:`refine_net.synthesize`).
         confidence: the refiner's mean max-probability for synthetic people (1.0 for real).
         item_id: ``<source>:<person id>`` for reports.
+        keypoints: float32 (16, 3) canonical keypoints in the stored image's pixels (one
+            person per image; None when the image has none or several people).
+        has_label: False for keypoint-only people (``label_map`` is all 255).
     """
 
     image: np.ndarray
@@ -39,6 +43,8 @@ class ParsingItem:
     synthetic: bool
     confidence: float
     item_id: str
+    keypoints: np.ndarray | None = None
+    has_label: bool = True
 
 
 def resize_long_side(image: np.ndarray, long_side: int, interpolation: int) -> np.ndarray:
@@ -49,34 +55,50 @@ def resize_long_side(image: np.ndarray, long_side: int, interpolation: int) -> n
     return cv2.resize(image, size_hw[::-1], interpolation=interpolation)
 
 
-def load_items(records: list[PersonRecord], long_side: int) -> list[ParsingItem]:
-    """Labelled records -> in-memory :class:`ParsingItem` (one per image: records sharing an
-    image, as in multi-person sets, share one whole-image label map and load once).
+def load_items(records: list[PersonRecord], long_side: int, allow_unlabelled: bool = False) -> list[ParsingItem]:
+    """Records -> in-memory :class:`ParsingItem` (one per image: records sharing an image,
+    as in multi-person sets, share one whole-image label map and load once; such images
+    carry no keypoints).  Keypoints are rescaled with the image (pixel centres kept).
 
     Raises: DataError (from :func:`pipeline.files.read_image`) for a missing or corrupt
-    image; ValueError for a record without a label map."""
-    items, seen = [], set()
+    image; ValueError for a record without a label map unless ``allow_unlabelled`` (then
+    its label map is all 255 and ``has_label`` False)."""
+    per_image: dict = {}
     for r in records:
-        if r.label_map is None:
+        per_image.setdefault(r.image_path, []).append(r)
+    items = []
+    for path, recs in per_image.items():
+        r = recs[0]
+        if r.label_map is None and not allow_unlabelled:
             raise ValueError(f"{r.image_path}: person {r.person_id} has no label map")
-        if r.image_path in seen:
-            continue
-        seen.add(r.image_path)
-        image = resize_long_side(files.read_image(r.image_path), long_side, cv2.INTER_AREA)
-        label = resize_long_side(r.label_map, long_side, cv2.INTER_NEAREST)
+        raw = files.read_image(path)
+        image = resize_long_side(raw, long_side, cv2.INTER_AREA)
+        if r.label_map is not None:
+            label = resize_long_side(r.label_map, long_side, cv2.INTER_NEAREST)
+        else:
+            label = np.full(image.shape[:2], IGNORE, np.uint8)
+        kp = None
+        if len(recs) == 1 and r.keypoints is not None:
+            kp = r.keypoints.astype(np.float32).copy()
+            sy, sx = image.shape[0] / raw.shape[0], image.shape[1] / raw.shape[1]
+            kp[:, 0] = (kp[:, 0] + 0.5) * sx - 0.5
+            kp[:, 1] = (kp[:, 1] + 0.5) * sy - 0.5
         synthetic = bool(r.meta.get("synthetic"))
         confidence = float(r.meta.get("mean_max_prob", 1.0)) if synthetic else 1.0
-        items.append(ParsingItem(image, label, synthetic, confidence, f"{r.source_format}:{r.person_id}"))
+        items.append(ParsingItem(image, label, synthetic, confidence, f"{r.source_format}:{r.person_id}",
+                                 kp, r.label_map is not None))
     return items
 
 
 def augment(item: ParsingItem, crop_hw: tuple[int, int], scale_range: tuple[float, float],
-            flip_lut: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+            flip_lut: np.ndarray | None, rng: np.random.Generator, with_keypoints: bool = False):
     """Random scale (uniform in ``scale_range``, relative to the stored size), random crop of
     ``crop_hw`` (padding: image 0, label 255 = ignore), horizontal flip with probability
     0.5 and ``flip_lut`` swapping left/right classes (None: no flip).
 
-    Returns: uint8 (h, w, 3) image and uint8 (h, w) label map, (h, w) = crop_hw."""
+    Returns: uint8 (h, w, 3) image and uint8 (h, w) label map, (h, w) = crop_hw, and with
+    ``with_keypoints`` the item's keypoints moved the same way (float32 (16, 3), left and
+    right joints swapped on a flip; all missing when the item has none)."""
     s = rng.uniform(*scale_range)
     h, w = item.label_map.shape
     size_wh = (max(1, round(w * s)), max(1, round(h * s)))
@@ -92,10 +114,21 @@ def augment(item: ParsingItem, crop_hw: tuple[int, int], scale_range: tuple[floa
     sx, dx = (slice(x0, x0 + cw), slice(0, cw)) if w >= cw else (slice(0, w), slice(x0, x0 + w))
     out_img[dy, dx] = image[sy, sx]
     out_lab[dy, dx] = label[sy, sx]
-    if flip_lut is not None and rng.random() < 0.5:
+    flipped = flip_lut is not None and rng.random() < 0.5
+    if flipped:
         out_img = out_img[:, ::-1]
         out_lab = flip_lut[out_lab[:, ::-1]]
-    return np.ascontiguousarray(out_img), np.ascontiguousarray(out_lab)
+    if not with_keypoints:
+        return np.ascontiguousarray(out_img), np.ascontiguousarray(out_lab)
+    kp = np.full((16, 3), np.nan, np.float32)
+    kp[:, 2] = 0
+    if item.keypoints is not None:
+        kp = item.keypoints.copy()
+        kp[:, 0] = (kp[:, 0] + 0.5) * size_wh[0] / item.label_map.shape[1] - 0.5 - (sx.start - dx.start)
+        kp[:, 1] = (kp[:, 1] + 0.5) * size_wh[1] / item.label_map.shape[0] - 0.5 - (sy.start - dy.start)
+        if flipped:
+            kp = flip_keypoints(kp, cw)
+    return np.ascontiguousarray(out_img), np.ascontiguousarray(out_lab), kp
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -108,17 +141,22 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 def draw_batch(items: list[ParsingItem], indices: np.ndarray, crop_hw: tuple[int, int],
                scale_range: tuple[float, float], label_set: LabelSet, seed: int, step: int,
-               flip: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               flip: bool = True, with_keypoints: bool = False):
     """Augmented batch for ``items[indices]``, deterministic in (seed, step).
 
-    Returns: x float32 (B, 3, h, w), target int64 (B, h, w), synthetic bool (B,)."""
+    Returns: x float32 (B, 3, h, w), target int64 (B, h, w), synthetic bool (B,),
+    has_label bool (B,) and, with ``with_keypoints``, a list of B float32 (16, 3)
+    keypoints in crop pixels."""
     rng = np.random.default_rng([seed, step])
     lut = label_set.flip_lut() if flip else None
-    pairs = [augment(items[i], crop_hw, scale_range, lut, rng) for i in indices]
-    x = to_tensor(np.stack([p[0] for p in pairs]))
-    y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+    outs = [augment(items[i], crop_hw, scale_range, lut, rng, with_keypoints) for i in indices]
+    x = to_tensor(np.stack([o[0] for o in outs]))
+    y = torch.from_numpy(np.stack([o[1] for o in outs]).astype(np.int64))
     synthetic = torch.tensor([items[i].synthetic for i in indices])
-    return x, y, synthetic
+    has_label = torch.tensor([items[i].has_label for i in indices])
+    if with_keypoints:
+        return x, y, synthetic, has_label, [o[2] for o in outs]
+    return x, y, synthetic, has_label
 
 
 def sample_indices(n_real: int, n_synthetic: int, batch_size: int, real_fraction: float | None,

@@ -10,6 +10,7 @@ resolved config; ``metrics.json`` the val scores.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -27,7 +28,10 @@ from pipeline.readers.folder import read_dataset_info
 from pipeline.records import PersonRecord
 from parser_net.dataset import ParsingItem, draw_batch, load_items, sample_indices
 from parser_net.evaluate import evaluate_records
+from parser_net.joint import JointConfig, JointNet, joint_loss
 from parser_net.losses import parsing_loss
+from parser_net.pose_eval import evaluate_pose, heatmap_targets
+from parser_net.structure import MERGED_REGIONS, structure_sensitive_loss
 from parser_net.model import ParserConfig, build_parser, scaled_rates
 
 log = logging.getLogger("partsynth.parser")
@@ -61,6 +65,13 @@ class ParserTrainConfig:
             (size, 3/4 size); ``scale_range`` the random rescale.
         optimizer: ``adam`` or ``sgd`` (momentum 0.9); poly learning-rate decay (power 0.9).
         label_set: label set of the real data reader (ccp8 for CCP); synthetic folders must match.
+        model: ``parser`` (``arch``) or ``joint`` (:class:`parser_net.joint.JointNet`:
+            parsing + 16 keypoint heatmaps, ``joint_stages`` refinement stages,
+            heatmap loss weighted by ``pose_weight``).
+        structure_loss: SS-JPPNet's structure-sensitive parsing loss
+            (:mod:`parser_net.structure`) instead of plain cross-entropy.
+        pose_data, pose_split: labelled-keypoint dataset scored with PCK@0.2 (LSP's test
+            half: ``../shared/data/lsp``, ``test``); its images are never trained on.
     """
 
     data: str
@@ -91,6 +102,12 @@ class ParserTrainConfig:
     threads: int | None = None
     checkpoint_every: int = 250
     eval_scales: tuple[float, ...] = (1.0,)
+    model: str = "parser"
+    structure_loss: bool = False
+    pose_weight: float = 100.0
+    joint_stages: int = 1
+    pose_data: str | None = None
+    pose_split: str = "test"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -102,6 +119,8 @@ class ParserTrainConfig:
             raise ValueError(f"unknown label_set {self.label_set!r}")
         if self.real_fraction is not None and not 0 <= self.real_fraction <= 1:
             raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
+        if self.model not in ("parser", "joint"):
+            raise ValueError(f"model must be parser or joint, got {self.model!r}")
 
     def parser_config(self, num_classes: int) -> ParserConfig:
         crop = max(self.crop_hw)
@@ -122,10 +141,14 @@ class Pool:
     real: list[ParsingItem]
     synthetic: list[ParsingItem]
     val: list[PersonRecord]
+    pose_val: list[PersonRecord] = field(default_factory=list)
 
 
-def load_pool(data: str, synthetic: tuple[str, ...], label_set: str, long_side: int) -> Pool:
+def load_pool(data: str, synthetic: tuple[str, ...], label_set: str, long_side: int,
+              pose_data: str | None = None, pose_split: str = "test") -> Pool:
     """Read the real train/val split and the synthetic folders; preload train images.
+    With ``pose_data``, its ``pose_split`` people with keypoints form the pose val set and
+    their images are left out of the synthetic training items.
 
     Raises: ValueError when a synthetic folder's label set differs or nothing is labelled."""
     recs = [r for r in iter_records(data, skip_bad=True, label_set=label_set) if r.label_map is not None]
@@ -140,7 +163,12 @@ def load_pool(data: str, synthetic: tuple[str, ...], label_set: str, long_side: 
         if info["label_set"] != lset.name:
             raise ValueError(f"{folder}: label set {info['label_set']} differs from {lset.name}")
         synth += [r for r in iter_records(folder, skip_bad=True) if r.label_map is not None]
-    return Pool(lset, load_items(train, long_side), load_items(synth, long_side), val)
+    pose_val = []
+    if pose_data:
+        pose_val = [r for r in iter_records(pose_data, skip_bad=True) if r.split == pose_split and r.keypoints is not None]
+        held_out = {Path(r.image_path).resolve() for r in pose_val}
+        synth = [r for r in synth if Path(r.image_path).resolve() not in held_out]
+    return Pool(lset, load_items(train, long_side), load_items(synth, long_side), val, pose_val)
 
 
 def select(pool: Pool, cfg: ParserTrainConfig) -> tuple[list[ParsingItem], list[ParsingItem]]:
@@ -162,10 +190,18 @@ def poly_lr(base: float, step: int, total: int, power: float = 0.9) -> float:
     return base * (1 - step / total) ** power
 
 
-def train_one_step(model, optimizer, x, y, weight, scale_weight: float = 1.0) -> float:
-    """One optimizer step on a batch; returns the loss."""
+def train_one_step(model, optimizer, x, y, weight, loss_fn: Callable | None = None, regions: dict | None = None) -> float:
+    """One optimizer step on a batch; returns the loss.  ``loss_fn(output, target,
+    label_weight=...)`` returns a dict with ``loss`` (the joint network's); by default the
+    parsing loss (structure-sensitive with ``regions``)."""
     model.train()
-    loss = parsing_loss(model(x), y, weight, scale_weight)
+    out = model(x)
+    if loss_fn is not None:
+        loss = loss_fn(out, y, label_weight=weight)["loss"]
+    elif regions is not None:
+        loss = structure_sensitive_loss(out["parsing"], y, regions, weight)
+    else:
+        loss = parsing_loss(out, y, weight)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -194,7 +230,8 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
         raise ValueError("fine-tuning on real labels needs real items")
     pcfg = cfg.parser_config(pool.label_set.num_classes)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_parser(cfg.arch, pcfg).to(device)
+    model = build_model(cfg, pcfg).to(device)
+    regions = MERGED_REGIONS[pool.label_set.name] if cfg.structure_loss else None
     optimizer = make_optimizer(cfg, model)
     ckpt_path, step, history = out / "last.pt", 0, []
     if resume and ckpt_path.exists():
@@ -219,12 +256,20 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
         n_synth = len(synth) if step < mixed_until else 0
         idx = sample_indices(len(real), n_synth, cfg.batch_size, cfg.real_fraction, cfg.seed, step)
         items = real + synth
-        x, y, is_synth = draw_batch(items, idx, cfg.crop_hw, scale_range, pool.label_set, cfg.seed, step, cfg.flip)
-        weight = torch.where(is_synth, cfg.synthetic_weight, 1.0).to(device)
+        x, y, is_synth, has_label, *kps = draw_batch(items, idx, cfg.crop_hw, scale_range, pool.label_set,
+                                                     cfg.seed, step, cfg.flip, with_keypoints=cfg.model == "joint")
+        weight = (torch.where(is_synth, cfg.synthetic_weight, 1.0) * has_label).to(device)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = poly_lr(cfg.lr, step, cfg.iterations)
-        running.append(train_one_step(model, optimizer, x, y, weight))
+        if cfg.model == "joint":
+            heat, joint_w = heatmap_targets(kps[0], (cfg.crop_hw[0] // cfg.output_stride,
+                                                     cfg.crop_hw[1] // cfg.output_stride), cfg.output_stride)
+            loss_fn = functools.partial(joint_loss, heatmaps=heat.to(device), joint_weight=joint_w.to(device),
+                                        pose_weight=cfg.pose_weight, structure_regions=regions)
+        else:
+            loss_fn = None
+        running.append(train_one_step(model, optimizer, x, y, weight, loss_fn=loss_fn, regions=regions))
         step += 1
         if progress:
             progress(f"loss {np.mean(running[-20:]):.3f}", step, cfg.iterations)
@@ -239,6 +284,9 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
         scores, n = evaluate_records(model, pool.val, pool.label_set, cfg.size, cfg.eval_scales)
         metrics["val"] = dict(scores.as_dict(pool.label_set.names), images=n)
         log.info("val mIoU %.4f on %d images", scores.mean_iou, n)
+    if pool.pose_val and cfg.model == "joint":
+        metrics["pose"] = evaluate_pose(model, pool.pose_val, cfg.size, cfg.output_stride)
+        log.info("PCK@0.2 %.4f on %d people", metrics["pose"]["pck"], metrics["pose"]["people"])
     write_json(out / "metrics.json", metrics)
     return ckpt_path
 
@@ -247,7 +295,8 @@ def _save(path, model, optimizer, step, history, cfg, pcfg, label_set) -> None:
     with atomic_path(path) as tmp:
         torch.save(dict(model={k: v.cpu() for k, v in model.state_dict().items()}, optimizer=optimizer.state_dict(), step=step,
                         history=list(history), torch_rng=torch.get_rng_state(), train_config=jsonable(cfg),
-                        parser_config=asdict(pcfg), arch=cfg.arch, label_set=label_set, size=cfg.size), tmp)
+                        parser_config=asdict(pcfg), arch=cfg.arch, label_set=label_set, size=cfg.size,
+                        model_kind=cfg.model, joint_stages=cfg.joint_stages), tmp)
 
 
 def load_parser(path: str | Path) -> tuple[torch.nn.Module, dict]:
@@ -255,14 +304,26 @@ def load_parser(path: str | Path) -> tuple[torch.nn.Module, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     pc = dict(ckpt["parser_config"])
     pc["blocks"], pc["aspp_rates"], pc["scales"] = tuple(pc["blocks"]), tuple(pc["aspp_rates"]), tuple(pc["scales"])
-    model = build_parser(ckpt["arch"], ParserConfig(**pc))
+    model = build_model_kind(ckpt.get("model_kind", "parser"), ckpt["arch"], ParserConfig(**pc), ckpt.get("joint_stages", 1))
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
 
 
+def build_model(cfg: ParserTrainConfig, pcfg: ParserConfig) -> torch.nn.Module:
+    """The network a run trains: a parser (``cfg.arch``) or the joint network."""
+    return build_model_kind(cfg.model, cfg.arch, pcfg, cfg.joint_stages)
+
+
+def build_model_kind(kind: str, arch: str, pcfg: ParserConfig, joint_stages: int = 1) -> torch.nn.Module:
+    if kind == "joint":
+        return JointNet(JointConfig(pcfg, stages=joint_stages))
+    return build_parser(arch, pcfg)
+
+
 def main(cfg: ParserTrainConfig, progress: Callable[[str, int, int], None] | None = None) -> Path:
     """Load the data ``cfg`` names and train (resumable); returns ``last.pt``."""
-    pool = load_pool(cfg.data, tuple(cfg.synthetic), cfg.label_set, round(cfg.size * cfg.scale_range[1]))
+    pool = load_pool(cfg.data, tuple(cfg.synthetic), cfg.label_set, round(cfg.size * cfg.scale_range[1]),
+                     cfg.pose_data, cfg.pose_split)
     return train_parser(cfg, pool, progress)
 
 

@@ -74,4 +74,49 @@ def test_joint_network_forward_backward_and_missing_labels():
     first = joint_loss(out1, target[:1], heat[:1], jw[:1], torch.tensor([1.0]))
     assert torch.allclose(only_first["parsing"], first["parsing"]) and torch.allclose(only_first["pose"], first["pose"])
     none = joint_loss(out, target, heat, torch.zeros(2, 16), torch.zeros(2))
-    assert float(none["loss"]) == 0.0
+    assert float(none["loss"].detach()) == 0.0
+
+
+def test_augment_moves_keypoints_with_the_image():
+    from parser_net.dataset import ParsingItem, augment
+    from pipeline.labels import LABEL_SETS
+    from pipeline.skeleton import J
+
+    image = np.zeros((40, 30, 3), np.uint8)
+    kp = np.full((16, 3), np.nan, np.float32)
+    kp[:, 2] = 0
+    kp[J["left_wrist"]] = [7, 11, 2]
+    image[11, 7] = 255
+    item = ParsingItem(image, np.zeros((40, 30), np.uint8), False, 1.0, "x", kp)
+    flips = 0
+    for seed in range(12):
+        img, _, moved = augment(item, (24, 20), (1.0, 1.0), LABEL_SETS["pascal10"].flip_lut(),
+                                np.random.default_rng(seed), with_keypoints=True)
+        joint = J["left_wrist"] if moved[J["left_wrist"], 2] > 0 else J["right_wrist"]
+        flips += joint == J["right_wrist"]
+        x, y = moved[joint, :2]
+        if 0 <= x < 20 and 0 <= y < 24:
+            assert img[int(round(y)), int(round(x)), 0] == 255
+    assert flips > 0
+
+
+def test_joint_training_reports_parsing_and_pck(demo_dir, tmp_path):
+    import json
+
+    from parser_net.train import ParserTrainConfig, load_parser, main
+
+    cfg = ParserTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "joint"), model="joint", structure_loss=True,
+                            pose_data=str(demo_dir), pose_split="val", iterations=3, checkpoint_every=3, width=4,
+                            size=64, batch_size=2, threads=1)
+    ckpt = main(cfg)
+    metrics = json.loads((tmp_path / "joint" / "metrics.json").read_text())
+    assert 0 <= metrics["val"]["mean_iou"] <= 1 and 0 <= metrics["pose"]["pck"] <= 1
+    assert metrics["pose"]["people"] == 3
+    model, _ = load_parser(ckpt)
+    assert "heatmaps" in model(torch.zeros(1, 3, 64, 64))
+    from flows.cli import main as cli
+
+    out = tmp_path / "scores.json"
+    assert cli(["evaluate", "--checkpoint", str(ckpt), "--data", str(demo_dir), "--split", "val", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())[str(ckpt)]
+    assert result["pose"]["people"] == 3 and 0 <= result["pose"]["pck"] <= 1
