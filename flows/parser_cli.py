@@ -53,11 +53,29 @@ def cmd_evaluate(args) -> int:
             print(f"{ckpt}: PCK@0.2 {100 * pose['pck']:.1f} on {pose['people']} people")
     table = scores_markdown(results)
     print(table)
+    if args.grid:
+        write_grid(args, label_set)
     if args.out:
         write_json(args.out, results)
         Path(args.out).with_suffix(".md").write_text(table)
         print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
     return 0
+
+
+def write_grid(args, label_set) -> None:
+    """PNG grid image | each checkpoint's parsing | ground truth of the first --grid-n images."""
+    from pipeline.files import write_image
+    from pipeline.layouts import iter_records
+    from parser_net.evaluate import prediction_grid
+    from parser_net.train import load_parser
+
+    loaded = {str(c): load_parser(str(c)) for c in args.checkpoint}
+    recs = [r for r in iter_records(str(args.data), args.layout, label_set=label_set.name)
+            if r.label_map is not None and (args.split is None or r.split == args.split)][: args.grid_n]
+    size = next(iter(loaded.values()))[1]["size"]
+    write_image(args.grid, prediction_grid({k: m for k, (m, _) in loaded.items()}, recs, label_set, size,
+                                           photos=not args.no_photos))
+    print(f"wrote {args.grid}")
 
 
 def pose_scores(checkpoint: str, data: str, split: str | None) -> dict | None:
@@ -115,6 +133,9 @@ def add_parser_commands(sub) -> None:
     e.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test scales, e.g. 0.75 1 1.25")
     e.add_argument("--flip", action="store_true", help="also parse the mirrored image")
     e.add_argument("--out", type=Path, help="write scores as JSON (and a .md table beside it)")
+    e.add_argument("--grid", type=Path, help="also write a PNG grid: image | each checkpoint | ground truth")
+    e.add_argument("--grid-n", type=int, default=6)
+    e.add_argument("--no-photos", action="store_true", help="leave the photographs out of the grid")
     e.add_argument("--pose-data", type=Path, help="joint networks: score PCK@0.2 here (default --data)")
     e.add_argument("--pose-split", help="split of --pose-data for PCK (default --split)")
     e.set_defaults(func=cmd_evaluate)

@@ -148,7 +148,8 @@ def test_train_resume_and_cli_evaluate_on_unseen_ccp_folder(tmp_path):
     write_ccp(unseen, n=3, size=(30, 20), bright_hair=True)
     out = tmp_path / "scores.json"
     assert cli(["evaluate", "--checkpoint", str(full), "--data", str(unseen), "--out", str(out),
-                "--scales", "0.75", "1", "--flip"]) == 0
+                "--scales", "0.75", "1", "--flip", "--grid", str(tmp_path / "grid.png"), "--no-photos"]) == 0
+    assert (tmp_path / "grid.png").stat().st_size > 0
     result = json.loads(out.read_text())[str(full)]
     assert result["images"] == 3 and 0 <= result["mean_iou"] <= 1 and set(result["iou"]) == set(LABEL_SETS["ccp8"].names)
     assert "mIoU" in out.with_suffix(".md").read_text()
