@@ -274,8 +274,9 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
         if progress:
             progress(f"loss {np.mean(running[-20:]):.3f}", step, cfg.iterations)
         if step % cfg.checkpoint_every == 0 or step == cfg.iterations:
-            history.append({"step": step, "loss": float(np.mean(running)), "seconds": time.time() - t0})
-            running = []
+            now = time.time()
+            history.append({"step": step, "loss": float(np.mean(running)), "seconds": now - t0})  # this interval
+            running, t0 = [], now
             _save(ckpt_path, model, optimizer, step, history, cfg, pcfg, pool.label_set.name)
             log.info("step %d/%d loss %.4f", step, cfg.iterations, history[-1]["loss"])
     metrics = {"config": resolved, "history": history,
