@@ -43,14 +43,18 @@ def train_parser(data: str, out: str, synthetic: list[str] | None = None, n_real
                  arch: str = "deeplab", width: int = 16, size: int = 160, blocks: tuple[int, int, int, int] = (1, 1, 1, 1),
                  min_confidence: float = 0.0,
                  real_fraction: float | None = 0.5, synthetic_weight: float = 1.0, seed: int = 0,
-                 threads: int | None = None) -> str:
-    """Train a parser on the real ``data`` (train split) plus the ``synthetic`` folders;
-    returns ``last.pt``.  See :class:`parser_net.train.ParserTrainConfig` for the fields."""
+                 threads: int | None = None, model: str = "parser", structure_loss: bool = False,
+                 pose_data: str | None = None, pose_split: str = "test") -> str:
+    """Train a parser (or, with ``model="joint"``, the joint parsing + pose network) on the
+    real ``data`` (train split) plus the ``synthetic`` folders; returns ``last.pt`` (val
+    mIoU and, with ``pose_data``, PCK@0.2 in ``metrics.json``).  See
+    :class:`parser_net.train.ParserTrainConfig` for the fields."""
     return train_parser_task(dict(
         data=data, out_dir=out, synthetic=list(synthetic or []), n_real=n_real, n_synthetic=n_synthetic,
         iterations=iterations, finetune_iterations=finetune_iterations if synthetic else 0, arch=arch,
         width=width, blocks=tuple(blocks), size=size, min_confidence=min_confidence, real_fraction=real_fraction,
-        synthetic_weight=synthetic_weight, seed=seed, subset_seed=seed, threads=threads))
+        synthetic_weight=synthetic_weight, seed=seed, subset_seed=seed, threads=threads, model=model,
+        structure_loss=structure_loss, pose_data=pose_data, pose_split=pose_split))
 
 
 @task

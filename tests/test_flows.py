@@ -147,7 +147,9 @@ def test_cli_synthesize_inspect_and_evaluate_flow(prefect_harness, demo_dir, tin
     printed = capsys.readouterr().out
     assert "lowest confidence" in printed and (out / "inspect" / "index.html").exists()
     ckpt = train_parser(str(demo_dir), str(tmp_path / "parser"), synthetic=[str(out)], iterations=3,
-                        finetune_iterations=1, width=4, size=64, threads=1)
+                        finetune_iterations=1, width=4, size=64, threads=1, model="joint", structure_loss=True,
+                        pose_data=str(demo_dir), pose_split="val")
+    assert json.loads((tmp_path / "parser" / "metrics.json").read_text())["pose"]["people"] == 3
     rows = evaluate({"tiny": ckpt}, str(demo_dir), reports=str(tmp_path / "reports"))
     assert rows["tiny"]["images"] == 3
     (report,) = (tmp_path / "reports").iterdir()
