@@ -23,9 +23,7 @@ from pipeline.layouts import iter_records
 from pipeline.prior import PriorConfig
 from refine_net.model import RefineConfig, UNet
 from refine_net.synthesize import SynthConfig, Synthesizer, keypoint_only_people
-from refine_net.train import save_checkpoint
-
-PROFILES = {"cpu": dict(size=128, base_filters=32, depth=5), "gpu": dict(size=256, base_filters=64, depth=8)}
+from refine_net.train import PROFILES, save_checkpoint
 
 
 def untrained_checkpoint(path: Path, bank: str, profile: str) -> Path:

@@ -50,20 +50,22 @@ def preset(name: str, data_root: str | None = None) -> Preset:
     raise ValueError(f"unknown preset {name!r}; choose demo or ccp")
 
 
+def profile_sizes(profile: str) -> dict:
+    """Refiner and parser sizes of a profile (``cpu`` or ``gpu``), from
+    :data:`refine_net.train.PROFILES` and :data:`parser_net.train.PROFILES`."""
+    from parser_net.train import PROFILES as PARSER
+    from refine_net.train import PROFILES as REFINER
+
+    p = PARSER[profile]
+    return {"refiner": dict(REFINER[profile]), "parser": {k: p[k] for k in ("width", "size", "blocks")}}
+
+
 @task
 def prediction_grid_task(checkpoints: dict[str, str], data: str, out: str, photos: bool, n: int = 6) -> str:
     """PNG grid image | each parser | ground truth for the first ``n`` val images."""
-    from pipeline.labels import LABEL_SETS
-    from pipeline.layouts import iter_records
-    from parser_net.evaluate import prediction_grid
-    from parser_net.train import load_parser
+    from parser_net.evaluate import checkpoint_grid
 
-    loaded = {name: load_parser(p) for name, p in checkpoints.items()}
-    ckpt = next(iter(loaded.values()))[1]
-    label_set = LABEL_SETS[ckpt["label_set"]]
-    recs = [r for r in iter_records(data, label_set=label_set.name) if r.label_map is not None and r.split == "val"][:n]
-    write_image(out, prediction_grid({k: m for k, (m, _) in loaded.items()}, recs, label_set, ckpt["size"],
-                                     photos=photos))
+    write_image(out, checkpoint_grid(checkpoints, data, split="val", n=n, photos=photos))
     return out
 
 
@@ -76,9 +78,7 @@ def run_experiment(labelled: str, keypoint_only: list[str], work: str, refiner_e
     resumes or is served from cache on a rerun).  Returns {model: scores}."""
     log = get_run_logger()
     work_path = Path(work)
-    from flows.run_cli import PROFILES
-
-    sizes = PROFILES[profile]
+    sizes = profile_sizes(profile)
     ckpt = train_refiner(labelled, str(work_path / "refiner"), epochs=refiner_epochs, loss="ce", threads=threads,
                          **sizes["refiner"])
     synth_dirs = []

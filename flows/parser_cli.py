@@ -54,7 +54,7 @@ def cmd_evaluate(args) -> int:
     table = scores_markdown(results)
     print(table)
     if args.grid:
-        write_grid(args, label_set)
+        write_grid(args)
     if args.out:
         write_json(args.out, results)
         Path(args.out).with_suffix(".md").write_text(table)
@@ -62,19 +62,14 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def write_grid(args, label_set) -> None:
+def write_grid(args) -> None:
     """PNG grid image | each checkpoint's parsing | ground truth of the first --grid-n images."""
     from pipeline.files import write_image
-    from pipeline.layouts import iter_records
-    from parser_net.evaluate import prediction_grid
-    from parser_net.train import load_parser
+    from parser_net.evaluate import checkpoint_grid
 
-    loaded = {str(c): load_parser(str(c)) for c in args.checkpoint}
-    recs = [r for r in iter_records(str(args.data), args.layout, label_set=label_set.name)
-            if r.label_map is not None and (args.split is None or r.split == args.split)][: args.grid_n]
-    size = next(iter(loaded.values()))[1]["size"]
-    write_image(args.grid, prediction_grid({k: m for k, (m, _) in loaded.items()}, recs, label_set, size,
-                                           photos=not args.no_photos))
+    write_image(args.grid, checkpoint_grid({str(c): str(c) for c in args.checkpoint}, str(args.data),
+                                           split=args.split, n=args.grid_n, photos=not args.no_photos,
+                                           layout=args.layout))
     print(f"wrote {args.grid}")
 
 

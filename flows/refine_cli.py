@@ -85,12 +85,10 @@ def add_refine_commands(sub) -> None:
     t.set_defaults(func=_with_profile(cmd_train_refiner))
 
 
-PROFILES = {"cpu": {"size": 128, "base_filters": 32, "depth": 5},
-            "gpu": {"size": 256, "base_filters": 64, "depth": 8}}
-
-
 def _with_profile(fn):
     def run(args):
+        from refine_net.train import PROFILES
+
         for key, value in PROFILES[args.profile].items():
             if getattr(args, key) is None:
                 setattr(args, key, value)

@@ -6,12 +6,6 @@ import os
 import threading
 from pathlib import Path
 
-PROFILES = {
-    "cpu": {"refiner": dict(size=128, base_filters=32, depth=5), "parser": dict(width=16, size=160, blocks=(1, 1, 1, 1))},
-    "gpu": {"refiner": dict(size=256, base_filters=64, depth=8), "parser": dict(width=64, size=320, blocks=(2, 2, 2, 2))},
-}
-
-
 def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 

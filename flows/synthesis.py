@@ -97,11 +97,11 @@ def synthesize_image(image: dict, out: str, checkpoint: str, checkpoint_sha256: 
 
 @task(cache_policy=CACHED, persist_result=True)
 def finalize_dataset(out: str, checkpoint: str, bank_path: str, bank_data: str, bank_split: str | None,
-                     k: int, save_probabilities: bool, items: list[dict], code: str) -> dict:
+                     k: int, save_probabilities: bool, threads: int, items: list[dict], code: str) -> dict:
     """people.json, annotations.json (COCO RLE), manifest.parquet, dataset.json from the
-    item records; returns totals."""
-    synth = _synthesizer(checkpoint, bank_path, bank_data, bank_split, k, save_probabilities,
-                         torch.get_num_threads())
+    item records; returns totals.  Same Synthesizer key as :func:`synthesize_image`, so a
+    thread-runner worker's loaded refiner and bank are reused."""
+    synth = _synthesizer(checkpoint, bank_path, bank_data, bank_split, k, save_probabilities, threads)
     return synth.finalize(out)
 
 
@@ -150,7 +150,7 @@ def synthesize_labels(checkpoint: str, data: str, out: str, bank_data: str | Non
         if i % 100 == 0 or i == len(futures):
             log.info("%d/%d images", i, len(futures))
     totals = finalize_dataset(out, checkpoint, bank_path, bank_data, bank_split, k, save_probabilities,
-                              results, code)
+                              threads_per_task, results, code)
     counts = {s: sum(r["status"] == s for r in results) for s in ("images_done", "images_reused", "images_failed")}
     totals = dict(totals, **counts)
     create_table_artifact(key="synthesis-totals", table=[{"quantity": q, "value": v} for q, v in totals.items()],

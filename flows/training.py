@@ -33,7 +33,7 @@ def train_parser_task(cfg: dict) -> str:
     """Train (or resume) a parser; returns its ``last.pt`` (scores in ``metrics.json``)."""
     from parser_net.train import ParserTrainConfig, main
 
-    cfg = dict(cfg, synthetic=tuple(cfg.get("synthetic", ())), blocks=tuple(cfg.get("blocks", (1, 1, 2, 1))))
+    cfg = dict(cfg, synthetic=tuple(cfg["synthetic"]), blocks=tuple(cfg["blocks"]))
     return str(main(ParserTrainConfig(**cfg), progress=_every(get_run_logger(), "parser")))
 
 

@@ -115,6 +115,23 @@ def evaluate_checkpoint(checkpoint: str, data: str, *, layout: str | None = None
     return scores, n, label_set
 
 
+def checkpoint_grid(checkpoints: dict[str, str], data: str, *, split: str | None = "val", n: int = 6,
+                    photos: bool = True, layout: str | None = None) -> np.ndarray:
+    """:func:`prediction_grid` of parser checkpoints ({name: last.pt}) on the first ``n``
+    labelled images of ``data`` (in ``split``; None: any), read in the first checkpoint's
+    label set at its training size."""
+    from pipeline.labels import LABEL_SETS
+    from pipeline.layouts import iter_records
+    from parser_net.train import load_parser
+
+    loaded = {name: load_parser(path) for name, path in checkpoints.items()}
+    ckpt = next(iter(loaded.values()))[1]
+    label_set = LABEL_SETS[ckpt["label_set"]]
+    recs = [r for r in iter_records(data, layout, label_set=label_set.name)
+            if r.label_map is not None and (split is None or r.split == split)][:n]
+    return prediction_grid({k: m for k, (m, _) in loaded.items()}, recs, label_set, ckpt["size"], photos=photos)
+
+
 def prediction_grid(models: dict[str, torch.nn.Module], records: list[PersonRecord], label_set: LabelSet,
                     long_side: int, tile: int = 128, photos: bool = True) -> np.ndarray:
     """uint8 RGB grid, one row per labelled record: image | each model's label map | ground

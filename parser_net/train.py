@@ -251,11 +251,11 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
     mixed_until = cfg.iterations - cfg.finetune_iterations
     scale_max = cfg.scale_range[1]
     scale_range = (cfg.scale_range[0] / scale_max, 1.0)      # items are stored at size * scale_max
+    items = real + synth                                     # indices >= len(real) are synthetic
     t0, running = time.time(), []
     while step < cfg.iterations:
         n_synth = len(synth) if step < mixed_until else 0
         idx = sample_indices(len(real), n_synth, cfg.batch_size, cfg.real_fraction, cfg.seed, step)
-        items = real + synth
         x, y, is_synth, has_label, *kps = draw_batch(items, idx, cfg.crop_hw, scale_range, pool.label_set,
                                                      cfg.seed, step, cfg.flip, with_keypoints=cfg.model == "joint")
         weight = (torch.where(is_synth, cfg.synthetic_weight, 1.0) * has_label).to(device)

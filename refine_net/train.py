@@ -28,6 +28,10 @@ from refine_net.model import RefineConfig, UNet
 
 log = logging.getLogger("partsynth.refine")
 
+#: U-Net sizes: CPU (128 px, 32 filters, depth 5) and the paper's (256 px, 64, depth 8).
+PROFILES = {"cpu": {"size": 128, "base_filters": 32, "depth": 5},
+            "gpu": {"size": 256, "base_filters": 64, "depth": 8}}
+
 
 @dataclass(frozen=True)
 class TrainConfig:

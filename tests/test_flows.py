@@ -39,11 +39,6 @@ def test_list_images_unit(demo_dir):
     assert code_fingerprint() == code_fingerprint()
 
 
-def copy_demo(demo_dir, dst) -> Path:
-    shutil.copytree(demo_dir, dst)
-    return dst
-
-
 def add_people(folder: Path, n: int) -> None:
     """Add n keypoint-only people: copies of existing unlabelled images under new names."""
     people = json.loads((folder / "people.json").read_text())
@@ -56,7 +51,7 @@ def add_people(folder: Path, n: int) -> None:
 
 
 def test_rerun_is_cached_and_new_images_only_are_processed(prefect_harness, demo_dir, tiny_refiner, tmp_path):
-    data = copy_demo(demo_dir, tmp_path / "demo")
+    data = Path(shutil.copytree(demo_dir, tmp_path / "demo"))
     out = tmp_path / "synth"
     args = (str(tiny_refiner), str(data), str(out))
     first = synthesize_labels(*args, return_state=True)
