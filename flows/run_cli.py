@@ -73,7 +73,9 @@ def cmd_inspect(args) -> int:
     from rich.table import Table
 
     from flows.inspect import inspect_dataset
+    from pipeline.readers.folder import read_dataset_info
 
+    read_dataset_info(args.dataset)          # a clear error before starting Prefect
     stats = inspect_dataset(str(args.dataset), args.out and str(args.out), priors=not args.no_priors,
                             max_people=args.max_people)
     console = Console()
