@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from pipeline.demo import random_pose
-from pipeline.pose_index import PoseIndex
+from pipeline.priors.pose_index import PoseIndex
 from pipeline.skeleton import J
 
 

@@ -21,7 +21,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline.layouts import iter_records  # noqa: E402
-from pipeline.prior import PriorBank, PriorConfig  # noqa: E402
+from pipeline.priors.bank import PriorBank, PriorConfig  # noqa: E402
 
 
 def main() -> None:

@@ -19,24 +19,24 @@ from pathlib import Path
 
 import torch
 
-from pipeline.layouts import iter_records
-from pipeline.prior import PriorConfig
+from pipeline.labels import LABEL_SETS
+from pipeline.layouts import iter_records, keypoint_only_people
+from pipeline.priors.bank import PriorConfig
+from refine_net.checkpoint import Checkpoint, save_checkpoint
+from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.model import RefineConfig, UNet
-from refine_net.synthesize import SynthConfig, Synthesizer, keypoint_only_people
-from refine_net.train import PROFILES, save_checkpoint
+from refine_net.synthesize import Synthesizer
 
 
 def untrained_checkpoint(path: Path, bank: str, profile: str) -> Path:
-    p = PROFILES[profile]
+    """A refiner checkpoint with random weights of ``profile``'s sizes (speed only)."""
+    train = RefinerTrainConfig(data=str(Path(bank).resolve()), out_dir=str(path.parent), profile=profile)
     label_set = next(r.label_set for r in iter_records(bank) if r.label_map is not None)
-    from pipeline.labels import LABEL_SETS
-
-    cfg = RefineConfig(num_classes=LABEL_SETS[label_set].num_classes, base_filters=p["base_filters"],
-                       depth=p["depth"])
-    save_checkpoint(path, model=UNet(cfg).state_dict(), refine_config=asdict(cfg),
-                    prior_config=asdict(PriorConfig(size=p["size"])), label_set=label_set,
-                    bank_data=bank, train_config={"k": 3, "label_set": None})
-    return path
+    cfg = RefineConfig(num_classes=LABEL_SETS[label_set].num_classes, base_filters=train.base_filters,
+                       depth=train.depth)
+    network = {"refine": asdict(cfg), "prior": asdict(PriorConfig(size=train.size)), "bank_data": train.data}
+    return save_checkpoint(path, Checkpoint(kind="refiner", config=train.model_dump(mode="json"), network=network,
+                                            label_set=label_set, model=UNet(cfg).state_dict()))
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
         for profile in args.profiles:
             ckpt = args.checkpoint or untrained_checkpoint(Path(tmp) / f"{profile}.pt", args.bank, profile)
             t = time.perf_counter()
-            synth = Synthesizer(SynthConfig(checkpoint=str(ckpt)))
+            synth = Synthesizer(SynthConfig(checkpoint=str(ckpt), data=args.people, out=tmp, bank_split=None))
             print(f"[{profile}] bank + model loaded in {time.perf_counter() - t:.1f} s")
             for n in args.counts:
                 out = Path(tmp) / f"{profile}-{n}"

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from pipeline.files import read_json, write_json
-from parser_net.train import ParserTrainConfig, load_pool, train_parser
+from parser_net.config import ParserTrainConfig
+from parser_net.train import load_pool, train_parser
 
 ROWS = {
     "parser": dict(model="parser"),

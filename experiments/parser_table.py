@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.files import read_json, write_json
-from parser_net.train import ParserTrainConfig, load_pool, train_parser
+from parser_net.config import ParserTrainConfig
+from parser_net.train import load_pool, train_parser
 
 
 def run_row(pool, args, synthetic, n, m, seed, out_root: Path) -> dict:

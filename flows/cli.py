@@ -1,8 +1,10 @@
-"""The ``partsynth`` command line.
+"""The ``partsynth`` command line: the entry point and the ``data`` commands.
 
-Commands so far: ``data summary`` (manifest and summary of any supported dataset) and
-``data demo`` (generate the embedded synthetic demo set).  Heavy imports happen inside
-the commands so ``partsynth --help`` stays fast.
+The other commands live in ``flows/*_cli.py`` (each adds its sub-commands to the parser);
+shared helpers in :mod:`flows.options`.  Heavy imports happen inside the commands so
+``partsynth --help`` stays fast.  Errors of the user's input or config
+(:class:`pipeline.errors.DataError`, :class:`pipeline.errors.ConfigError`) print one line
+and exit 1; anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-DEFAULT_DEMO_DIR = Path("data") / "demo"
+from flows.options import progress_bar
+from pipeline.demo import DEFAULT_DEMO_DIR
 
 
 def _version() -> str:
@@ -19,24 +22,6 @@ def _version() -> str:
         return version("partsynth")
     except PackageNotFoundError:
         return "unknown (not installed)"
-
-
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), transient=True)
-
-
-def ensure_demo(path: Path, seed: int = 0) -> Path:
-    """Generate the demo set at ``path`` unless a dataset is already there."""
-    from pipeline.demo import write_demo_set
-    from pipeline.readers.folder import DATASET_FILE
-
-    if not (path / DATASET_FILE).exists():
-        print(f"generating the synthetic demo set in {path} (seed {seed}) ...", file=sys.stderr)
-        write_demo_set(path, seed=seed)
-    return path
 
 
 def cmd_data_demo(args) -> int:
@@ -59,6 +44,8 @@ def cmd_data_summary(args) -> int:
     from pipeline.manifest import build_manifest, summarize, write_manifest
     from pipeline.records import ReadReport
 
+    from pipeline.demo import ensure_demo
+
     console = Console()
     errors = Console(stderr=True, soft_wrap=True)
     path = ensure_demo(DEFAULT_DEMO_DIR) if args.demo else args.path
@@ -71,7 +58,7 @@ def cmd_data_summary(args) -> int:
         options = {"label_set": args.label_set} if args.label_set else {}
         records = iter_records(path, layout, skip_bad=args.skip_bad, report=report, **options)
         root = path if Path(path).is_dir() else Path(path).parent
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task(f"reading {layout}", total=None)
             df = build_manifest(records, root, progress=lambda _: bar.advance(task))
     except DataError as e:
@@ -109,7 +96,7 @@ def cmd_data_show(args) -> int:
     import numpy as np
 
     from pipeline import files
-    from pipeline.dataset_show import people_grid
+    from pipeline.pictures.dataset_grid import people_grid
     from pipeline.layouts import iter_records
 
     recs = [r for r in iter_records(args.path, args.layout, skip_bad=True)
@@ -183,12 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.errors import DataError
+    from pipeline.errors import ConfigError, DataError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (DataError, FileNotFoundError, ValueError) as e:
+    except (DataError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-import torch
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
-from flows.caching import code_fingerprint
-from flows.synthesis import index_bank
-from pipeline.files import read_json, tree_signature
-from pipeline.inspect_report import bank_prior_fn, dataset_stats, write_inspect_page
+from flows.synthesis import bank_for
+from pipeline.errors import DataError
 from pipeline.labels import LABEL_SETS
+from pipeline.pictures.inspect_page import bank_prior_fn, dataset_stats, write_inspect_page
+from pipeline.synth_dataset import read_synth_info
+from refine_net.config import SynthConfig
 
 
 @task
 def stats_task(dataset: str) -> dict:
-    """:func:`pipeline.inspect_report.dataset_stats` of the folder."""
+    """:func:`pipeline.pictures.inspect_page.dataset_stats` of the folder."""
     return dataset_stats(dataset)
 
 
@@ -33,6 +33,18 @@ def page_task(dataset: str, out: str, bank_path: str | None, max_people: int) ->
     return str(write_inspect_page(dataset, out, prior_fn, max_people=max_people))
 
 
+def synthesis_bank(dataset: str) -> str | None:
+    """The prior bank a synthesized dataset was made with, when its refiner checkpoint and
+    bank data are still reachable (else None)."""
+    info = read_synth_info(dataset)
+    values = dict(info.synth_config, out=dataset, checkpoint=info.refiner_checkpoint)
+    try:
+        cfg = SynthConfig.model_validate(values)
+        return bank_for(cfg)
+    except (DataError, ValueError, OSError):
+        return None
+
+
 @flow(name="inspect-dataset", log_prints=True)
 def inspect_dataset(dataset: str, out: str | None = None, priors: bool = True, max_people: int = 200) -> dict:
     """Statistics (class pixel shares, people per source, confidence distribution, lowest-
@@ -40,21 +52,7 @@ def inspect_dataset(dataset: str, out: str | None = None, priors: bool = True, m
     shown when the refiner checkpoint and bank named in ``dataset.json`` are reachable."""
     log = get_run_logger()
     stats = stats_task(dataset)
-    bank_path = None
-    info = read_json(Path(dataset) / "dataset.json")
-    ckpt_path = info.get("refiner_checkpoint")
-    if priors and ckpt_path and Path(ckpt_path).exists():
-        from refine_net.synthesize import synthesis_prior_config
-
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        synth = info.get("synth_config", {})
-        bank_data = synth.get("bank_data") or ckpt["bank_data"]
-        if Path(bank_data).exists():
-            from dataclasses import asdict
-
-            bank_path = index_bank(bank_data, synth.get("bank_split"),
-                                   asdict(synthesis_prior_config(ckpt, synth.get("k", 3))),
-                                   tree_signature(bank_data), code_fingerprint())
+    bank_path = synthesis_bank(dataset) if priors else None
     if priors and bank_path is None:
         log.warning("priors not shown: the refiner checkpoint or its bank data is not reachable")
     page = page_task(dataset, out or str(Path(dataset) / "inspect"), bank_path, max_people)

@@ -1,11 +1,12 @@
 """``partsynth prior evaluate`` and ``partsynth prior show``."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+
+from flows.options import progress_bar
 
 
 def _records(args):
@@ -21,7 +22,7 @@ def _records(args):
 
 
 def _config(args):
-    from pipeline.prior import PriorConfig
+    from pipeline.priors.bank import PriorConfig
 
     return PriorConfig(size=args.size, margin=args.margin, min_shared=args.min_shared, flip=args.flip,
                        torso_affine=not args.no_torso_affine, keep_width=not args.similarity)
@@ -30,9 +31,8 @@ def _config(args):
 def cmd_prior_evaluate(args) -> int:
     from rich.console import Console
 
-    from flows.cli import _progress
     from pipeline.files import write_json
-    from pipeline.prior_eval import evaluate_leave_one_out, evaluate_split, scores_table
+    from pipeline.priors.evaluate import evaluate_leave_one_out, evaluate_split, scores_table
 
     console = Console()
     t0 = time.time()
@@ -50,7 +50,7 @@ def cmd_prior_evaluate(args) -> int:
         val = [r for r in recs if r.split == "val"]
         runs.append(("bank train, queries val", lambda p: evaluate_split(train, val, cfg, args.ks, p)))
     for name, run in runs:
-        with _progress() as bar:
+        with progress_bar() as bar:
             task = bar.add_task(name, total=None)
             scores, info = run(lambda: bar.advance(task))
         table = scores_table(scores, label_set)
@@ -69,8 +69,8 @@ def cmd_prior_evaluate(args) -> int:
 
 def cmd_prior_show(args) -> int:
     from pipeline import files
-    from pipeline.prior import PriorBank
-    from pipeline.prior_show import prior_grid
+    from pipeline.priors.bank import PriorBank
+    from pipeline.pictures.prior_grid import prior_grid
 
     _, recs = _records(args)
     bank = PriorBank.from_records(recs, _config(args))

@@ -6,8 +6,22 @@ import os
 import threading
 from pathlib import Path
 
+from flows.experiment_config import ExperimentConfig
+from flows.options import add_config_options, config_from_args, progress_bar, validate_config
+from pipeline.errors import ConfigError
+from refine_net.config import SynthConfig
+
+
 def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def experiment_config(args) -> ExperimentConfig:
+    """The main job's config: the preset's values, then ``--config``, then the flags."""
+    from flows.experiment_config import preset_values
+
+    base = preset_values(args.preset, args.data_root and str(args.data_root))
+    return config_from_args(ExperimentConfig, args, base)
 
 
 def cmd_run(args) -> int:
@@ -15,36 +29,29 @@ def cmd_run(args) -> int:
     import time
 
     _quiet_prefect()
-    from flows.experiment import preset, run_experiment
-
-    p = preset(args.preset, args.data_root and str(args.data_root))
-    work = str(args.work or Path("data/runs") / args.preset)
-    t = time.time()
-    rows = run_experiment(p.labelled, list(p.keypoint_only), work,
-                          refiner_epochs=args.refiner_epochs or p.refiner_epochs,
-                          parser_iterations=args.parser_iterations or p.parser_iterations,
-                          finetune_iterations=p.finetune_iterations, threads=args.threads,
-                          photos_in_grids=p.photos_in_grids, reports=str(args.reports),
-                          dask_address=args.dask_address, profile=args.profile)
+    from flows.experiment import run_experiment
     from parser_net.evaluate import scores_markdown
 
-    print(f"\nparsers on the val split of {p.labelled} ({args.preset} preset, {args.profile} profile):\n")
+    cfg = experiment_config(args)
+    t = time.time()
+    rows = run_experiment(cfg, dask_address=args.dask_address)
+    print(f"\nparsers on the val split of {cfg.labelled} ({args.preset} preset, {cfg.profile} profile):\n")
     print(scores_markdown(rows))
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"wall time {time.time() - t:.0f} s, peak memory {peak_gib:.2f} GiB; reports in {args.reports}/")
+    print(f"wall time {time.time() - t:.0f} s, peak memory {peak_gib:.2f} GiB; reports in {cfg.reports}/")
     return 0
 
 
 def cmd_synthesize(args) -> int:
     _quiet_prefect()
-    from flows.cli import _progress
     from flows.synthesis import synthesize_labels, task_runner
-    from refine_net.synthesize import keypoint_only_people
+    from pipeline.layouts import keypoint_only_people
 
-    total = len({str(r.image_path) for r in keypoint_only_people(args.data, args.layout)})
-    items = Path(args.out) / "items"
+    cfg = config_from_args(SynthConfig, args)
+    total = len({str(r.image_path) for r in keypoint_only_people(cfg.data, cfg.layout)})
+    items = Path(cfg.out) / "items"
     done = threading.Event()
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("synthesizing", total=total)
 
         def watch():
@@ -55,15 +62,12 @@ def cmd_synthesize(args) -> int:
         watcher.start()
         try:
             flow = synthesize_labels.with_options(task_runner=task_runner(args.dask_address, args.workers))
-            totals = flow(str(args.checkpoint), str(args.data), str(args.out),
-                          bank_data=args.bank_data and str(args.bank_data), bank_split=args.bank_split,
-                          k=args.k, layout=args.layout, save_probabilities=args.save_probabilities,
-                          threads_per_task=args.threads_per_task)
+            totals = flow(cfg)
         finally:
             done.set()
             watcher.join()
             bar.update(task, completed=len(list(items.glob("*.json"))) if items.exists() else 0)
-    print(f"{args.out}: {totals}")
+    print(f"{cfg.out}: {totals}")
     return 0
 
 
@@ -101,31 +105,33 @@ def cmd_schedule(args) -> int:
     from prefect import serve
     from prefect.settings import PREFECT_API_URL
 
-    from flows.experiment import preset, run_experiment
+    from flows.experiment import run_experiment
     from flows.synthesis import synthesize_labels
 
     if not PREFECT_API_URL.value():
-        raise ValueError("no Prefect server: start one with `prefect server start` and set "
-                         "PREFECT_API_URL=http://127.0.0.1:4200/api")
+        raise ConfigError("no Prefect server: start one with `prefect server start` and set "
+                          "PREFECT_API_URL=http://127.0.0.1:4200/api")
     when = {"cron": args.cron} if args.cron else {"interval": args.interval}
     deployments = []
     if args.data:
         if not (args.checkpoint and args.out):
-            raise ValueError("scheduling synthesis needs --checkpoint, --data and --out")
-        deployments.append(synthesize_labels.to_deployment(
-            name=args.name or "synthesize", **when,
-            parameters={"checkpoint": str(Path(args.checkpoint).resolve()), "data": str(Path(args.data).resolve()),
-                        "out": str(Path(args.out).resolve()), "bank_split": args.bank_split}))
+            raise ConfigError("scheduling synthesis needs --checkpoint, --data and --out")
+        cfg = validate_config(SynthConfig, {"checkpoint": str(Path(args.checkpoint).resolve()),
+                                            "data": str(Path(args.data).resolve()),
+                                            "out": str(Path(args.out).resolve()), "bank_split": args.bank_split})
+        deployments.append(synthesize_labels.to_deployment(name=args.name or "synthesize", **when,
+                                                           parameters={"cfg": cfg.model_dump(mode="json")}))
     if args.preset:
-        p = preset(args.preset, args.data_root and str(args.data_root))
-        deployments.append(run_experiment.to_deployment(
-            name=f"{args.name or 'experiment'}-{args.preset}", **when,
-            parameters={"labelled": p.labelled, "keypoint_only": list(p.keypoint_only),
-                        "work": str(Path(args.work or f"data/runs/{args.preset}").resolve()),
-                        "refiner_epochs": p.refiner_epochs, "parser_iterations": p.parser_iterations,
-                        "finetune_iterations": p.finetune_iterations, "photos_in_grids": p.photos_in_grids}))
+        from flows.experiment_config import preset_values
+
+        values = preset_values(args.preset, args.data_root and str(args.data_root))
+        values["work"] = str(Path(args.work or values["work"]).resolve())
+        cfg = validate_config(ExperimentConfig, values)
+        deployments.append(run_experiment.to_deployment(name=f"{args.name or 'experiment'}-{args.preset}", **when,
+                                                        parameters={"cfg": cfg.model_dump(mode="json")}))
     if not deployments:
-        raise ValueError("nothing to schedule: give --data/--checkpoint/--out (synthesis) and/or --preset (experiment)")
+        raise ConfigError("nothing to schedule: give --data/--checkpoint/--out (synthesis) and/or --preset "
+                          "(experiment)")
     print(f"serving {', '.join(d.name for d in deployments)} ({when}); Ctrl-C stops")
     serve(*deployments)
     return 0
@@ -135,28 +141,15 @@ def add_run_commands(sub) -> None:
     r = sub.add_parser("run", help="the main job: refiner -> synthetic labels -> parsers -> report")
     r.add_argument("--preset", choices=["demo", "ccp"], default="demo")
     r.add_argument("--data-root", type=Path, help="for --preset ccp: the folder holding ccp/ and lsp/")
-    r.add_argument("--work", type=Path, help="run folder (default data/runs/PRESET)")
-    r.add_argument("--reports", type=Path, default=Path("reports"))
-    r.add_argument("--profile", choices=["cpu", "gpu"], default="cpu")
-    r.add_argument("--refiner-epochs", type=int)
-    r.add_argument("--parser-iterations", type=int)
-    r.add_argument("--threads", type=int, default=2)
     r.add_argument("--dask-address", help="tcp://HOST:PORT of a Dask scheduler for synthesis")
+    add_config_options(r, ExperimentConfig)
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("synthesize", help="label the keypoint-only people of a dataset (Prefect flow)")
-    s.add_argument("--checkpoint", type=Path, required=True, help="refiner checkpoint (last.pt)")
-    s.add_argument("--data", type=Path, required=True, help="dataset or annotation file with keypoint-only people")
-    s.add_argument("--layout", help="force a layout instead of detecting it")
-    s.add_argument("--out", type=Path, required=True, help="output dataset folder (resumable, cached)")
-    s.add_argument("--bank-data", type=Path, help="labelled bank (default: the refiner's training data)")
-    s.add_argument("--bank-split", default="train", help="bank split for priors (default train; 'all' for every person)")
-    s.add_argument("--k", type=int, default=3)
-    s.add_argument("--save-probabilities", action="store_true")
+    add_config_options(s, SynthConfig)
     s.add_argument("--workers", type=int, default=2, help="thread-runner workers")
-    s.add_argument("--threads-per-task", type=int, default=1, help="torch threads per worker")
     s.add_argument("--dask-address", help="tcp://HOST:PORT of an existing Dask scheduler")
-    s.set_defaults(func=_bank_split_all(cmd_synthesize))
+    s.set_defaults(func=cmd_synthesize)
 
     i = sub.add_parser("inspect", help="statistics and an HTML page of a synthesized dataset")
     i.add_argument("dataset", type=Path)
@@ -178,12 +171,3 @@ def add_run_commands(sub) -> None:
     c.add_argument("--data-root", type=Path)
     c.add_argument("--work", type=Path)
     c.set_defaults(func=cmd_schedule)
-
-
-def _bank_split_all(fn):
-    def run(args):
-        if args.bank_split == "all":
-            args.bank_split = None
-        return fn(args)
-
-    return run

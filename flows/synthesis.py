@@ -19,16 +19,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from prefect import flow, task, unmapped
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.caching import CACHED, cache_dir, code_fingerprint, retry_on_io
 from pipeline.files import atomic_path, file_sha256, tree_signature
+from pipeline.layouts import keypoint_only_people
+from pipeline.priors.bank import PriorConfig, bank_from_dataset
 from pipeline.readers.folder import json_to_keypoints, keypoints_to_json
 from pipeline.records import PersonRecord, ReadReport
-from refine_net.synthesize import (SynthConfig, Synthesizer, build_bank, item_name, keypoint_only_people,
-                                   remove_partial_files, synthesis_prior_config)
+from pipeline.synth_dataset import item_name, remove_partial_files
+from refine_net.checkpoint import load_checkpoint
+from refine_net.config import SynthConfig
+from refine_net.synthesize import Synthesizer, bank_data_of, synthesis_prior_config
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
@@ -47,19 +51,22 @@ def list_images(data: str, layout: str | None, signature: str) -> list[dict]:
             "derived": r.keypoints_derived.tolist() if r.keypoints_derived is not None else None,
             "split": r.split})
     if report.skipped:
-        get_run_logger().warning("%s: %s", data, report.summary())
+        log = get_run_logger()
+        log.warning("%s: %s", data, report.summary())
+        for file, problem in report.skipped:
+            log.warning("skipped %s: %s", file, problem)
     return list(by_image.values())
 
 
 @task(cache_policy=CACHED, persist_result=True)
-def index_bank(bank_data: str, bank_split: str | None, prior: dict, signature: str, code: str) -> str:
-    """Build the prior bank (pose index + part patches) and pickle it in the cache folder;
-    returns the file.  Cached on the bank's files (``signature``), split, prior config and
-    code."""
-    from pipeline.prior import PriorConfig
-
-    bank = build_bank(bank_data, bank_split, PriorConfig(**prior))
-    key = hashlib.sha256(json.dumps([bank_data, bank_split, prior, signature, code], sort_keys=True).encode())
+def index_bank(bank_data: str, bank_split: str | None, prior: dict, label_set: str, signature: str,
+               code: str) -> str:
+    """Build the prior bank (pose index + part patches) in the refiner's ``label_set`` and
+    pickle it in the cache folder; returns the file.  Cached on the bank's files
+    (``signature``), split, prior config, label set and code."""
+    bank = bank_from_dataset(bank_data, bank_split, PriorConfig(**prior), label_set=label_set)
+    key = hashlib.sha256(json.dumps([bank_data, bank_split, prior, label_set, signature, code],
+                                    sort_keys=True).encode())
     path = cache_dir() / f"bank-{key.hexdigest()[:20]}.pkl"
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -69,40 +76,44 @@ def index_bank(bank_data: str, bank_split: str | None, prior: dict, signature: s
     return str(path)
 
 
+def bank_for(cfg: SynthConfig) -> str:
+    """The cached prior bank file of a synthesis run (built on first use)."""
+    ckpt = load_checkpoint(cfg.checkpoint, kind="refiner")
+    bank_data = bank_data_of(cfg, ckpt)
+    return index_bank(bank_data, cfg.bank_split, asdict(synthesis_prior_config(ckpt, cfg.k)), ckpt.label_set,
+                      tree_signature(bank_data), code_fingerprint())
+
+
 @functools.lru_cache(maxsize=2)
-def _synthesizer(checkpoint: str, bank_path: str, bank_data: str, bank_split: str | None, k: int,
-                 save_probabilities: bool, threads: int) -> Synthesizer:
+def _synthesizer(cfg_json: str, bank_path: str) -> Synthesizer:
     """One Synthesizer per worker (thread pool or Dask process), reused by its tasks."""
-    torch.set_num_threads(threads)
+    cfg = SynthConfig.model_validate_json(cfg_json)
+    torch.set_num_threads(cfg.threads_per_task)
     with open(bank_path, "rb") as f:
         bank = pickle.load(f)
-    return Synthesizer(SynthConfig(checkpoint=checkpoint, bank_data=bank_data, k=k,
-                                   save_probabilities=save_probabilities, bank_split=bank_split), bank)
+    return Synthesizer(cfg, bank)
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
-def synthesize_image(image: dict, out: str, checkpoint: str, checkpoint_sha256: str, bank_path: str,
-                     bank_data: str, bank_split: str | None, k: int, save_probabilities: bool,
-                     threads: int, code: str) -> dict:
-    """Label one image's people into ``out``; returns {item, status}.  Cached on the image's
-    content and keypoints, the checkpoint's hash, the bank and the code."""
-    synth = _synthesizer(checkpoint, bank_path, bank_data, bank_split, k, save_probabilities, threads)
+def synthesize_image(image: dict, cfg: SynthConfig, checkpoint_sha256: str, bank_path: str, code: str) -> dict:
+    """Label one image's people into ``cfg.out``; returns {item, status}.  Cached on the
+    image's content and keypoints, the run config, the checkpoint's hash, the bank and the
+    code."""
+    synth = _synthesizer(cfg.model_dump_json(), bank_path)
     people = [PersonRecord(Path(image["image"]), tuple(p["image_size"]), p["person_id"], p["source"],
                            keypoints=None if p["keypoints"] is None else json_to_keypoints(p["keypoints"]),
                            keypoints_derived=None if p["derived"] is None else np.array(p["derived"], bool),
                            split=p["split"]) for p in image["people"]]
-    status = synth.process_image(Path(image["image"]), people, Path(out))
+    status = synth.process_image(Path(image["image"]), people, Path(cfg.out))
     return {"item": item_name(Path(image["image"])), "status": status}
 
 
 @task(cache_policy=CACHED, persist_result=True)
-def finalize_dataset(out: str, checkpoint: str, bank_path: str, bank_data: str, bank_split: str | None,
-                     k: int, save_probabilities: bool, threads: int, items: list[dict], code: str) -> dict:
+def finalize_dataset(cfg: SynthConfig, bank_path: str, items: list[dict], code: str) -> dict:
     """people.json, annotations.json (COCO RLE), manifest.parquet, dataset.json from the
     item records; returns totals.  Same Synthesizer key as :func:`synthesize_image`, so a
     thread-runner worker's loaded refiner and bank are reused."""
-    synth = _synthesizer(checkpoint, bank_path, bank_data, bank_split, k, save_probabilities, threads)
-    return synth.finalize(out)
+    return _synthesizer(cfg.model_dump_json(), bank_path).finalize(cfg.out)
 
 
 def task_runner(dask_address: str | None, workers: int):
@@ -115,45 +126,33 @@ def task_runner(dask_address: str | None, workers: int):
 
 
 @flow(name="synthesize-labels", log_prints=True)
-def synthesize_labels(checkpoint: str, data: str, out: str, bank_data: str | None = None,
-                      bank_split: str | None = "train", k: int = 3, layout: str | None = None,
-                      save_probabilities: bool = False, threads_per_task: int = 1) -> dict:
-    """Label every keypoint-only person of ``data`` with the refiner at ``checkpoint``.
+def synthesize_labels(cfg: SynthConfig) -> dict:
+    """Label every keypoint-only person of ``cfg.data`` with the refiner at
+    ``cfg.checkpoint`` into ``cfg.out`` (see :class:`refine_net.config.SynthConfig`).
 
-    Args:
-        checkpoint: refiner ``last.pt``; its training data is the bank unless ``bank_data``.
-        data: dataset (any supported layout) whose people without label maps get labels.
-        out: output dataset folder (partsynth layout; resumable).
-        bank_split: the bank's split used for priors (``train`` keeps val people out).
-        k: neighbours per prior.
     Returns: totals (images, people labelled, people skipped) and per-status image counts.
-    """
+    Raises: CheckpointError when ``cfg.checkpoint`` is not a refiner checkpoint."""
     log = get_run_logger()
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    bank_data = bank_data or ckpt["bank_data"]
-    prior = asdict(synthesis_prior_config(ckpt, k))
-    out_path = Path(out)
+    out_path = Path(cfg.out)
     out_path.mkdir(parents=True, exist_ok=True)
     stale = remove_partial_files(out_path)
     if stale:
         log.info("removed %d partial files of an interrupted run", len(stale))
     code = code_fingerprint()
-    images = list_images(data, layout, tree_signature(data))
-    bank_path = index_bank(bank_data, bank_split, prior, tree_signature(bank_data), code)
-    log.info("%d images with keypoint-only people in %s", len(images), data)
-    futures = synthesize_image.map(images, unmapped(out), unmapped(checkpoint), unmapped(file_sha256(checkpoint)),
-                                   unmapped(bank_path), unmapped(bank_data), unmapped(bank_split), unmapped(k),
-                                   unmapped(save_probabilities), unmapped(threads_per_task), unmapped(code))
+    images = list_images(cfg.data, cfg.layout, tree_signature(cfg.data))
+    bank_path = bank_for(cfg)
+    log.info("%d images with keypoint-only people in %s", len(images), cfg.data)
+    futures = synthesize_image.map(images, unmapped(cfg), unmapped(file_sha256(cfg.checkpoint)),
+                                   unmapped(bank_path), unmapped(code))
     results = []
     for i, f in enumerate(futures, 1):
         results.append(f.result())
         if i % 100 == 0 or i == len(futures):
             log.info("%d/%d images", i, len(futures))
-    totals = finalize_dataset(out, checkpoint, bank_path, bank_data, bank_split, k, save_probabilities,
-                              threads_per_task, results, code)
+    totals = finalize_dataset(cfg, bank_path, results, code)
     counts = {s: sum(r["status"] == s for r in results) for s in ("images_done", "images_reused", "images_failed")}
     totals = dict(totals, **counts)
     create_table_artifact(key="synthesis-totals", table=[{"quantity": q, "value": v} for q, v in totals.items()],
-                          description=f"synthesized labels in {out}")
-    log.info("%s: %s", out, totals)
+                          description=f"synthesized labels in {cfg.out}")
+    log.info("%s: %s", cfg.out, totals)
     return totals

@@ -14,11 +14,10 @@ import numpy as np
 import torch
 
 from pipeline import files
-from pipeline.labels import LabelSet
+from pipeline.labels import IGNORE, LabelSet
 from pipeline.records import PersonRecord
 from pipeline.skeleton import flip_keypoints
 
-IGNORE = 255
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -133,10 +132,14 @@ def augment(item: ParsingItem, crop_hw: tuple[int, int], scale_range: tuple[floa
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W, 3) or (H, W, 3) RGB -> float32 (B, 3, H, W) normalized with the
-    ImageNet mean and std."""
+    ImageNet mean and std, contiguous in NCHW order.
+
+    The channels-last view a plain permute gives crashed torch 2.13's oneDNN convolution
+    backward on CPU (heap corruption in ``mkldnn_convolution_backward_weights`` with the
+    joint network), so the result is made contiguous."""
     x = (np.asarray(images, np.float32) / 255.0 - MEAN) / STD
     x = torch.from_numpy(np.ascontiguousarray(x))
-    return x.permute(0, 3, 1, 2) if x.ndim == 4 else x.permute(2, 0, 1)
+    return (x.permute(0, 3, 1, 2) if x.ndim == 4 else x.permute(2, 0, 1)).contiguous()
 
 
 def draw_batch(items: list[ParsingItem], indices: np.ndarray, crop_hw: tuple[int, int],

@@ -10,10 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from pipeline import files
-from pipeline.labels import LabelSet
+from pipeline.errors import ConfigError
+from pipeline.labels import LABEL_SETS, LabelSet
+from pipeline.layouts import iter_records
 from pipeline.metrics import ConfusionMatrix, ParsingScores
+from pipeline.pictures.overlay import colorize, grid
 from pipeline.records import PersonRecord
 from parser_net.dataset import resize_long_side, to_tensor
+from parser_net.networks import load_parser
 
 
 @torch.no_grad()
@@ -87,7 +91,7 @@ def scores_markdown(rows: dict[str, dict]) -> str:
 
 
 def evaluate_checkpoint(checkpoint: str, data: str, *, layout: str | None = None, split: str | None = None,
-                        scales: tuple[float, ...] = (1.0,), flip: bool = False,
+                        scales: tuple[float, ...] = (1.0,), flip: bool = False, device: str = "auto",
                         progress: Callable[[int], None] | None = None) -> tuple[ParsingScores, int, LabelSet]:
     """Score a parser checkpoint on the labelled images of any supported dataset layout.
 
@@ -96,22 +100,20 @@ def evaluate_checkpoint(checkpoint: str, data: str, *, layout: str | None = None
         data: dataset folder or annotation file; it is read in the checkpoint's label set.
         split: only records of this split (``val`` for CCP's held-out people); None: all.
         scales, flip: test-time augmentation (see :func:`predict_probabilities`).
-    Returns: scores, number of images, the label set.  Raises: ValueError when the data
+        device: auto, cpu or cuda.
+    Returns: scores, number of images, the label set.  Raises: ConfigError when the data
     has no labelled image (in ``split``) or its label set differs from the checkpoint's;
-    DataError for unreadable files."""
-    from pipeline.labels import LABEL_SETS
-    from pipeline.layouts import iter_records
-    from parser_net.train import load_parser
-
-    model, ckpt = load_parser(checkpoint)
-    label_set = LABEL_SETS[ckpt["label_set"]]
+    CheckpointError when ``checkpoint`` is not a parser checkpoint; DataError for
+    unreadable files."""
+    model, ckpt = load_parser(checkpoint, device)
+    label_set = LABEL_SETS[ckpt.label_set]
     records = [r for r in iter_records(data, layout, label_set=label_set.name)
                if r.label_map is not None and (split is None or r.split == split)]
     if not records:
-        raise ValueError(f"{data}: no labelled images" + (f" in split {split!r}" if split else ""))
+        raise ConfigError(f"{data}: no labelled images" + (f" in split {split!r}" if split else ""))
     if records[0].label_set != label_set.name:
-        raise ValueError(f"{data}: labels are {records[0].label_set}, the parser predicts {label_set.name}")
-    scores, n = evaluate_records(model, records, label_set, ckpt["size"], scales, flip, progress)
+        raise ConfigError(f"{data}: labels are {records[0].label_set}, the parser predicts {label_set.name}")
+    scores, n = evaluate_records(model, records, label_set, ckpt.network["size"], scales, flip, progress)
     return scores, n, label_set
 
 
@@ -120,16 +122,13 @@ def checkpoint_grid(checkpoints: dict[str, str], data: str, *, split: str | None
     """:func:`prediction_grid` of parser checkpoints ({name: last.pt}) on the first ``n``
     labelled images of ``data`` (in ``split``; None: any), read in the first checkpoint's
     label set at its training size."""
-    from pipeline.labels import LABEL_SETS
-    from pipeline.layouts import iter_records
-    from parser_net.train import load_parser
-
     loaded = {name: load_parser(path) for name, path in checkpoints.items()}
     ckpt = next(iter(loaded.values()))[1]
-    label_set = LABEL_SETS[ckpt["label_set"]]
+    label_set = LABEL_SETS[ckpt.label_set]
     recs = [r for r in iter_records(data, layout, label_set=label_set.name)
             if r.label_map is not None and (split is None or r.split == split)][:n]
-    return prediction_grid({k: m for k, (m, _) in loaded.items()}, recs, label_set, ckpt["size"], photos=photos)
+    return prediction_grid({k: m for k, (m, _) in loaded.items()}, recs, label_set, ckpt.network["size"],
+                           photos=photos)
 
 
 def prediction_grid(models: dict[str, torch.nn.Module], records: list[PersonRecord], label_set: LabelSet,
@@ -137,8 +136,6 @@ def prediction_grid(models: dict[str, torch.nn.Module], records: list[PersonReco
     """uint8 RGB grid, one row per labelled record: image | each model's label map | ground
     truth (``photos=False`` leaves the image column black, for figures that may not
     show the photographs)."""
-    from pipeline.overlay import colorize, grid
-
     rows = []
     for r in records:
         image = files.read_image(r.image_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE = 255
+from pipeline.labels import IGNORE
 
 
 def weighted_ce(logits: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor | None = None,

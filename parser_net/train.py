@@ -11,7 +11,6 @@ resolved config; ``metrics.json`` the val scores.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,139 +20,56 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.files import atomic_path, write_json
+from pipeline.errors import ConfigError
+from pipeline.files import write_json
 from pipeline.labels import LABEL_SETS, LabelSet
 from pipeline.layouts import iter_records
 from pipeline.readers.folder import read_dataset_info
-from pipeline.records import PersonRecord
+from pipeline.records import PersonRecord, ReadReport
+from parser_net.config import ParserTrainConfig
 from parser_net.dataset import ParsingItem, draw_batch, load_items, sample_indices
 from parser_net.evaluate import evaluate_records
-from parser_net.joint import JointConfig, JointNet, joint_loss
+from parser_net.joint import joint_loss
 from parser_net.losses import parsing_loss
+from parser_net.networks import build_network, network_record
 from parser_net.pose_eval import evaluate_pose, heatmap_targets
 from parser_net.structure import MERGED_REGIONS, structure_sensitive_loss
-from parser_net.model import ParserConfig, build_parser, scaled_rates
+from refine_net.checkpoint import Checkpoint, rng_state, save_checkpoint
+from refine_net.checkpoint import resume as resume_run
+from refine_net.device import setup_run
 
 log = logging.getLogger("partsynth.parser")
 
-#: CPU: trains from scratch on 2 cores in minutes; GPU: paper-sized (320 px, wider, deeper).
-PROFILES = {
-    "cpu": dict(size=160, width=16, blocks=(1, 1, 1, 1), batch_size=8, head_width=128),
-    "gpu": dict(size=320, width=64, blocks=(2, 2, 2, 2), batch_size=16, head_width=512),
-}
-
-
-@dataclass(frozen=True)
-class ParserTrainConfig:
-    """A parser training run, fully described (saved in every checkpoint).
-
-    Attributes:
-        data: real labelled dataset (any supported layout); its ``train`` split trains (all
-            labelled people when it has no split) and its ``val`` split is evaluated.
-        out_dir: run folder (``last.pt``, ``config.json``, ``metrics.json``).
-        synthetic: synthesized dataset folders (:mod:`refine_net.synthesize`) mixed in.
-        n_real, n_synthetic: use a random subset of this many (None: all), drawn with
-            ``subset_seed``.
-        min_confidence: drop synthetic people whose refiner mean max-probability is lower.
-        real_fraction: probability a sample is real during the mixed phase (None: pool
-            all items and draw uniformly).
-        synthetic_weight: loss weight of synthetic samples (real: 1).
-        iterations: total optimizer steps; ``finetune_iterations`` of them, at the end, use
-            real labels only.
-        arch: ``deeplab`` or ``attention`` (to scale).
-        size: long side of the training images at scale 1 (pixels); crops are
-            (size, 3/4 size); ``scale_range`` the random rescale.
-        optimizer: ``adam`` or ``sgd`` (momentum 0.9); poly learning-rate decay (power 0.9).
-        label_set: label set of the real data reader (ccp8 for CCP); synthetic folders must match.
-        model: ``parser`` (``arch``) or ``joint`` (:class:`parser_net.joint.JointNet`:
-            parsing + 16 keypoint heatmaps, ``joint_stages`` refinement stages,
-            heatmap loss weighted by ``pose_weight``).
-        structure_loss: SS-JPPNet's structure-sensitive parsing loss
-            (:mod:`parser_net.structure`) instead of plain cross-entropy.
-        pose_data, pose_split: labelled-keypoint dataset scored with PCK@0.2 (LSP's test
-            half: ``../shared/data/lsp``, ``test``); its images are never trained on.
-    """
-
-    data: str
-    out_dir: str
-    synthetic: tuple[str, ...] = ()
-    n_real: int | None = None
-    n_synthetic: int | None = None
-    min_confidence: float = 0.0
-    real_fraction: float | None = 0.5
-    synthetic_weight: float = 1.0
-    iterations: int = 3000
-    finetune_iterations: int = 0
-    arch: str = "deeplab"
-    width: int = 16
-    blocks: tuple[int, int, int, int] = (1, 1, 1, 1)
-    head_width: int = 128
-    output_stride: int = 8
-    size: int = 160
-    scale_range: tuple[float, float] = (0.75, 1.25)
-    flip: bool = True
-    batch_size: int = 8
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    subset_seed: int = 0
-    label_set: str = "ccp8"
-    threads: int | None = None
-    checkpoint_every: int = 250
-    eval_scales: tuple[float, ...] = (1.0,)
-    model: str = "parser"
-    structure_loss: bool = False
-    pose_weight: float = 100.0
-    joint_stages: int = 1
-    pose_data: str | None = None
-    pose_split: str = "test"
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.finetune_iterations > self.iterations:
-            raise ValueError("finetune_iterations exceeds iterations")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
-        if self.label_set not in LABEL_SETS:
-            raise ValueError(f"unknown label_set {self.label_set!r}")
-        if self.real_fraction is not None and not 0 <= self.real_fraction <= 1:
-            raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
-        if self.model not in ("parser", "joint"):
-            raise ValueError(f"model must be parser or joint, got {self.model!r}")
-
-    def parser_config(self, num_classes: int) -> ParserConfig:
-        crop = max(self.crop_hw)
-        return ParserConfig(num_classes=num_classes, width=self.width, blocks=tuple(self.blocks),
-                            output_stride=self.output_stride, aspp_rates=scaled_rates(crop, self.output_stride),
-                            head_width=self.head_width)
-
-    @property
-    def crop_hw(self) -> tuple[int, int]:
-        return self.size, round(self.size * 3 / 4)
+#: config fields that may change when a run is resumed (the run is extended or moved)
+RESUMABLE_CHANGES = frozenset({"iterations", "threads", "device", "checkpoint_every"})
 
 
 @dataclass
 class Pool:
-    """Preloaded data of a run (or of many runs sharing it, as in an experiment)."""
+    """Preloaded data of a run (or of many runs sharing it, as in an experiment).
+    ``report`` lists the bad items the readers skipped (file, reason)."""
 
     label_set: LabelSet
     real: list[ParsingItem]
     synthetic: list[ParsingItem]
     val: list[PersonRecord]
     pose_val: list[PersonRecord] = field(default_factory=list)
+    report: ReadReport = field(default_factory=ReadReport)
 
 
 def load_pool(data: str, synthetic: tuple[str, ...], label_set: str, long_side: int,
               pose_data: str | None = None, pose_split: str = "test") -> Pool:
     """Read the real train/val split and the synthetic folders; preload train images.
     With ``pose_data``, its ``pose_split`` people with keypoints form the pose val set and
-    their images are left out of the synthetic training items.
+    their images are left out of the synthetic training items.  Bad items are skipped,
+    logged with file and reason, and listed in ``Pool.report``.
 
-    Raises: ValueError when a synthetic folder's label set differs or nothing is labelled."""
-    recs = [r for r in iter_records(data, skip_bad=True, label_set=label_set) if r.label_map is not None]
+    Raises: ConfigError when a synthetic folder's label set differs or nothing is labelled."""
+    report = ReadReport()
+    recs = [r for r in iter_records(data, skip_bad=True, report=report, label_set=label_set)
+            if r.label_map is not None]
     if not recs:
-        raise ValueError(f"{data}: no labelled people")
+        raise ConfigError(f"{data}: no labelled people")
     lset = LABEL_SETS[recs[0].label_set]
     train = [r for r in recs if r.split == "train"] or [r for r in recs if r.split != "val"]
     val = [r for r in recs if r.split == "val"]
@@ -161,14 +77,17 @@ def load_pool(data: str, synthetic: tuple[str, ...], label_set: str, long_side: 
     for folder in synthetic:
         info = read_dataset_info(Path(folder))
         if info["label_set"] != lset.name:
-            raise ValueError(f"{folder}: label set {info['label_set']} differs from {lset.name}")
-        synth += [r for r in iter_records(folder, skip_bad=True) if r.label_map is not None]
+            raise ConfigError(f"{folder}: label set {info['label_set']} differs from {lset.name}")
+        synth += [r for r in iter_records(folder, skip_bad=True, report=report) if r.label_map is not None]
     pose_val = []
     if pose_data:
-        pose_val = [r for r in iter_records(pose_data, skip_bad=True) if r.split == pose_split and r.keypoints is not None]
+        pose_val = [r for r in iter_records(pose_data, skip_bad=True, report=report)
+                    if r.split == pose_split and r.keypoints is not None]
         held_out = {Path(r.image_path).resolve() for r in pose_val}
         synth = [r for r in synth if Path(r.image_path).resolve() not in held_out]
-    return Pool(lset, load_items(train, long_side), load_items(synth, long_side), val, pose_val)
+    for file, problem in report.skipped:
+        log.warning("skipped %s: %s", file, problem)
+    return Pool(lset, load_items(train, long_side), load_items(synth, long_side), val, pose_val, report)
 
 
 def select(pool: Pool, cfg: ParserTrainConfig) -> tuple[list[ParsingItem], list[ParsingItem]]:
@@ -218,36 +137,28 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
                  resume: bool = True) -> Path:
     """Train on ``pool`` as ``cfg`` says, evaluate on its val split; returns ``last.pt``.
 
-    Resumes from ``out_dir/last.pt`` when present and ``resume`` (ValueError if that run
-    had another config).  ``progress(message, step, total)`` is called every step."""
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    Resumes from ``out_dir/last.pt`` when present and ``resume``; a larger ``iterations``
+    extends the run (the poly schedule then follows the new length from the resumed step).
+    ``progress(message, step, total)`` is called every step.
+    Raises: ConfigError when the run folder holds a run with another config."""
+    out, device = setup_run(cfg.out_dir, cfg.threads, cfg.device, cfg.seed)
     real, synth = select(pool, cfg)
     if not real and cfg.finetune_iterations:
-        raise ValueError("fine-tuning on real labels needs real items")
+        raise ConfigError("fine-tuning on real labels needs real items")
     pcfg = cfg.parser_config(pool.label_set.num_classes)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_model(cfg, pcfg).to(device)
+    model = build_network(cfg.model, cfg.arch, pcfg, cfg.joint_stages).to(device)
     regions = MERGED_REGIONS[pool.label_set.name] if cfg.structure_loss else None
     optimizer = make_optimizer(cfg, model)
-    ckpt_path, step, history = out / "last.pt", 0, []
-    if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["train_config"] != jsonable(cfg):
-            raise ValueError(f"{ckpt_path} was trained with another config; use a new out_dir")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step, history = ckpt["step"], ckpt["history"]
-        torch.set_rng_state(ckpt["torch_rng"])
-        log.info("resuming %s at step %d", ckpt_path, step)
-    resolved = {"train": jsonable(cfg), "parser": asdict(pcfg), "label_set": pool.label_set.name,
-                "n_real": len(real), "n_synthetic": len(synth)}
+    saved_cfg = cfg.model_dump(mode="json")
+    ckpt_path = out / "last.pt"
+    step, history = resume_run(ckpt_path, "parser", saved_cfg, RESUMABLE_CHANGES, model, optimizer, resume)
+    skipped = [{"file": f, "reason": r} for f, r in pool.report.skipped]
+    resolved = {"train": saved_cfg, "parser": asdict(pcfg), "label_set": pool.label_set.name,
+                "n_real": len(real), "n_synthetic": len(synth), "skipped": skipped}
     write_json(out / "config.json", resolved)
-    log.info("training %s on %d real + %d synthetic images for %d steps", cfg.arch, len(real), len(synth),
-             cfg.iterations)
+    log.info("training %s on %d real + %d synthetic images for %d steps on %s", cfg.arch, len(real), len(synth),
+             cfg.iterations, device)
+    network = network_record(cfg.model, cfg.arch, pcfg, cfg.joint_stages, cfg.size)
     mixed_until = cfg.iterations - cfg.finetune_iterations
     scale_max = cfg.scale_range[1]
     scale_range = (cfg.scale_range[0] / scale_max, 1.0)      # items are stored at size * scale_max
@@ -277,7 +188,10 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
             now = time.time()
             history.append({"step": step, "loss": float(np.mean(running)), "seconds": now - t0})  # this interval
             running, t0 = [], now
-            _save(ckpt_path, model, optimizer, step, history, cfg, pcfg, pool.label_set.name)
+            save_checkpoint(ckpt_path, Checkpoint(
+                kind="parser", config=saved_cfg, network=network, label_set=pool.label_set.name,
+                model=model.state_dict(), step=step, history=list(history), optimizer=optimizer.state_dict(),
+                rng=rng_state()))
             log.info("step %d/%d loss %.4f", step, cfg.iterations, history[-1]["loss"])
     metrics = {"config": resolved, "history": history,
                "train_seconds": sum(h["seconds"] for h in history)}
@@ -292,41 +206,8 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
     return ckpt_path
 
 
-def _save(path, model, optimizer, step, history, cfg, pcfg, label_set) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(dict(model={k: v.cpu() for k, v in model.state_dict().items()}, optimizer=optimizer.state_dict(), step=step,
-                        history=list(history), torch_rng=torch.get_rng_state(), train_config=jsonable(cfg),
-                        parser_config=asdict(pcfg), arch=cfg.arch, label_set=label_set, size=cfg.size,
-                        model_kind=cfg.model, joint_stages=cfg.joint_stages), tmp)
-
-
-def load_parser(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    """A trained parser in eval mode and its checkpoint dict (configs, history, size)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    pc = dict(ckpt["parser_config"])
-    pc["blocks"], pc["aspp_rates"], pc["scales"] = tuple(pc["blocks"]), tuple(pc["aspp_rates"]), tuple(pc["scales"])
-    model = build_model_kind(ckpt.get("model_kind", "parser"), ckpt["arch"], ParserConfig(**pc), ckpt.get("joint_stages", 1))
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), ckpt
-
-
-def build_model(cfg: ParserTrainConfig, pcfg: ParserConfig) -> torch.nn.Module:
-    """The network a run trains: a parser (``cfg.arch``) or the joint network."""
-    return build_model_kind(cfg.model, cfg.arch, pcfg, cfg.joint_stages)
-
-
-def build_model_kind(kind: str, arch: str, pcfg: ParserConfig, joint_stages: int = 1) -> torch.nn.Module:
-    if kind == "joint":
-        return JointNet(JointConfig(pcfg, stages=joint_stages))
-    return build_parser(arch, pcfg)
-
-
 def main(cfg: ParserTrainConfig, progress: Callable[[str, int, int], None] | None = None) -> Path:
     """Load the data ``cfg`` names and train (resumable); returns ``last.pt``."""
     pool = load_pool(cfg.data, tuple(cfg.synthetic), cfg.label_set, round(cfg.size * cfg.scale_range[1]),
                      cfg.pose_data, cfg.pose_split)
     return train_parser(cfg, pool, progress)
-
-
-def jsonable(cfg: ParserTrainConfig) -> dict:
-    return json.loads(json.dumps(asdict(cfg), default=str))

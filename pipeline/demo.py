@@ -162,3 +162,19 @@ def write_demo_set(out_dir: str | Path, *, num_labelled: int = 120, num_keypoint
         "num_labelled": num_labelled, "num_keypoint_only": num_keypoint_only})
     files.write_json(out / PEOPLE_FILE, people)
     return out
+
+
+#: where ``partsynth run`` and ``partsynth data summary --demo`` keep the demo set
+DEFAULT_DEMO_DIR = Path("data") / "demo"
+
+
+def ensure_demo(path: str | Path = DEFAULT_DEMO_DIR, seed: int = 0) -> Path:
+    """The demo set at ``path``, generated there (with ``seed``) unless a dataset is
+    already there.  Returns the folder."""
+    import sys
+
+    path = Path(path)
+    if not (path / DATASET_FILE).exists():
+        print(f"generating the synthetic demo set in {path} (seed {seed}) ...", file=sys.stderr)
+        write_demo_set(path, seed=seed)
+    return path

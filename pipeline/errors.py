@@ -25,3 +25,14 @@ class DataError(ValueError):
 
     def __reduce__(self):  # keep picklable across process/Dask boundaries
         return (type(self), (self.path, self.problem))
+
+
+class ConfigError(ValueError):
+    """A run was asked for something it cannot do: an unknown preset or profile, a missing
+    option, CUDA requested on a machine without it, inconsistent settings.  The message is
+    one line meant for the user; the CLI prints it without a traceback."""
+
+
+class CheckpointError(DataError):
+    """A file given as a checkpoint is missing, empty, truncated, not a partsynth
+    checkpoint, or a checkpoint of another kind (a refiner where a parser is expected)."""

@@ -104,3 +104,10 @@ def iter_records(path: str | Path, layout: str | None = None, *, skip_bad: bool 
     if layout == "cihp":
         return readers.read_cihp(p, **kw)
     raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+
+
+def keypoint_only_people(data: str | Path, layout: str | None = None,
+                         report: ReadReport | None = None) -> list[PersonRecord]:
+    """People of a dataset to synthesize labels for: those without a label map (labelled
+    people are left alone); bad items are skipped into ``report``."""
+    return [r for r in iter_records(data, layout, skip_bad=True, report=report) if r.label_map is None]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.files import atomic_path
-from pipeline.labels import LABEL_SETS
+from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.records import PersonRecord
 
 COLUMNS = ("person_id", "image_path", "image_h", "image_w", "source_format", "split",
@@ -33,7 +33,7 @@ def manifest_row(rec: PersonRecord, root: Path | None = None) -> dict:
     classes, pixels = [], []
     if rec.label_map is not None:
         n = LABEL_SETS[rec.label_set].num_classes if rec.label_set in LABEL_SETS else 256
-        counts = np.bincount(rec.label_map[rec.label_map != 255].ravel(), minlength=n)[:n]
+        counts = np.bincount(rec.label_map[rec.label_map != IGNORE].ravel(), minlength=n)[:n]
         classes = np.flatnonzero(counts).tolist()
         pixels = counts.astype(np.int64).tolist()
     return {"person_id": rec.person_id, "image_path": _relative(rec.image_path, root),

@@ -8,33 +8,34 @@ import torch
 from torch.utils.data import DataLoader
 
 from pipeline.labels import LABEL_SETS
-from pipeline.layouts import iter_records
 from pipeline.metrics import ParsingScores
-from pipeline.overlay import colorize, draw_keypoints, grid
-from pipeline.prior import PriorBank, PriorConfig
-from pipeline.prior_show import prior_colour
+from pipeline.pictures.overlay import colorize, draw_keypoints, grid
+from pipeline.priors.bank import PriorBank
+from pipeline.records import ReadReport
+from pipeline.pictures.prior_grid import prior_colour
 from refine_net.dataset import RefineDataset, make_samples
-from refine_net.train import evaluate, load_refiner, prior_argmax_scores
+from refine_net.checkpoint import Checkpoint
+from refine_net.train import evaluate, labelled_people, load_refiner, prior_argmax_scores, prior_config, training_config
 
 
-def val_dataset(ckpt: dict, data: str | None = None, split: str = "val") -> RefineDataset:
-    """The evaluation dataset of a checkpoint: ``split`` people of ``data`` (default: the
-    training data), priors from the checkpoint's training bank (the ``train`` split)."""
-    data = data or ckpt["bank_data"]
-    options = {"label_set": ckpt["train_config"]["label_set"]} if ckpt["train_config"].get("label_set") else {}
-    recs = [r for r in iter_records(data, skip_bad=True, **options)
-            if r.label_map is not None and r.keypoints is not None]
-    prior_cfg = PriorConfig(**ckpt["prior_config"])
-    bank = PriorBank.from_records([r for r in recs if r.split == "train"], prior_cfg)
+def val_dataset(ckpt: Checkpoint, data: str | None = None, split: str = "val",
+                report: ReadReport | None = None) -> RefineDataset:
+    """The evaluation dataset of a refiner checkpoint: ``split`` people of ``data``
+    (default: the training data), priors from the checkpoint's training bank (the
+    ``train`` split).  Bad items are skipped into ``report`` and logged."""
+    cfg = training_config(ckpt)
+    recs = labelled_people(data or ckpt.network["bank_data"], cfg.label_set, report or ReadReport())
+    bank = PriorBank.from_records([r for r in recs if r.split == "train"], prior_config(ckpt))
     queries = [r for r in recs if r.split == split]
-    k = ckpt["train_config"]["k"]
-    return RefineDataset(make_samples(queries, bank, k, exclude_self=False), bank, k, train=False,
-                         use_prior=ckpt["refine_config"]["use_prior"])
+    return RefineDataset(make_samples(queries, bank, cfg.k, exclude_self=False), bank, cfg.k, train=False,
+                         use_prior=cfg.use_prior)
 
 
-def evaluate_checkpoint(path: str, data: str | None = None) -> tuple[dict[str, ParsingScores], RefineDataset]:
-    """{"prior argmax": ..., "refiner": ...} on the val split, and the dataset used."""
-    model, ckpt = load_refiner(path)
+def evaluate_checkpoint(path: str, data: str | None = None,
+                        device: str = "auto") -> tuple[dict[str, ParsingScores], RefineDataset]:
+    """{"prior argmax": ..., "refiner": ...} on the val split, and the dataset used.
+    Raises CheckpointError naming the file when it is not a refiner checkpoint."""
+    model, ckpt = load_refiner(path, device)
     ds = val_dataset(ckpt, data)
     scores = {"refiner": evaluate(model, DataLoader(ds, batch_size=16), ds.bank.num_classes)}
     if ds.use_prior:
@@ -46,7 +47,7 @@ def evaluate_checkpoint(path: str, data: str | None = None) -> tuple[dict[str, P
 def refine_grid(path: str, ds: RefineDataset, ids: Sequence[str], tile: int = 128,
                 photos: bool = True) -> np.ndarray:
     """PNG grid rows: image (keypoints) | prior | refined | ground truth."""
-    model, _ = load_refiner(path)
+    model, _ = load_refiner(path)          # CPU: a handful of crops
     pal = LABEL_SETS[ds.bank.label_set].palette
     rows = []
     for pid in ids:

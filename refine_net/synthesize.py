@@ -1,90 +1,75 @@
-"""Label synthesis for keypoint-only people (Fang et al., CVPR 2018, section 5).
+"""Label synthesis for keypoint-only people (Fang et al., CVPR 2018, section 5): the
+refiner's inference over a dataset.
 
 For every image: each person's crop -> part-level prior from the k nearest labelled
 poses (deterministic) -> refinement U-Net -> class probabilities, pasted back into the
-full image (overlaps go to the most confident person, :mod:`pipeline.paste`).
-
-Output folder (the partsynth layout, readable by ``partsynth data summary``)::
-
-    dataset.json  people.json            partsynth dataset description and people
-    labels/<item>.png                    palette label PNG per image
-    probs/<item>.npz                     optional: per-person crop probabilities (uint8)
-    items/<item>.json                    per-image record: what was done, for resuming
-    annotations.json                     COCO-style, RLE per person and class
-    manifest.parquet                     one row per person, with provenance
-
-Each item is written atomically (PNG first, its record last), a rerun skips items whose
-record matches the run's fingerprint, and the summary files are rebuilt from the item
-records at the end, so an interrupted run resumes and ends with the same files.
+full image (overlaps go to the most confident person, :mod:`pipeline.priors.paste`).
+The output folder is the synthesized-dataset format of :mod:`pipeline.synth_dataset`:
+each image's label PNG, optional probabilities and item record are written atomically
+(record last), a rerun skips images whose record carries the run's fingerprint, and
+:meth:`Synthesizer.finalize` rebuilds the summary files from the records.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from pycocotools import mask as mask_utils
 
 from pipeline import files
-from pipeline.files import file_sha256
 from pipeline.errors import DataError
+from pipeline.files import file_sha256
 from pipeline.labels import LABEL_SETS
-from pipeline.layouts import iter_records
-from pipeline.manifest import write_manifest
-from pipeline.paste import paste_people
-from pipeline.pose import apply_affine, person_box, torso_problem
-from pipeline.prior import PriorBank, PriorConfig, crop_image
-from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json
-from pipeline.records import PersonRecord, ReadReport
+from pipeline.priors.bank import PriorBank, PriorConfig, bank_from_dataset, crop_image
+from pipeline.priors.paste import paste_people
+from pipeline.priors.pose import apply_affine, person_box, torso_problem
+from pipeline.records import PersonRecord
+from pipeline.synth_dataset import (SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_name,
+                                    item_path, read_item, remove_partial_files, write_item)
+from refine_net.checkpoint import Checkpoint
+from refine_net.config import SynthConfig
 from refine_net.dataset import image_to_tensor
-from refine_net.train import load_refiner
+from refine_net.train import load_refiner, prior_config
 
 
-@dataclass(frozen=True)
-class SynthConfig:
-    """A synthesis run.
-
-    Attributes:
-        checkpoint: refiner checkpoint (``last.pt`` of ``train-refiner``).
-        bank_data: labelled dataset whose people (with keypoints) form the prior bank;
-            defaults to the dataset the refiner was trained on.
-        k: neighbours per prior (nearest, deterministic).
-        save_probabilities: also write per-person crop probabilities.
-        bank_split: use only this split of ``bank_data`` (None: every labelled person).
-    """
-
-    checkpoint: str
-    bank_data: str | None = None
-    k: int = 3
-    save_probabilities: bool = False
-    bank_split: str | None = None
+def synthesis_prior_config(ckpt: Checkpoint, k: int) -> PriorConfig:
+    """The prior configuration of synthesis: the refiner's crop frame with ``k`` neighbours."""
+    prior = prior_config(ckpt)
+    return PriorConfig(size=prior.size, margin=prior.margin, k=k, min_shared=prior.min_shared)
 
 
-def item_name(image_path: Path) -> str:
-    """A file-system-safe, unique item name for an image path."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", image_path.stem)[:60]
-    return f"{stem}-{hashlib.sha1(str(image_path).encode()).hexdigest()[:8]}"
+def bank_data_of(cfg: SynthConfig, ckpt: Checkpoint) -> str:
+    """The bank of a synthesis run: ``cfg.bank_data``, else the refiner's training data
+    (stored as an absolute path in the checkpoint)."""
+    return cfg.bank_data or ckpt.network["bank_data"]
+
+
+def build_bank(cfg: SynthConfig, ckpt: Checkpoint) -> PriorBank:
+    """The prior bank of a synthesis run, read in the refiner's label set.  Raises
+    ConfigError when no labelled person with keypoints is left."""
+    return bank_from_dataset(bank_data_of(cfg, ckpt), cfg.bank_split, synthesis_prior_config(ckpt, cfg.k),
+                             label_set=ckpt.label_set)
 
 
 class Synthesizer:
     """Holds the refiner and the prior bank; :meth:`run` labels people image by image."""
 
     def __init__(self, cfg: SynthConfig, bank: PriorBank | None = None):
-        """Load the refiner; build the prior bank unless a prebuilt ``bank`` (same data,
-        split and crop size, see :func:`build_bank`) is given."""
+        """Load the refiner (on ``cfg.device``); build the prior bank unless a prebuilt
+        ``bank`` (same data, split and crop size, see :func:`build_bank`) is given.
+        Raises CheckpointError when ``cfg.checkpoint`` is not a refiner checkpoint."""
         self.cfg = cfg
-        self.model, ckpt = load_refiner(cfg.checkpoint)
-        self.label_set = ckpt["label_set"]
+        self.model, ckpt = load_refiner(cfg.checkpoint, cfg.device)
+        self.device = next(self.model.parameters()).device
+        self.label_set = ckpt.label_set
         self.prior_cfg = synthesis_prior_config(ckpt, cfg.k)
-        bank_data = cfg.bank_data or ckpt["bank_data"]
-        self.bank = bank if bank is not None else build_bank(bank_data, cfg.bank_split, self.prior_cfg)
+        bank_data = bank_data_of(cfg, ckpt)
+        self.bank = bank if bank is not None else build_bank(cfg, ckpt)
         self.checkpoint_sha256 = file_sha256(cfg.checkpoint)
         self.fingerprint = hashlib.sha256(json.dumps(
             {"ckpt": self.checkpoint_sha256, "bank": str(bank_data), "bank_split": cfg.bank_split,
@@ -92,65 +77,62 @@ class Synthesizer:
             sort_keys=True).encode()).hexdigest()[:16]
         self.use_prior = self.model.cfg.use_prior
 
-    @torch.no_grad()
-    def label_image(self, image_path: Path, people: list[PersonRecord]) -> tuple[dict, np.ndarray | None, list]:
-        """Label one image's people.  Returns (item record, label map or None, crop probs).
+    def _match(self, rec: PersonRecord, image_path: Path) -> tuple[SynthPerson, tuple | None]:
+        """The person's record and, when usable, (box, crop keypoints, neighbour rows)."""
+        person = SynthPerson(rec.person_id, "skipped", keypoints=rec.keypoints, split=rec.split,
+                             source=rec.source_format)
+        problem = "no keypoints" if rec.keypoints is None else torso_problem(rec.keypoints)
+        if not problem and rec.num_keypoints < self.prior_cfg.min_shared:
+            problem = f"only {rec.num_keypoints} keypoints (< {self.prior_cfg.min_shared})"
+        if not problem:
+            box = person_box(rec.keypoints, self.prior_cfg.margin, path=image_path)
+            kp = apply_affine(rec.keypoints, box.crop_from_image(self.prior_cfg.size))
+            nb = self.bank.index.query(kp, self.cfg.k)
+            if nb.ids[0, 0] < 0:
+                problem = nb.reasons[0] or "no neighbour"
+        if problem:
+            person.reason = problem
+            return person, None
+        ids = nb.ids[0][nb.ids[0] >= 0]
+        person.status, person.box = "ok", tuple(float(v) for v in box)
+        person.neighbours = [self.bank.exemplars[i].person_id for i in ids]
+        person.neighbour_flipped = [bool(self.bank.exemplars[i].flipped) for i in ids]
+        person.distances = [round(float(d), 5) for d in nb.distances[0][: len(ids)]]
+        return person, (box, kp, ids)
 
-        People whose pose is unusable are skipped with their reason; a corrupt image
-        raises DataError (the caller records it).
-        """
+    @torch.no_grad()
+    def label_image(self, image_path: Path, people: list[PersonRecord]) -> tuple[SynthItem, np.ndarray | None, list]:
+        """Label one image's people.
+
+        Returns: (item record, uint8 (H, W) label map or None when nobody is labelled,
+        float32 (C, S, S) crop probabilities per labelled person).  People whose pose is
+        unusable are skipped with their reason.  Raises DataError for a corrupt image."""
         image = files.read_image(image_path)
         size = self.prior_cfg.size
-        ok, persons = [], []
-        for rec in people:
-            entry = {"person_id": rec.person_id, "keypoints": keypoints_to_json(rec.keypoints)
-                     if rec.keypoints is not None else None, "split": rec.split, "source": rec.source_format}
-            problem = "no keypoints" if rec.keypoints is None else torso_problem(rec.keypoints)
-            if not problem and rec.num_keypoints < self.prior_cfg.min_shared:
-                problem = f"only {rec.num_keypoints} keypoints (< {self.prior_cfg.min_shared})"
-            if not problem:
-                box = person_box(rec.keypoints, self.prior_cfg.margin, path=image_path)
-                kp = apply_affine(rec.keypoints, box.crop_from_image(size))
-                nb = self.bank.index.query(kp, self.cfg.k)
-                if nb.ids[0, 0] < 0:
-                    problem = nb.reasons[0] or "no neighbour"
-            if problem:
-                entry.update(status="skipped", reason=problem)
-            else:
-                ids = nb.ids[0][nb.ids[0] >= 0]
-                entry.update(status="ok", box=list(box), neighbours=[self.bank.exemplars[i].person_id for i in ids],
-                             neighbour_flipped=[self.bank.exemplars[i].flipped for i in ids],
-                             distances=[round(float(d), 5) for d in nb.distances[0][: len(ids)]])
-                ok.append((box, kp, ids))
-            persons.append(entry)
-        probs = []
-        if ok:
-            xs = []
-            for box, kp, ids in ok:
-                x = image_to_tensor(crop_image(image, box, size))
-                if self.use_prior:
-                    x = torch.cat([x, torch.from_numpy(self.bank.prior(kp, ids))], dim=0)
-                xs.append(x)
-            probs = list(self.model(torch.stack(xs))["parsing"].softmax(1).numpy())
+        matched = [self._match(rec, image_path) for rec in people]
+        persons = [p for p, _ in matched]
+        ok = [m for _, m in matched if m is not None]
+        item = SynthItem(str(image_path), tuple(image.shape[:2]), persons)
         if not ok:
-            return {"image": str(image_path), "image_size": list(image.shape[:2]), "persons": persons}, None, []
+            return item, None, []
+        xs = []
+        for box, kp, ids in ok:
+            x = image_to_tensor(crop_image(image, box, size))
+            if self.use_prior:
+                x = torch.cat([x, torch.from_numpy(self.bank.prior(kp, ids))], dim=0)
+            xs.append(x)
+        probs = list(self.model(torch.stack(xs).to(self.device))["parsing"].softmax(1).cpu().numpy())
         pasted = paste_people(image.shape[:2], probs, [b for b, _, _ in ok])
-        j = 0
-        for entry in persons:
-            if entry["status"] != "ok":
-                continue
+        for j, person in enumerate(p for p in persons if p.status == "ok"):
             mine = pasted.owner == j
-            entry["mean_max_prob"] = round(float(pasted.confidence[mine].mean()) if mine.any() else 0.0, 5)
-            entry["pixels"] = int((mine & (pasted.label_map > 0)).sum())
-            entry["rle"] = {}
+            person.mean_max_prob = round(float(pasted.confidence[mine].mean()) if mine.any() else 0.0, 5)
+            person.pixels = int((mine & (pasted.label_map > 0)).sum())
             for c in np.unique(pasted.label_map[mine]):
                 if c == 0:
                     continue
                 rle = mask_utils.encode(np.asfortranarray((mine & (pasted.label_map == c)).astype(np.uint8)))
-                entry["rle"][str(int(c))] = {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
-            j += 1
-        return {"image": str(image_path), "image_size": list(image.shape[:2]), "persons": persons}, \
-            pasted.label_map, probs
+                person.rle[int(c)] = {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
+        return item, pasted.label_map, probs
 
     def run(self, people: Iterable[PersonRecord], out_dir: str | Path,
             progress: Callable[[str], None] | None = None, stop_after: int | None = None) -> dict:
@@ -158,8 +140,7 @@ class Synthesizer:
 
         Items already done with the same fingerprint are skipped.  ``stop_after`` stops
         after that many newly processed items (for tests of interruption).
-        Returns counts: images done now, skipped as done, failed; people labelled, skipped.
-        """
+        Returns counts: images done now, reused (already done), failed."""
         out = Path(out_dir)
         remove_partial_files(out)
         by_image: OrderedDict[Path, list[PersonRecord]] = OrderedDict()
@@ -176,14 +157,15 @@ class Synthesizer:
         return counts
 
     def is_done(self, out: Path, image_path: Path) -> bool:
-        """True when ``out`` holds this image's item record with this run's fingerprint."""
-        item_path = out / "items" / f"{item_name(image_path)}.json"
-        if not item_path.exists():
+        """True when ``out`` holds this image's item record with this run's fingerprint (a
+        damaged or foreign record is redone)."""
+        path = item_path(out, image_path)
+        if not path.exists():
             return False
         try:
-            return json.loads(item_path.read_text())["fingerprint"] == self.fingerprint
-        except (json.JSONDecodeError, KeyError):
-            return False  # a damaged record is redone
+            return read_item(path).fingerprint == self.fingerprint
+        except DataError:
+            return False
 
     def process_image(self, image_path: Path, recs: list[PersonRecord], out: Path) -> str:
         """Label one image's people into ``out`` (label PNG, optional probabilities, then
@@ -197,96 +179,28 @@ class Synthesizer:
         try:
             item, label_map, probs = self.label_image(image_path, recs)
         except DataError as e:
-            item = {"image": str(image_path), "error": str(e),
-                    "persons": [{"person_id": r.person_id, "status": "skipped", "reason": e.problem,
-                                 "keypoints": None, "split": r.split} for r in recs]}
+            item = SynthItem(str(image_path), (0, 0), error=str(e), persons=[
+                SynthPerson(r.person_id, "skipped", split=r.split, source=r.source_format, reason=e.problem)
+                for r in recs])
             label_map, probs, status = None, [], "images_failed"
-        item["fingerprint"] = self.fingerprint
+        item.fingerprint = self.fingerprint
         if label_map is not None:
-            item["label"] = f"labels/{name}.png"
-            files.write_label_png(out / item["label"], label_map, LABEL_SETS[self.label_set].palette)
+            item.label = f"labels/{name}.png"
+            files.write_label_png(out / item.label, label_map, LABEL_SETS[self.label_set].palette)
             if self.cfg.save_probabilities and probs:
-                with files.atomic_path(out / "probs" / f"{name}.npz") as tmp:
+                item.probs = f"probs/{name}.npz"
+                with files.atomic_path(out / item.probs) as tmp:
                     np.savez_compressed(tmp, probs=np.round(np.stack(probs) * 255).astype(np.uint8))
-                item["probs"] = f"probs/{name}.npz"
-        files.write_json(out / "items" / f"{name}.json", item)
+        write_item(out, item)
         return status
+
+    def dataset_info(self) -> SynthDatasetInfo:
+        """``dataset.json`` of this run's output."""
+        return SynthDatasetInfo(label_set=self.label_set, refiner_checkpoint=str(Path(self.cfg.checkpoint).resolve()),
+                                refiner_sha256=self.checkpoint_sha256, synth_config=self.cfg.model_dump(mode="json", exclude={"out"}),
+                                fingerprint=self.fingerprint)
 
     def finalize(self, out_dir: str | Path) -> dict:
         """Rebuild people.json, annotations.json, manifest.parquet and dataset.json from
-        the item records; returns totals."""
-        out = Path(out_dir)
-        items = [json.loads(p.read_text()) for p in sorted((out / "items").glob("*.json"))]
-        people, rows, images, anns = [], [], [], []
-        names = LABEL_SETS[self.label_set].names
-        for image_id, item in enumerate(items, start=1):
-            h, w = item.get("image_size", [0, 0])
-            if item.get("label"):
-                images.append({"id": image_id, "file_name": item["image"], "height": h, "width": w,
-                               "label": item["label"]})
-            for p in item["persons"]:
-                row = {"person_id": p["person_id"], "image": item["image"], "status": p["status"],
-                       "reason": p.get("reason", ""), "split": p.get("split"), "source": p.get("source"),
-                       "neighbours": p.get("neighbours", []), "distances": p.get("distances", []),
-                       "mean_max_prob": p.get("mean_max_prob", np.nan), "pixels": p.get("pixels", 0),
-                       "refiner_sha256": self.checkpoint_sha256, "label": item.get("label")}
-                rows.append(row)
-                if p["status"] != "ok":
-                    continue
-                people.append({"person_id": p["person_id"], "image": item["image"], "label": item["label"],
-                               "keypoints": p["keypoints"], "split": p.get("split"),
-                               "meta": {"mean_max_prob": p["mean_max_prob"], "neighbours": p["neighbours"],
-                                        "source": p.get("source")}})
-                for c, rle in p["rle"].items():
-                    r = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-                    anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": int(c),
-                                 "person_id": p["person_id"], "segmentation": rle, "iscrowd": 0,
-                                 "area": float(mask_utils.area(r)),
-                                 "bbox": [float(v) for v in mask_utils.toBbox(r)]})
-        files.write_json(out / "annotations.json", {
-            "info": {"description": "partsynth synthesized labels", "refiner_sha256": self.checkpoint_sha256},
-            "images": images, "annotations": anns,
-            "categories": [{"id": i, "name": n} for i, n in enumerate(names) if i > 0]})
-        files.write_json(out / PEOPLE_FILE, people)
-        write_manifest(pd.DataFrame(rows), out / "manifest.parquet")
-        files.write_json(out / DATASET_FILE, {
-            "format": FORMAT, "label_set": self.label_set, "synthetic": True,
-            "description": "labels synthesized by partsynth (prior + refinement U-Net)",
-            "refiner_checkpoint": str(self.cfg.checkpoint), "refiner_sha256": self.checkpoint_sha256,
-            "synth_config": asdict(self.cfg), "fingerprint": self.fingerprint})
-        ok = sum(r["status"] == "ok" for r in rows)
-        return {"images": len(items), "people_labelled": ok, "people_skipped": len(rows) - ok}
-
-
-def synthesis_prior_config(ckpt: dict, k: int) -> PriorConfig:
-    """The prior configuration of synthesis: the refiner's crop frame with ``k`` neighbours."""
-    prior = PriorConfig(**ckpt["prior_config"])
-    return PriorConfig(size=prior.size, margin=prior.margin, k=k, min_shared=prior.min_shared)
-
-
-def build_bank(bank_data: str | Path, bank_split: str | None, prior_cfg: PriorConfig) -> PriorBank:
-    """The prior bank of synthesis: labelled people with keypoints of ``bank_data`` (only
-    ``bank_split`` when given; bad items skipped).  Raises ValueError when none is left."""
-    recs = [r for r in iter_records(bank_data, skip_bad=True)
-            if r.label_map is not None and r.keypoints is not None
-            and (bank_split is None or r.split == bank_split)]
-    if not recs:
-        raise ValueError(f"{bank_data}: no labelled people with keypoints"
-                         + (f" in split {bank_split!r}" if bank_split else ""))
-    return PriorBank.from_records(recs, prior_cfg)
-
-
-def remove_partial_files(out: Path) -> list[Path]:
-    """Delete temporary files an interrupted run left in ``out`` (the ``.<name>.*.tmp.<ext>``
-    files of :func:`pipeline.files.atomic_path`); returns them."""
-    stale = [p for p in out.rglob(".*.tmp*") if p.is_file()] if out.exists() else []
-    for p in stale:
-        p.unlink()
-    return stale
-
-
-def keypoint_only_people(data: str | Path, layout: str | None = None,
-                         report: ReadReport | None = None) -> list[PersonRecord]:
-    """People of a dataset to synthesize for: those without a label map (label maps of
-    labelled people are left alone); bad items are skipped into ``report``."""
-    return [r for r in iter_records(data, layout, skip_bad=True, report=report) if r.label_map is None]
+        the item records (:func:`pipeline.synth_dataset.finalize_dataset`); returns totals."""
+        return finalize_dataset(out_dir, self.dataset_info())

@@ -45,7 +45,8 @@ def prefect_harness(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_refiner(demo_dir, tmp_path_factory) -> Path:
     """A small refiner trained for 3 epochs on the demo set (a few seconds)."""
-    from refine_net.train import TrainConfig, main
+    from refine_net.config import RefinerTrainConfig
+    from refine_net.train import main
 
-    return main(TrainConfig(data=str(demo_dir), out_dir=str(tmp_path_factory.mktemp("refiner")), epochs=3,
+    return main(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path_factory.mktemp("refiner")), epochs=3,
                             size=64, base_filters=8, depth=4, batch_size=4, threads=1, loss="ce"))

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 from prefect.client.schemas.sorting import TaskRunSort
@@ -19,6 +18,12 @@ from flows.caching import code_fingerprint
 from flows.cli import main as cli
 from flows.synthesis import list_images, synthesize_labels
 from pipeline.files import tree_signature
+from refine_net.config import SynthConfig
+from checks import assert_scores_consistent
+
+
+def synth_cfg(checkpoint, data, out, **kw) -> SynthConfig:
+    return SynthConfig(checkpoint=str(checkpoint), data=str(data), out=str(out), **kw)
 
 
 def task_states(flow_state) -> dict[str, list[str]]:
@@ -36,7 +41,9 @@ def test_list_images_unit(demo_dir):
     images = list_images.fn(str(demo_dir), None, "any")
     assert len(images) == 8 and all(len(im["people"]) == 1 for im in images)
     assert all(len(im["image_sha256"]) == 64 for im in images)
-    assert code_fingerprint() == code_fingerprint()
+    first = code_fingerprint.__wrapped__()                 # recomputed, not the lru_cache'd value
+    assert len(first) == 16 and first == code_fingerprint.__wrapped__()
+    assert code_fingerprint.__wrapped__(("pipeline",)) != first     # other sources, other fingerprint
 
 
 def add_people(folder: Path, n: int) -> None:
@@ -53,15 +60,15 @@ def add_people(folder: Path, n: int) -> None:
 def test_rerun_is_cached_and_new_images_only_are_processed(prefect_harness, demo_dir, tiny_refiner, tmp_path):
     data = Path(shutil.copytree(demo_dir, tmp_path / "demo"))
     out = tmp_path / "synth"
-    args = (str(tiny_refiner), str(data), str(out))
-    first = synthesize_labels(*args, return_state=True)
+    cfg = synth_cfg(tiny_refiner, data, out)
+    first = synthesize_labels(cfg, return_state=True)
     assert first.is_completed() and first.result()["people_labelled"] == 8
-    second = task_states(synthesize_labels(*args, return_state=True))
+    second = task_states(synthesize_labels(cfg, return_state=True))
     assert set(sum(second.values(), [])) == {"Cached"}, second      # nothing recomputed
     labels_before = {p.name: p.read_bytes() for p in (out / "labels").glob("*.png")}
 
     add_people(data, 3)
-    third_state = synthesize_labels(*args, return_state=True)
+    third_state = synthesize_labels(cfg, return_state=True)
     third = task_states(third_state)
     assert third["synthesize_image"].count("Completed") == 3 and third["synthesize_image"].count("Cached") == 8
     assert third_state.result()["people_labelled"] == 11
@@ -74,8 +81,9 @@ def test_killed_synthesis_resumes_without_partial_files(prefect_harness, demo_di
     data = write_demo_set(tmp_path / "many", num_labelled=0, num_keypoint_only=60, size=96, seed=5)
     out = tmp_path / "synth"
     code = ("import sys; from flows.synthesis import synthesize_labels, task_runner; "
-            "synthesize_labels.with_options(task_runner=task_runner(None, 1))(*sys.argv[1:4], "
-            f"bank_data={str(demo_dir)!r})")
+            "from refine_net.config import SynthConfig; "
+            "synthesize_labels.with_options(task_runner=task_runner(None, 1))(SynthConfig(checkpoint=sys.argv[1], "
+            f"data=sys.argv[2], out=sys.argv[3], bank_data={str(demo_dir)!r}))")
     env = dict(os.environ, PREFECT_API_URL=prefect_harness)
     proc = subprocess.Popen([sys.executable, "-c", code, str(tiny_refiner), str(data), str(out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -87,10 +95,10 @@ def test_killed_synthesis_resumes_without_partial_files(prefect_harness, demo_di
     proc.wait()
     done_at_kill = len(list(items.glob("*.json")))
     assert 3 <= done_at_kill < 60, "the run was not stopped mid-way"
-    totals = synthesize_labels(str(tiny_refiner), str(data), str(out), bank_data=str(demo_dir))
+    totals = synthesize_labels(synth_cfg(tiny_refiner, data, out, bank_data=str(demo_dir)))
     assert totals["people_labelled"] == 60 and len(list(items.glob("*.json"))) == 60
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
-    clean = synthesize_labels(str(tiny_refiner), str(data), str(tmp_path / "clean"), bank_data=str(demo_dir))
+    clean = synthesize_labels(synth_cfg(tiny_refiner, data, tmp_path / "clean", bank_data=str(demo_dir)))
     assert clean["people_labelled"] == 60
     for p in (out / "labels").glob("*.png"):
         assert p.read_bytes() == (tmp_path / "clean" / "labels" / p.name).read_bytes()
@@ -99,11 +107,14 @@ def test_killed_synthesis_resumes_without_partial_files(prefect_harness, demo_di
 def test_main_job_writes_report_and_artifacts(prefect_harness, demo_dir, tmp_path):
 
     from flows.experiment import run_experiment
+    from flows.experiment_config import ExperimentConfig
 
-    rows = run_experiment(str(demo_dir), [str(demo_dir)], str(tmp_path / "work"), refiner_epochs=1,
-                          parser_iterations=4, finetune_iterations=2, threads=1, reports=str(tmp_path / "reports"))
+    rows = run_experiment(ExperimentConfig(labelled=str(demo_dir), keypoint_only=(str(demo_dir),),
+                                           work=str(tmp_path / "work"), refiner_epochs=1, parser_iterations=4,
+                                           finetune_iterations=2, threads=1, reports=str(tmp_path / "reports")))
     assert set(rows) == {"labelled only", "labelled + synthetic"}
-    assert all(0 <= r["mean_iou"] <= 1 and r["images"] == 3 for r in rows.values())
+    for r in rows.values():
+        assert_scores_consistent(r, images=3)
     (report,) = (tmp_path / "reports").iterdir()
     assert {p.name for p in report.iterdir()} >= {"metrics.json", "table.md", "config.json", "predictions_val.png"}
     assert "labelled + synthetic" in (report / "table.md").read_text()
@@ -133,6 +144,7 @@ def test_tree_signature_changes_with_files(tmp_path):
 
 def test_cli_synthesize_inspect_and_evaluate_flow(prefect_harness, demo_dir, tiny_refiner, tmp_path, capsys):
     from flows.training import evaluate, train_parser
+    from parser_net.config import ParserTrainConfig
 
     out = tmp_path / "synth"
     assert cli(["synthesize", "--checkpoint", str(tiny_refiner), "--data", str(demo_dir), "--out", str(out),
@@ -141,9 +153,10 @@ def test_cli_synthesize_inspect_and_evaluate_flow(prefect_harness, demo_dir, tin
     assert cli(["inspect", str(out), "--no-priors"]) == 0
     printed = capsys.readouterr().out
     assert "lowest confidence" in printed and (out / "inspect" / "index.html").exists()
-    ckpt = train_parser(str(demo_dir), str(tmp_path / "parser"), synthetic=[str(out)], iterations=3,
-                        finetune_iterations=1, width=4, size=64, threads=1, model="joint", structure_loss=True,
-                        pose_data=str(demo_dir), pose_split="val")
+    ckpt = train_parser(ParserTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "parser"), synthetic=(str(out),),
+                                          iterations=3, finetune_iterations=1, width=4, size=64, threads=1,
+                                          model="joint", structure_loss=True, pose_data=str(demo_dir),
+                                          pose_split="val"))
     assert json.loads((tmp_path / "parser" / "metrics.json").read_text())["pose"]["people"] == 3
     rows = evaluate({"tiny": ckpt}, str(demo_dir), reports=str(tmp_path / "reports"))
     assert rows["tiny"]["images"] == 3

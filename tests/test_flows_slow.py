@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from flows.synthesis import synthesize_labels, task_runner
+from refine_net.config import SynthConfig
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +24,9 @@ def test_dask_cluster_gives_the_single_machine_output(prefect_harness, demo_dir,
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         flow = synthesize_labels.with_options(task_runner=task_runner(cluster.scheduler_address, 1))
-        on_dask = flow(str(tiny_refiner), str(demo_dir), str(tmp_path / "dask"))
-    single = synthesize_labels(str(tiny_refiner), str(demo_dir), str(tmp_path / "single"))
+        on_dask = flow(SynthConfig(checkpoint=str(tiny_refiner), data=str(demo_dir), out=str(tmp_path / "dask")))
+    single = synthesize_labels(SynthConfig(checkpoint=str(tiny_refiner), data=str(demo_dir),
+                                           out=str(tmp_path / "single")))
     assert on_dask["people_labelled"] == single["people_labelled"] == 8
     names = sorted(p.name for p in (tmp_path / "single" / "labels").glob("*.png"))
     assert names == sorted(p.name for p in (tmp_path / "dask" / "labels").glob("*.png"))
@@ -41,7 +43,7 @@ def test_inspect_page_renders_thumbnails_in_chromium(prefect_harness, demo_dir, 
     if chromium is None:
         pytest.skip("chromium not installed (.ci/run installs Debian's chromium)")
     out = tmp_path / "synth"
-    synthesize_labels(str(tiny_refiner), str(demo_dir), str(out))
+    synthesize_labels(SynthConfig(checkpoint=str(tiny_refiner), data=str(demo_dir), out=str(out)))
     stats = inspect_dataset(str(out))
     assert stats["people"] == 8 and sum(stats["confidence_histogram"].values()) == 8
     assert abs(sum(stats["class_pixel_share"].values()) - 1) < 1e-6

@@ -6,7 +6,7 @@ from pipeline import files
 from pipeline.errors import DataError
 from pipeline.labels import (LABEL_SETS, ccp59_to_ccp8_lut, flip_label_map, pascal10_to_pascal6_lut,
                              remap, voc_palette)
-from pipeline.overlay import colorize, overlay
+from pipeline.pictures.overlay import colorize, overlay
 
 
 def test_palette_png_round_trip_is_lossless(tmp_path):

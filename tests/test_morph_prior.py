@@ -4,10 +4,10 @@ import pytest
 
 from pipeline.demo import make_figure
 from pipeline.labels import LABEL_SETS
-from pipeline.morph import bone_affine, lstsq_affine, morph_patches, segment_patches, segment_transforms
-from pipeline.prior import PriorBank, PriorConfig, make_exemplar, one_hot_mean
+from pipeline.priors.morph import bone_affine, lstsq_affine, morph_patches, segment_patches, segment_transforms
+from pipeline.priors.bank import PriorBank, PriorConfig, make_exemplar, one_hot_mean
 from pipeline.records import PersonRecord
-from pipeline.segments import NO_SEGMENT, SEG, assign_segments, skeleton_map
+from pipeline.priors.segments import NO_SEGMENT, SEG, assign_segments, skeleton_map
 from pipeline.skeleton import J
 
 

@@ -11,8 +11,11 @@ from parser_net.dataset import ParsingItem, augment, sample_indices
 from parser_net.evaluate import evaluate_records
 from parser_net.losses import parsing_loss, weighted_ce
 from parser_net.model import AttentionToScale, DeepLab, ParserConfig, scaled_rates
-from parser_net.train import ParserTrainConfig, load_parser, load_pool, train_parser
+from parser_net.config import ParserTrainConfig
+from parser_net.networks import load_parser
+from parser_net.train import load_pool, train_parser
 from pipeline.layouts import iter_records
+from checks import assert_scores_consistent
 from writers import write_ccp
 
 TINY = dict(num_classes=5, width=4, blocks=(1, 1, 1, 1), head_width=8, aspp_rates=(1, 2))
@@ -142,7 +145,7 @@ def test_train_resume_and_cli_evaluate_on_unseen_ccp_folder(tmp_path):
     a, b = load_parser(full)[0].state_dict(), load_parser(resumed)[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
-    assert metrics["val"]["images"] == 1 and 0 <= metrics["val"]["mean_iou"] <= 1
+    assert_scores_consistent(metrics["val"], images=1)
 
     unseen = tmp_path / "unseen"
     write_ccp(unseen, n=3, size=(30, 20), bright_hair=True)
@@ -151,6 +154,7 @@ def test_train_resume_and_cli_evaluate_on_unseen_ccp_folder(tmp_path):
                 "--scales", "0.75", "1", "--flip", "--grid", str(tmp_path / "grid.png"), "--no-photos"]) == 0
     assert (tmp_path / "grid.png").stat().st_size > 0
     result = json.loads(out.read_text())[str(full)]
-    assert result["images"] == 3 and 0 <= result["mean_iou"] <= 1 and set(result["iou"]) == set(LABEL_SETS["ccp8"].names)
+    assert_scores_consistent(result, images=3)
+    assert set(result["iou"]) == set(LABEL_SETS["ccp8"].names)
     assert "mIoU" in out.with_suffix(".md").read_text()
     assert cli(["evaluate", "--checkpoint", str(full), "--data", str(tmp_path / "missing")]) == 1

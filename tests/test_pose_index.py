@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from pipeline.demo import random_pose
-from pipeline.pose import CropBox, apply_affine, normalize_poses, person_box, require_usable
-from pipeline.pose_index import COMPARED, PoseIndex
+from pipeline.priors.pose import CropBox, apply_affine, normalize_poses, person_box, require_usable
+from pipeline.priors.pose_index import COMPARED, PoseIndex
 from pipeline.errors import DataError
 from pipeline.skeleton import J
 
@@ -119,7 +119,7 @@ def test_queries_with_too_few_joints_get_a_reason():
 
 
 def test_smallest_k_matches_sorting():
-    from pipeline.pose_index import smallest_k
+    from pipeline.priors.pose_index import smallest_k
 
     rng = np.random.default_rng(7)
     d = rng.random((5, 256)).astype(np.float32)

@@ -2,8 +2,8 @@ import numpy as np
 
 from flows.cli import main
 from pipeline.layouts import iter_records
-from pipeline.prior import PriorConfig
-from pipeline.prior_eval import evaluate_leave_one_out, evaluate_split, scores_table
+from pipeline.priors.bank import PriorConfig
+from pipeline.priors.evaluate import evaluate_leave_one_out, evaluate_split, scores_table
 from pipeline.readers.part_joints import keypoints_from_parts
 from pipeline.skeleton import J
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from pipeline import files
 from pipeline.errors import DataError
-from pipeline.labels import LABEL_SETS
+from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.records import PersonRecord, ReadReport, guard
 from pipeline.skeleton import NUM_JOINTS, validate_keypoints
 
@@ -63,7 +63,7 @@ def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
                 lm = files.read_label_png(label_path)
                 if lm.shape != size:
                     raise DataError(label_path, f"label size {lm.shape} differs from image size {size}")
-                bad = np.setdiff1d(np.unique(lm), [*range(label_set.num_classes), 255])
+                bad = np.setdiff1d(np.unique(lm), [*range(label_set.num_classes), IGNORE])
                 if bad.size:
                     raise DataError(label_path, f"label ids outside {label_set.name}: {bad.tolist()[:5]}")
             kp = derived = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 
 from pipeline import files
 from pipeline.errors import DataError

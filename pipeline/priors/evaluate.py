@@ -12,15 +12,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from pipeline.labels import LABEL_SETS
+from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.metrics import ConfusionMatrix, ParsingScores
-from pipeline.prior import PriorBank, PriorConfig, crop_label_map
+from pipeline.priors.bank import PriorBank, PriorConfig, crop_label_map
 from pipeline.records import PersonRecord
-from pipeline.segments import SEGMENT_TO_PASCAL6, skeleton_map
+from pipeline.priors.segments import SEGMENT_TO_PASCAL6, skeleton_map
 
 
 def _gt_crop(rec: PersonRecord, bank: PriorBank, row: int) -> np.ndarray:
-    return crop_label_map(rec.label_map, bank.exemplars[row].box, bank.config.size, outside=255)
+    return crop_label_map(rec.label_map, bank.exemplars[row].box, bank.config.size, outside=IGNORE)
 
 
 def _score_rows(bank: PriorBank, gts: Sequence[np.ndarray],

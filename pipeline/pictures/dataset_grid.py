@@ -8,9 +8,9 @@ import numpy as np
 
 from pipeline import files
 from pipeline.labels import LABEL_SETS
-from pipeline.overlay import colorize, draw_keypoints, grid, overlay
-from pipeline.pose import apply_affine, person_box
-from pipeline.prior import crop_image, crop_label_map
+from pipeline.pictures.overlay import colorize, draw_keypoints, grid, overlay
+from pipeline.priors.pose import apply_affine, person_box
+from pipeline.priors.bank import crop_image, crop_label_map
 from pipeline.records import PersonRecord
 
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from pipeline.pose import CropBox
+from pipeline.priors.pose import CropBox
 
 NO_OWNER = -1
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from pipeline.segments import NUM_SEGMENTS, SEG, SEGMENTS, TORSO_CORNERS
+from pipeline.priors.segments import NUM_SEGMENTS, SEG, SEGMENTS, TORSO_CORNERS
 from pipeline.skeleton import J, present
 
 #: Bones shorter than this many pixels give no transform.
@@ -118,7 +118,7 @@ class Patch(NamedTuple):
 
 def segment_patches(label_map: np.ndarray, segment_map: np.ndarray) -> list[Patch]:
     """Split a uint8 (S, S) label map into per-segment patches using a segment map from
-    :func:`pipeline.segments.assign_segments`; segments without pixels are left out."""
+    :func:`pipeline.priors.segments.assign_segments`; segments without pixels are left out."""
     patches = []
     for s in range(NUM_SEGMENTS):
         mask = segment_map == s

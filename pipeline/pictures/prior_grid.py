@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from pipeline import files
-from pipeline.labels import LABEL_SETS
-from pipeline.overlay import colorize, draw_keypoints, grid, overlay
-from pipeline.pose import apply_affine, person_box
-from pipeline.prior import PriorBank, crop_image, crop_label_map
+from pipeline.labels import IGNORE, LABEL_SETS
+from pipeline.pictures.overlay import colorize, draw_keypoints, grid, overlay
+from pipeline.priors.pose import apply_affine, person_box
+from pipeline.priors.bank import PriorBank, crop_image, crop_label_map
 from pipeline.records import PersonRecord
 
 
@@ -49,6 +49,6 @@ def prior_grid(bank: PriorBank, queries: Sequence[PersonRecord], k: int, tile: i
         prior = bank.prior(kp, ids) if ids else bank.mean_prior()
         row += [prior_colour(prior, pal), colorize(prior.argmax(0).astype(np.uint8), pal)]
         if rec.label_map is not None:
-            row.append(colorize(crop_label_map(rec.label_map, box, size, outside=255), pal))
+            row.append(colorize(crop_label_map(rec.label_map, box, size, outside=IGNORE), pal))
         rows.append(row)
     return grid(rows, tile)

@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.neighbors import KDTree
 from threadpoolctl import threadpool_limits
 
-from pipeline.pose import normalize_poses
+from pipeline.priors.pose import normalize_poses
 from pipeline.skeleton import J, NUM_JOINTS
 
 #: Joints compared (all but the pelvis, which is the origin of every normalised pose).

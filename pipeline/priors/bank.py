@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from pipeline.labels import IGNORE, LABEL_SETS
-from pipeline.morph import Patch, morph_patches, segment_patches, segment_transforms
-from pipeline.pose import CropBox, apply_affine, person_box, torso_problem
-from pipeline.pose_index import PoseIndex
+from pipeline.priors.morph import Patch, morph_patches, segment_patches, segment_transforms
+from pipeline.priors.pose import CropBox, apply_affine, person_box, torso_problem
+from pipeline.priors.pose_index import PoseIndex
 from pipeline.records import PersonRecord
-from pipeline.segments import assign_segments
+from pipeline.priors.segments import assign_segments
 from pipeline.skeleton import flip_keypoints
 
 
@@ -185,3 +186,28 @@ def one_hot_mean(maps: np.ndarray, num_classes: int) -> np.ndarray:
     out[1:] *= 1.0 / k
     out[0] = 1.0 - out[1:].sum(axis=0)
     return out
+
+
+def bank_from_dataset(data: str | Path, split: str | None, config: PriorConfig, label_set: str | None = None,
+                      report=None) -> PriorBank:
+    """The prior bank of the labelled people with keypoints of a dataset.
+
+    Args:
+        data: dataset folder or annotation file (any supported layout).
+        split: use only this split (None: every labelled person).
+        config: crop frame and prior settings.
+        label_set: read the data in this label set (a refiner's: ccp8, ccp59, ...);
+            None: the reader's default.
+        report: a :class:`pipeline.records.ReadReport` collecting skipped bad items.
+    Raises: ConfigError when no labelled person with keypoints is left."""
+    from pipeline.errors import ConfigError
+    from pipeline.layouts import iter_records
+
+    options = {"label_set": label_set} if label_set else {}
+    recs = [r for r in iter_records(data, skip_bad=True, report=report, **options)
+            if r.label_map is not None and r.keypoints is not None and (split is None or r.split == split)]
+    if not recs:
+        raise ConfigError(f"{data}: no labelled people with keypoints" + (f" in split {split!r}" if split else ""))
+    if label_set and recs[0].label_set != label_set:
+        raise ConfigError(f"{data}: labels are {recs[0].label_set}, the refiner works in {label_set}")
+    return PriorBank.from_records(recs, config)

@@ -1,0 +1,116 @@
+"""The parser's run config (:class:`ParserTrainConfig`), for plain parsers and the joint
+parsing + pose network.
+
+One frozen pydantic model: the CLI options (:mod:`flows.options`), the Prefect flow
+parameters and the ``config`` saved in every checkpoint and run folder are all made from
+it.  Profiles are named presets of the network sizes (:data:`PARSER_PROFILES`): a
+profile fills the sizes that are not given explicitly.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipeline.labels import LABEL_SETS
+from refine_net.config import DeviceName, Profile, RunConfig, fill_profile
+
+#: CPU: trains from scratch on 2 cores in minutes; GPU: paper-sized (320 px, wider, deeper).
+PARSER_PROFILES: dict[str, dict[str, Any]] = {
+    "cpu": dict(size=160, width=16, blocks=(1, 1, 1, 1), batch_size=8, head_width=128),
+    "gpu": dict(size=320, width=64, blocks=(2, 2, 2, 2), batch_size=16, head_width=512),
+}
+
+
+class ParserTrainConfig(RunConfig):
+    """A parser training run (Fang et al., CVPR 2018, sections 3.7, 4.3), fully described
+    and saved in every checkpoint.  ``iterations`` steps in all, the last
+    ``finetune_iterations`` of them on real labels only; poly learning-rate decay."""
+
+    data: str = Field(description="real labelled dataset (its train split trains, val is scored)")
+    out_dir: str = Field(description="run folder (last.pt, config.json, metrics.json)",
+                         json_schema_extra={"flag": "--out"})
+    synthetic: tuple[str, ...] = Field((), description="synthesized dataset folders to mix in")
+    profile: Profile = Field("cpu", description="cpu: 160 px, width 16; gpu: 320 px, width 64, deeper "
+                                                "(paper-sized)")
+    size: int = Field(None, description="long side of training images in pixels (profile)")
+    width: int = Field(None, description="channels of the first residual stage (profile)")
+    blocks: tuple[int, int, int, int] = Field(None, description="residual blocks per stage (profile)")
+    head_width: int = Field(None, description="channels inside each ASPP branch (profile)")
+    batch_size: int = Field(None, description="batch size (profile)")
+    arch: Literal["deeplab", "attention"] = Field(
+        "deeplab", description="single-scale DeepLab/ASPP or attention to scale (scales 1, 0.75, 0.5)")
+    model: Literal["parser", "joint"] = Field("parser", description="joint: JPPNet-style parsing + 16-joint pose "
+                                                                     "network")
+    n_real: int | None = Field(None, description="random subset of real people (default: all)")
+    n_synthetic: int | None = Field(None, description="random subset of synthetic people (default: all)")
+    min_confidence: float = Field(0.0, description="drop synthetic people below this refiner confidence")
+    real_fraction: float | None = Field(0.5, description="share of real samples while mixing; negative: pool all")
+    synthetic_weight: float = Field(1.0, description="loss weight of synthetic samples")
+    iterations: int = Field(3000, description="optimizer steps in all; a larger value on resume extends the run")
+    finetune_iterations: int = Field(0, description="final steps on real labels only")
+    output_stride: int = Field(8, description="stride of the feature map fed to ASPP (8 or 16)")
+    scale_range: tuple[float, float] = Field((0.75, 1.25), description="random rescale range while training")
+    flip: bool = Field(True, description="random horizontal flips (left/right classes swapped)")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="adam, or sgd with momentum 0.9")
+    lr: float = Field(1e-3, description="base learning rate (poly decay, power 0.9)")
+    weight_decay: float = Field(1e-4, description="weight decay")
+    seed: int = Field(0, description="seeds the network, the batches and (by default) the subsets")
+    subset_seed: int | None = Field(None, description="seed of the n-real / n-synthetic subsets (default: seed)")
+    label_set: str = Field("ccp8", description="label set of the real data (synthetic folders must match)")
+    checkpoint_every: int = Field(250, description="steps between checkpoints")
+    eval_scales: tuple[float, ...] = Field((1.0,), description="test scales of the final val evaluation")
+    structure_loss: bool = Field(False, description="SS-JPPNet structure-sensitive parsing loss")
+    pose_weight: float = Field(100.0, description="joint network: heatmap loss weight")
+    joint_stages: int = Field(1, description="joint network: refinement stages")
+    pose_data: str | None = Field(None, description="keypoint dataset scored with PCK@0.2 (never trained on), "
+                                                     "e.g. LSP")
+    pose_split: str = Field("test", description="split of --pose-data scored")
+    threads: int | None = Field(None, description="torch intra-op threads")
+    device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, values: Any) -> Any:
+        values = fill_profile(values, PARSER_PROFILES)
+        if isinstance(values, dict) and values.get("subset_seed") is None:
+            values = dict(values, subset_seed=values.get("seed", 0))
+        return values
+
+    @field_validator("real_fraction")
+    @classmethod
+    def _pooled(cls, v: float | None) -> float | None:
+        if v is not None and v < 0:
+            return None
+        if v is not None and v > 1:
+            raise ValueError(f"real_fraction must be in [0, 1] (negative: pool all), got {v}")
+        return v
+
+    @field_validator("label_set")
+    @classmethod
+    def _known_label_set(cls, v: str) -> str:
+        if v not in LABEL_SETS:
+            raise ValueError(f"unknown label_set {v!r}; known: {sorted(LABEL_SETS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _finetune_fits(self) -> ParserTrainConfig:
+        if self.finetune_iterations > self.iterations:
+            raise ValueError(f"finetune_iterations ({self.finetune_iterations}) exceeds iterations "
+                             f"({self.iterations})")
+        return self
+
+    def parser_config(self, num_classes: int):
+        """The network's :class:`parser_net.model.ParserConfig` for ``num_classes`` classes
+        (ASPP rates scaled to the crop)."""
+        from parser_net.model import ParserConfig, scaled_rates     # torch: only when a network is built
+
+        return ParserConfig(num_classes=num_classes, width=self.width, blocks=tuple(self.blocks),
+                            output_stride=self.output_stride,
+                            aspp_rates=scaled_rates(max(self.crop_hw), self.output_stride),
+                            head_width=self.head_width)
+
+    @property
+    def crop_hw(self) -> tuple[int, int]:
+        """Training crop (h, w) in pixels: (size, 3/4 size)."""
+        return self.size, round(self.size * 3 / 4)

@@ -1,0 +1,262 @@
+"""The synthesized-dataset format, version 1: typed records with their read/write
+functions.  Synthesis (:mod:`refine_net.synthesize`) writes it; the parsers, the
+inspection page and the flows read it through here, never by string keys.
+
+A synthesized dataset is a partsynth folder (:mod:`pipeline.readers.folder`)::
+
+    dataset.json          SynthDatasetInfo: format "partsynth", synthetic true,
+                          synth_format_version, label_set, refiner checkpoint and sha256,
+                          the synthesis config, the run fingerprint
+    people.json           the people labelled "ok" (readable by every partsynth reader)
+    items/<item>.json     SynthItem per image: what was done (resumes a killed run)
+    labels/<item>.png     palette label PNG per image (class ids of label_set)
+    probs/<item>.npz      optional: uint8 (N, C, S, S) per-person crop probabilities x 255
+    annotations.json      COCO instances, one RLE per person and class
+    manifest.parquet      one row per person (ok and skipped), with provenance
+
+Each ``items/<item>.json`` is the last file written for its image, so its presence with
+the run's fingerprint means the image is done.  Everything else at the top level is
+rebuilt from the items by :func:`finalize_dataset`.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pycocotools import mask as mask_utils
+
+from pipeline import files
+from pipeline.errors import DataError
+from pipeline.labels import LABEL_SETS
+from pipeline.manifest import write_manifest
+from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, json_to_keypoints, keypoints_to_json
+
+SYNTH_FORMAT_VERSION = 1
+ITEMS_DIR = "items"
+STATUSES = ("ok", "skipped")
+
+
+@dataclass
+class SynthPerson:
+    """One person of a synthesized image.
+
+    Attributes:
+        person_id: the id in the source dataset.
+        status: ``ok`` (labelled) or ``skipped`` (``reason`` says why).
+        keypoints: float32 (16, 3) canonical keypoints in image pixels, or None.
+        split, source: the source record's split and format.
+        reason: why the person was skipped ('' when ok).
+        box: (cx, cy, side) crop box in image pixels (:class:`pipeline.priors.pose.CropBox`).
+        neighbours, neighbour_flipped, distances: the bank people the prior averaged.
+        mean_max_prob: the refiner's confidence, mean max-probability over the person's
+            pasted pixels, in [0, 1] (None when skipped).
+        pixels: foreground pixels of the person in the label map (0 when skipped).
+        rle: {class id: COCO RLE {"size": [h, w], "counts": str}} of the person's pixels.
+    """
+
+    person_id: str
+    status: str
+    keypoints: np.ndarray | None = None
+    split: str | None = None
+    source: str | None = None
+    reason: str = ""
+    box: tuple[float, float, float] | None = None
+    neighbours: list[str] = field(default_factory=list)
+    neighbour_flipped: list[bool] = field(default_factory=list)
+    distances: list[float] = field(default_factory=list)
+    mean_max_prob: float | None = None
+    pixels: int = 0
+    rle: dict[int, dict] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["keypoints"] = None if self.keypoints is None else keypoints_to_json(self.keypoints)
+        d["box"] = None if self.box is None else [float(v) for v in self.box]
+        d["rle"] = {str(c): r for c, r in self.rle.items()}
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict, path: Path) -> SynthPerson:
+        """Raises DataError naming ``path`` for a record that is not a person of this format."""
+        if not isinstance(d, dict) or "person_id" not in d or d.get("status") not in STATUSES:
+            raise DataError(path, f"not a synthesized person record: {str(d)[:80]}")
+        try:
+            return cls(**dict(d, keypoints=None if d.get("keypoints") is None else json_to_keypoints(d["keypoints"]),
+                              box=None if d.get("box") is None else tuple(d["box"]),
+                              rle={int(c): r for c, r in (d.get("rle") or {}).items()}))
+        except (TypeError, ValueError) as e:
+            raise DataError(path, f"bad synthesized person record {d.get('person_id')!r}: {e}") from None
+
+
+@dataclass
+class SynthItem:
+    """One image of a synthesized dataset (``items/<item>.json``).
+
+    Attributes:
+        image: absolute path of the source image.
+        image_size: (h, w) in pixels ((0, 0) when the image could not be read).
+        persons: every person of the image, labelled or skipped.
+        fingerprint: the synthesis run's fingerprint (refiner, bank, k, options).
+        label: label PNG path relative to the dataset folder, or None (nobody labelled).
+        probs: probabilities ``.npz`` relative path, or None.
+        error: why the whole image failed (unreadable image), or None.
+        version: :data:`SYNTH_FORMAT_VERSION`.
+    """
+
+    image: str
+    image_size: tuple[int, int]
+    persons: list[SynthPerson]
+    fingerprint: str = ""
+    label: str | None = None
+    probs: str | None = None
+    error: str | None = None
+    version: int = SYNTH_FORMAT_VERSION
+
+    def to_json(self) -> dict:
+        return {"version": self.version, "image": self.image, "image_size": list(self.image_size),
+                "fingerprint": self.fingerprint, "label": self.label, "probs": self.probs, "error": self.error,
+                "persons": [p.to_json() for p in self.persons]}
+
+    @classmethod
+    def from_json(cls, d: dict, path: Path) -> SynthItem:
+        """Raises DataError naming ``path`` for a file that is not an item of this format."""
+        if not isinstance(d, dict) or not {"image", "persons"} <= d.keys() or not isinstance(d["persons"], list):
+            raise DataError(path, "not a partsynth item record (needs 'image' and a 'persons' list)")
+        if d.get("version", SYNTH_FORMAT_VERSION) > SYNTH_FORMAT_VERSION:
+            raise DataError(path, f"item format {d['version']} is newer than this partsynth ({SYNTH_FORMAT_VERSION})")
+        return cls(image=str(d["image"]), image_size=tuple(d.get("image_size") or (0, 0)),
+                   persons=[SynthPerson.from_json(p, path) for p in d["persons"]],
+                   fingerprint=str(d.get("fingerprint", "")), label=d.get("label"), probs=d.get("probs"),
+                   error=d.get("error"), version=int(d.get("version", SYNTH_FORMAT_VERSION)))
+
+    @property
+    def labelled(self) -> list[SynthPerson]:
+        return [p for p in self.persons if p.status == "ok"]
+
+
+@dataclass
+class SynthDatasetInfo:
+    """``dataset.json`` of a synthesized dataset.
+
+    Attributes:
+        label_set: name in :data:`pipeline.labels.LABEL_SETS`.
+        refiner_checkpoint: absolute path of the refiner checkpoint.
+        refiner_sha256: its content hash.
+        synth_config: the synthesis run config (:class:`refine_net.config.SynthConfig`, JSON).
+        fingerprint: the run fingerprint every item carries.
+    """
+
+    label_set: str
+    refiner_checkpoint: str
+    refiner_sha256: str
+    synth_config: dict
+    fingerprint: str
+    synth_format_version: int = SYNTH_FORMAT_VERSION
+
+    def to_json(self) -> dict:
+        return dict(asdict(self), format=FORMAT, synthetic=True,
+                    description="labels synthesized by partsynth (prior + refinement U-Net)")
+
+
+def item_name(image_path: str | Path) -> str:
+    """A file-system-safe, unique item name for an image path: its stem (60 characters at
+    most, other characters than letters, digits, ``_.-`` replaced) and 8 hex digits of the
+    path's SHA-1."""
+    image_path = Path(image_path)
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", image_path.stem)[:60]
+    return f"{stem}-{hashlib.sha1(str(image_path).encode()).hexdigest()[:8]}"
+
+
+def item_path(root: str | Path, image_path: str | Path) -> Path:
+    """``root/items/<item_name(image_path)>.json``."""
+    return Path(root) / ITEMS_DIR / f"{item_name(image_path)}.json"
+
+
+def write_item(root: str | Path, item: SynthItem) -> Path:
+    """Write ``item`` atomically to its :func:`item_path`; returns the path."""
+    path = item_path(root, item.image)
+    files.write_json(path, item.to_json())
+    return path
+
+
+def read_item(path: str | Path) -> SynthItem:
+    """One item record.  Raises DataError naming the file when it is unreadable or not an
+    item of this format."""
+    path = Path(path)
+    return SynthItem.from_json(files.read_json(path), path)
+
+
+def read_items(root: str | Path) -> list[SynthItem]:
+    """Every item record of a synthesized dataset, in file-name order.  Raises DataError as
+    :func:`read_item`."""
+    return [read_item(p) for p in sorted((Path(root) / ITEMS_DIR).glob("*.json"))]
+
+
+def read_synth_info(root: str | Path) -> SynthDatasetInfo:
+    """``dataset.json`` of a synthesized dataset.  Raises DataError naming the file when it
+    is missing, not a partsynth dataset, or not a synthesized one."""
+    from pipeline.readers.folder import read_dataset_info
+
+    path = Path(root) / DATASET_FILE
+    d = read_dataset_info(Path(root))
+    if not d.get("synthetic") or "refiner_checkpoint" not in d:
+        raise DataError(path, "not a synthesized partsynth dataset (no refiner_checkpoint)")
+    return SynthDatasetInfo(label_set=d["label_set"], refiner_checkpoint=d["refiner_checkpoint"],
+                            refiner_sha256=d.get("refiner_sha256", ""), synth_config=d.get("synth_config") or {},
+                            fingerprint=d.get("fingerprint", ""),
+                            synth_format_version=int(d.get("synth_format_version", SYNTH_FORMAT_VERSION)))
+
+
+def remove_partial_files(out: Path) -> list[Path]:
+    """Delete temporary files an interrupted run left in ``out`` (the ``.<name>.*.tmp.<ext>``
+    files of :func:`pipeline.files.atomic_path`); returns them."""
+    stale = [p for p in out.rglob(".*.tmp*") if p.is_file()] if out.exists() else []
+    for p in stale:
+        p.unlink()
+    return stale
+
+
+def finalize_dataset(root: str | Path, info: SynthDatasetInfo) -> dict:
+    """Rebuild ``people.json``, ``annotations.json`` (COCO RLE), ``manifest.parquet`` and
+    ``dataset.json`` of ``root`` from its item records (each written atomically).
+
+    Returns: totals {"images", "people_labelled", "people_skipped"}.
+    Raises: DataError naming a malformed item file."""
+    out = Path(root)
+    items = read_items(out)
+    people, rows, images, anns = [], [], [], []
+    names = LABEL_SETS[info.label_set].names
+    for image_id, item in enumerate(items, start=1):
+        h, w = item.image_size
+        if item.label:
+            images.append({"id": image_id, "file_name": item.image, "height": h, "width": w, "label": item.label})
+        for p in item.persons:
+            rows.append({"person_id": p.person_id, "image": item.image, "status": p.status, "reason": p.reason,
+                         "split": p.split, "source": p.source, "neighbours": p.neighbours,
+                         "distances": p.distances,
+                         "mean_max_prob": np.nan if p.mean_max_prob is None else p.mean_max_prob,
+                         "pixels": p.pixels, "refiner_sha256": info.refiner_sha256, "label": item.label})
+            if p.status != "ok":
+                continue
+            people.append({"person_id": p.person_id, "image": item.image, "label": item.label,
+                           "keypoints": None if p.keypoints is None else keypoints_to_json(p.keypoints),
+                           "split": p.split, "meta": {"mean_max_prob": p.mean_max_prob,
+                                                      "neighbours": p.neighbours, "source": p.source}})
+            for c, rle in p.rle.items():
+                r = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+                anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": int(c),
+                             "person_id": p.person_id, "segmentation": rle, "iscrowd": 0,
+                             "area": float(mask_utils.area(r)), "bbox": [float(v) for v in mask_utils.toBbox(r)]})
+    files.write_json(out / "annotations.json", {
+        "info": {"description": "partsynth synthesized labels", "refiner_sha256": info.refiner_sha256},
+        "images": images, "annotations": anns,
+        "categories": [{"id": i, "name": n} for i, n in enumerate(names) if i > 0]})
+    files.write_json(out / PEOPLE_FILE, people)
+    write_manifest(pd.DataFrame(rows), out / "manifest.parquet")
+    files.write_json(out / DATASET_FILE, info.to_json())
+    ok = sum(r["status"] == "ok" for r in rows)
+    return {"images": len(items), "people_labelled": ok, "people_skipped": len(rows) - ok}

@@ -1,0 +1,106 @@
+"""The refiner's run configs: training (:class:`RefinerTrainConfig`) and label synthesis
+(:class:`SynthConfig`).
+
+Each is one frozen pydantic model: the CLI options (:mod:`flows.options`), the Prefect
+flow parameters and the ``config`` saved in every checkpoint and run folder are all made
+from it.  Profiles are named presets of the network sizes (:data:`REFINER_PROFILES`): a
+profile fills the sizes that are not given explicitly.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipeline.errors import ConfigError
+
+#: U-Net sizes: CPU (128 px, 32 filters, depth 5) and the paper's (256 px, 64, depth 8).
+REFINER_PROFILES: dict[str, dict[str, Any]] = {
+    "cpu": {"size": 128, "base_filters": 32, "depth": 5},
+    "gpu": {"size": 256, "base_filters": 64, "depth": 8},
+}
+
+Profile = Literal["cpu", "gpu"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+
+
+class RunConfig(BaseModel):
+    """Base of every run config: frozen, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def fill_profile(values: Any, profiles: dict[str, dict[str, Any]]) -> Any:
+    """Before-validation hook: the sizes ``values`` leaves unset (None or absent) come
+    from ``profiles[values["profile"]]`` (default ``cpu``).  Raises ConfigError for an
+    unknown profile."""
+    if not isinstance(values, dict):
+        return values
+    profile = values.get("profile") or "cpu"
+    if profile not in profiles:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")
+    out = dict(values, profile=profile)
+    for key, value in profiles[profile].items():
+        if out.get(key) is None:
+            out[key] = value
+    return out
+
+
+class RefinerTrainConfig(RunConfig):
+    """A refinement training run (Fang et al., CVPR 2018, sections 3.5-3.6), fully described
+    and saved in every checkpoint.  The ``train`` split trains, ``val`` is scored."""
+
+    data: str = Field(description="labelled dataset with keypoints (train/val splits)")
+    out_dir: str = Field(description="run folder (last.pt, config.json, history.json)",
+                         json_schema_extra={"flag": "--out"})
+    profile: Profile = Field("cpu", description="cpu: 128 px, 32 filters, depth 5; gpu: 256 px, 64 filters, "
+                                                "depth 8 (the paper)")
+    size: int = Field(None, description="crop side in pixels (profile)")
+    base_filters: int = Field(None, description="U-Net filters of the first level (profile)")
+    depth: int = Field(None, description="U-Net stride-2 levels (profile)")
+    margin: float = Field(0.25, description="crop box enlargement per side, fraction of the keypoint box")
+    k: int = Field(3, description="neighbours averaged into each prior")
+    n: int = Field(5, description="training priors draw k of the n nearest neighbours")
+    use_prior: bool = Field(True, description="feed the prior; --no-prior trains the image-only baseline "
+                                              "(paper Fig. 7)", json_schema_extra={"flag": "--prior"})
+    loss: Literal["l1", "ce"] = Field("ce", description="ce (measured best on CCP) or l1 (the paper)")
+    epochs: int = Field(20, description="epochs; a larger value on resume extends the run")
+    batch_size: int = Field(8, description="batch size")
+    lr: float = Field(2e-4, description="Adam learning rate")
+    beta1: float = Field(0.5, description="Adam beta1")
+    max_minutes: float | None = Field(None, description="stop after the epoch that crosses this wall-time budget")
+    dropout_blocks: int = Field(2, description="innermost decoder blocks with dropout 0.5")
+    seed: int = Field(0, description="seeds torch, the k-of-n draws and the augmentation")
+    label_set: str | None = Field(None, description="ccp8/ccp59 for CCP, pascal6/pascal10 for PASCAL-Part")
+    jitter: bool = Field(True, description="random crop-box jitter while training")
+    flip: bool = Field(True, description="random horizontal flips (left/right classes swapped)")
+    threads: int | None = Field(None, description="torch intra-op threads")
+    device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile(cls, values: Any) -> Any:
+        return fill_profile(values, REFINER_PROFILES)
+
+
+class SynthConfig(RunConfig):
+    """A synthesis run (Fang et al., CVPR 2018, section 5): label every keypoint-only person
+    of ``data`` into the dataset folder ``out``."""
+
+    checkpoint: str = Field(description="refiner checkpoint (last.pt of train-refiner)")
+    data: str = Field(description="dataset (any supported layout) whose people without labels get labels")
+    out: str = Field(description="output dataset folder (resumable, cached)")
+    bank_data: str | None = Field(None, description="labelled bank (default: the refiner's training data)")
+    bank_split: str | None = Field("train", description="bank split for priors ('all' or none: every person)")
+    k: int = Field(3, description="nearest neighbours per prior")
+    layout: str | None = Field(None, description="force the layout of --data instead of detecting it")
+    save_probabilities: bool = Field(False, description="also write per-person crop probabilities")
+    threads_per_task: int = Field(1, description="torch threads per worker")
+    device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _all_splits(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("bank_split") == "all":
+            values = dict(values, bank_split=None)
+        return values

@@ -1,0 +1,47 @@
+"""The torch environment of a run: its device (``auto``: CUDA when present, ``cpu`` or
+``cuda``), threads and seed.
+
+Shared by both networks (:mod:`parser_net` builds on this package's torch helpers)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from pipeline.errors import ConfigError
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def resolve_device(device: Device | str) -> torch.device:
+    """The torch device for ``device``.
+
+    Args:
+        device: ``auto`` (``cuda`` when ``torch.cuda.is_available()``, else ``cpu``),
+            ``cpu``, ``cuda`` or ``cuda:N``.
+    Returns: a :class:`torch.device`.
+    Raises: ConfigError for ``cuda`` on a machine without CUDA, or an unknown name.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if str(device).startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: CUDA is not available on this machine (use auto or cpu)")
+        return torch.device(device)
+    raise ConfigError(f"unknown device {device!r}; choose auto, cpu or cuda")
+
+
+def setup_run(out_dir: str | Path, threads: int | None, device: Device | str, seed: int) -> tuple[Path, torch.device]:
+    """Create the run folder, set torch's intra-op ``threads`` (None: torch's default) and
+    seed, and resolve ``device``.  Returns (run folder, device).  Raises ConfigError as
+    :func:`resolve_device`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    resolved = resolve_device(device)
+    torch.manual_seed(seed)
+    return out, resolved

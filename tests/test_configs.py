@@ -1,0 +1,97 @@
+"""One typed config per run kind: the CLI, the Prefect flow and the checkpoint agree."""
+import json
+
+import pytest
+import yaml
+
+from flows.cli import build_parser
+from flows.experiment import run_experiment
+from flows.experiment_config import ExperimentConfig, preset_values
+from flows.options import config_from_args, validate_config
+from flows.run_cli import experiment_config
+from flows.synthesis import synthesize_labels
+from flows.training import train_parser, train_refiner
+from parser_net.config import ParserTrainConfig
+from pipeline.errors import ConfigError
+from refine_net.checkpoint import load_checkpoint
+from refine_net.config import RefinerTrainConfig, SynthConfig
+
+COMMANDS = {"train-refiner": (RefinerTrainConfig, train_refiner, ["--data", "D", "--out", "O"]),
+            "train-parser": (ParserTrainConfig, train_parser, ["--data", "D", "--out", "O", "--synthetic", "S1", "S2"]),
+            "synthesize": (SynthConfig, synthesize_labels, ["--checkpoint", "C", "--data", "D", "--out", "O"])}
+
+
+def cli_config(command: str, argv: list[str]):
+    model = COMMANDS[command][0]
+    return config_from_args(model, build_parser().parse_args([command, *argv]))
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_cli_flow_and_saved_config_agree(command, profile):
+    model, flow, argv = COMMANDS[command]
+    extra = ["--profile", profile] if "profile" in model.model_fields else []
+    from_cli = cli_config(command, argv + extra)
+    direct = model(**{k: v for k, v in from_cli.model_dump().items() if k in model.model_fields})
+    assert from_cli == direct
+    # Prefect validates the flow parameter exactly as a deployment passes it (JSON)
+    params = flow.validate_parameters({"cfg": from_cli.model_dump(mode="json")})
+    assert params["cfg"] == from_cli
+    # what a checkpoint / run folder saves reads back equal
+    assert model.model_validate(json.loads(json.dumps(from_cli.model_dump(mode="json")))) == from_cli
+
+
+def test_profiles_fill_only_unset_sizes():
+    gpu = cli_config("train-parser", ["--data", "D", "--out", "O", "--profile", "gpu", "--width", "8"])
+    assert (gpu.width, gpu.size, gpu.head_width, gpu.batch_size, gpu.blocks) == (8, 320, 512, 16, (2, 2, 2, 2))
+    refiner = cli_config("train-refiner", ["--data", "D", "--out", "O", "--profile", "gpu", "--no-prior"])
+    assert (refiner.size, refiner.base_filters, refiner.depth, refiner.use_prior) == (256, 64, 8, False)
+    assert refiner.loss == RefinerTrainConfig(data="D", out_dir="O").loss == "ce"      # one default everywhere
+
+
+def test_the_main_job_gpu_profile_keeps_every_size(tmp_path):
+    args = build_parser().parse_args(["run", "--preset", "demo", "--data-root", str(tmp_path / "demo"),
+                                      "--profile", "gpu", "--device", "cpu"])
+    cfg = experiment_config(args)
+    assert cfg.work == "data/runs/demo" and cfg.parser_iterations == 300
+    parser = cfg.parser("p")
+    assert (parser.size, parser.width, parser.head_width, parser.batch_size) == (320, 64, 512, 16)
+    assert cfg.refiner().size == 256 and cfg.refiner().device == "cpu"
+    assert run_experiment.validate_parameters({"cfg": cfg.model_dump(mode="json")})["cfg"] == cfg
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_config_file_then_flags(tmp_path, suffix):
+    values = {"data": "D", "out_dir": "O", "epochs": 7, "lr": 0.01, "profile": "gpu"}
+    path = tmp_path / f"run{suffix}"
+    path.write_text(yaml.safe_dump(values) if suffix == ".yaml" else json.dumps(values))
+    cfg = cli_config("train-refiner", ["--config", str(path), "--epochs", "9"])
+    assert (cfg.epochs, cfg.lr, cfg.size, cfg.data) == (9, 0.01, 256, "D")
+    # a run folder's config.json ({"train": {...}}) is accepted as it is
+    folder = tmp_path / "config.json"
+    folder.write_text(json.dumps({"train": cfg.model_dump(mode="json"), "label_set": "ccp8"}))
+    assert cli_config("train-refiner", ["--config", str(folder)]) == cfg
+
+
+def test_config_errors_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"--data: Field required"):
+        cli_config("train-refiner", ["--out", "O"])
+    with pytest.raises(ConfigError, match=r"--finetune-iterations|finetune_iterations"):
+        cli_config("train-parser", ["--data", "D", "--out", "O", "--iterations", "5", "--finetune-iterations", "9"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        cli_config("train-refiner", ["--config", str(bad)])
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset_values("nope")
+    with pytest.raises(ConfigError, match="bogus: Extra inputs are not permitted"):
+        validate_config(ExperimentConfig, {"labelled": "L", "keypoint_only": [], "work": "W", "bogus": 1})
+
+
+def test_checkpoint_holds_the_resolved_training_config(tiny_refiner):
+    ckpt = load_checkpoint(tiny_refiner, kind="refiner")
+    cfg = RefinerTrainConfig.model_validate(ckpt.config)
+    assert (cfg.size, cfg.base_filters, cfg.depth, cfg.epochs) == (64, 8, 4, 3)
+    saved = json.loads((tiny_refiner.parent / "config.json").read_text())
+    assert RefinerTrainConfig.model_validate(saved["train"]) == cfg
+    assert saved["bank_data"] == ckpt.network["bank_data"] and saved["bank_data"].startswith("/")
