@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.errors import ConfigError
+
 IGNORE = 255
 
 
@@ -110,7 +112,7 @@ def get_label_set(name: str) -> LabelSet:
     try:
         return LABEL_SETS[name]
     except KeyError:
-        raise ValueError(f"unknown label set {name!r}; known: {sorted(LABEL_SETS)}") from None
+        raise ConfigError(f"unknown label set {name!r}; known: {sorted(LABEL_SETS)}") from None
 
 
 def _lut(pairs: dict[int, int]) -> np.ndarray:

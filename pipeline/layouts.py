@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline import readers
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.records import PersonRecord, ReadReport
 
 LAYOUTS = ("partsynth", "ccp", "lsp", "coco", "mpii", "mpii_mat", "pascal_part", "lip", "cihp")
@@ -103,7 +103,7 @@ def iter_records(path: str | Path, layout: str | None = None, *, skip_bad: bool 
         return readers.read_lip(p, **kw)
     if layout == "cihp":
         return readers.read_cihp(p, **kw)
-    raise ValueError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    raise ConfigError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
 
 
 def keypoint_only_people(data: str | Path, layout: str | None = None,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import files
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.labels import CCP59_NAMES, ccp59_to_ccp8_lut, remap
 from pipeline.records import PersonRecord, ReadReport, guard
 from pipeline.skeleton import from_blazepose33
@@ -72,7 +72,7 @@ def read_ccp(root: str | Path, *, label_set: str = "ccp8", skip_bad: bool = Fals
     """
     root = Path(root)
     if label_set not in ("ccp8", "ccp59"):
-        raise ValueError(f"CCP label_set must be 'ccp8' or 'ccp59', got {label_set!r}")
+        raise ConfigError(f"CCP label_set must be 'ccp8' or 'ccp59', got {label_set!r}")
     photos_dir = root / "photos"
     if not photos_dir.is_dir():
         raise DataError(photos_dir, "CCP photos folder not found")

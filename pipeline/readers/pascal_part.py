@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import files
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.labels import IGNORE, pascal10_to_pascal6_lut, remap
 from pipeline.records import PersonRecord, ReadReport, guard
 from pipeline.readers.part_joints import keypoints_from_parts
@@ -92,7 +92,7 @@ def read_pascal_part(root: str | Path, *, label_set: str = "pascal6", skip_bad: 
     """
     root = Path(root)
     if label_set not in ("pascal6", "pascal10"):
-        raise ValueError(f"PASCAL-Part label_set must be 'pascal6' or 'pascal10', got {label_set!r}")
+        raise ConfigError(f"PASCAL-Part label_set must be 'pascal6' or 'pascal10', got {label_set!r}")
     if not root.is_dir():
         raise DataError(root, "PASCAL-Part folder not found")
     for mat in sorted(root.glob("*.mat")):
