@@ -3,6 +3,7 @@ command line."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -62,13 +63,44 @@ def cmd_synthesize(args) -> int:
         watcher.start()
         try:
             flow = synthesize_labels.with_options(task_runner=task_runner(args.dask_address, args.workers))
-            totals = flow(cfg)
+            totals = flow(cfg, force=args.force)
+        except KeyboardInterrupt:
+            done_items = len(list(items.glob("*.json"))) if items.exists() else 0
+            print(f"interrupted; {done_items} of {total} images done in {cfg.out}: rerun to resume", file=sys.stderr)
+            raise SystemExit(130) from None
         finally:
             done.set()
             watcher.join()
             bar.update(task, completed=len(list(items.glob("*.json"))) if items.exists() else 0)
     print(f"{cfg.out}: {totals}")
+    skipped = skip_reasons(Path(cfg.out))
+    for reason, (n, example) in skipped.items():
+        print(f"  skipped {n} x {reason}  (e.g. {example})")
+    if skipped and args.strict:
+        print(f"error: {sum(n for n, _ in skipped.values())} people skipped (--strict)", file=sys.stderr)
+        return 1
     return 0
+
+
+def skip_reasons(out: Path) -> dict[str, tuple[int, str]]:
+    """{reason: (count, an example "image person" or file)} of the people a synthesis run
+    skipped (its manifest) and the input items its reader could not use (``skipped.json``),
+    most frequent first; numbers inside reasons are blanked so that one kind of problem is
+    counted once."""
+    import re
+
+    import pandas as pd
+
+    from pipeline.synth_dataset import read_read_skips
+
+    m = pd.read_parquet(out / "manifest.parquet")
+    m = m[m.status != "ok"]
+    entries = [(reason, f"{image} {pid}") for image, pid, reason in zip(m.image, m.person_id, m.reason)]
+    entries += [(s["reason"], s["file"]) for s in read_read_skips(out)]
+    groups: dict[str, list] = {}
+    for reason, where in entries:
+        groups.setdefault(re.sub(r"[-+]?\d[\d.e+-]*", "#", reason), []).append(where)
+    return {r: (len(v), v[0]) for r, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))}
 
 
 def cmd_inspect(args) -> int:
@@ -143,20 +175,22 @@ def add_run_commands(sub) -> None:
     r.add_argument("--data-root", type=Path, help="for --preset ccp: the folder holding ccp/ and lsp/")
     r.add_argument("--dask-address", help="tcp://HOST:PORT of a Dask scheduler for synthesis")
     add_config_options(r, ExperimentConfig)
-    r.set_defaults(func=cmd_run)
+    r.set_defaults(func=cmd_run, prefect=True)
 
     s = sub.add_parser("synthesize", help="label the keypoint-only people of a dataset (Prefect flow)")
     add_config_options(s, SynthConfig)
     s.add_argument("--workers", type=int, default=2, help="thread-runner workers")
+    s.add_argument("--force", action="store_true", help="recompute every image, ignoring the cache and existing files")
+    s.add_argument("--strict", action="store_true", help="exit 1 when any person was skipped")
     s.add_argument("--dask-address", help="tcp://HOST:PORT of an existing Dask scheduler")
-    s.set_defaults(func=cmd_synthesize)
+    s.set_defaults(func=cmd_synthesize, prefect=True)
 
     i = sub.add_parser("inspect", help="statistics and an HTML page of a synthesized dataset")
     i.add_argument("dataset", type=Path)
     i.add_argument("--out", type=Path, help="page folder (default DATASET/inspect)")
     i.add_argument("--max-people", type=int, default=200)
     i.add_argument("--no-priors", action="store_true", help="skip recomputing priors for the page")
-    i.set_defaults(func=cmd_inspect)
+    i.set_defaults(func=cmd_inspect, prefect=True)
 
     c = sub.add_parser("schedule", help="serve synthesis / the main job on a schedule (needs `prefect server start`)")
     when = c.add_mutually_exclusive_group(required=True)

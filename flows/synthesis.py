@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from prefect import flow, task, unmapped
+from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -29,17 +29,20 @@ from pipeline.layouts import keypoint_only_people
 from pipeline.priors.bank import PriorConfig, bank_from_dataset
 from pipeline.readers.folder import json_to_keypoints, keypoints_to_json
 from pipeline.records import PersonRecord, ReadReport
-from pipeline.synth_dataset import item_name, remove_partial_files
+from pipeline.synth_dataset import (claim_output, item_intact, item_name, remove_partial_files, remove_stale_items,
+                                    top_level_intact, write_read_skips)
 from refine_net.checkpoint import load_checkpoint
 from refine_net.config import SynthConfig
 from refine_net.synthesize import Synthesizer, bank_data_of, synthesis_prior_config
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
-def list_images(data: str, layout: str | None, signature: str) -> list[dict]:
-    """Keypoint-only people of ``data`` grouped by image, as plain dicts (``image``,
-    ``image_sha256``, ``people``: person_id, image_size, keypoints, derived, split, source).
-    ``signature`` (:func:`pipeline.files.tree_signature` of ``data``) keys the cache."""
+def list_images(data: str, layout: str | None, signature: str) -> dict:
+    """Keypoint-only people of ``data`` grouped by image: ``images``, plain dicts (``image``,
+    ``image_sha256``, ``people``: person_id, image_size, keypoints, derived, split, source),
+    and ``skipped``, the [file, reason] of every item the reader could not use (missing or
+    unreadable photo, bad keypoints entry).  ``signature``
+    (:func:`pipeline.files.tree_signature` of ``data``) keys the cache."""
     report = ReadReport()
     by_image: OrderedDict[str, dict] = OrderedDict()
     for r in keypoint_only_people(data, layout, report):
@@ -55,7 +58,7 @@ def list_images(data: str, layout: str | None, signature: str) -> list[dict]:
         log.warning("%s: %s", data, report.summary())
         for file, problem in report.skipped:
             log.warning("skipped %s: %s", file, problem)
-    return list(by_image.values())
+    return {"images": list(by_image.values()), "skipped": [list(s) for s in report.skipped]}
 
 
 @task(cache_policy=CACHED, persist_result=True)
@@ -95,24 +98,26 @@ def _synthesizer(cfg_json: str, bank_path: str) -> Synthesizer:
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
-def synthesize_image(image: dict, cfg: SynthConfig, checkpoint_sha256: str, bank_path: str, code: str) -> dict:
+def synthesize_image(image: dict, cfg: SynthConfig, checkpoint_sha256: str, bank_path: str, code: str,
+                     force: bool = False) -> dict:
     """Label one image's people into ``cfg.out``; returns {item, status}.  Cached on the
     image's content and keypoints, the run config, the checkpoint's hash, the bank and the
-    code."""
+    code; the flow bypasses the cache when the image's files are missing or changed."""
     synth = _synthesizer(cfg.model_dump_json(), bank_path)
     people = [PersonRecord(Path(image["image"]), tuple(p["image_size"]), p["person_id"], p["source"],
                            keypoints=None if p["keypoints"] is None else json_to_keypoints(p["keypoints"]),
                            keypoints_derived=None if p["derived"] is None else np.array(p["derived"], bool),
                            split=p["split"]) for p in image["people"]]
-    status = synth.process_image(Path(image["image"]), people, Path(cfg.out))
+    status = synth.process_image(Path(image["image"]), people, Path(cfg.out), force=force)
     return {"item": item_name(Path(image["image"])), "status": status}
 
 
 @task(cache_policy=CACHED, persist_result=True)
-def finalize_dataset(cfg: SynthConfig, bank_path: str, items: list[dict], code: str) -> dict:
+def finalize_dataset(cfg: SynthConfig, bank_path: str, images: list[str], code: str) -> dict:
     """people.json, annotations.json (COCO RLE), manifest.parquet, dataset.json from the
-    item records; returns totals.  Same Synthesizer key as :func:`synthesize_image`, so a
-    thread-runner worker's loaded refiner and bank are reused."""
+    item records of ``images``; returns totals.  Same Synthesizer key as
+    :func:`synthesize_image`, so a thread-runner worker's loaded refiner and bank are
+    reused.  The flow bypasses the cache when an image was redone or a file is missing."""
     return _synthesizer(cfg.model_dump_json(), bank_path).finalize(cfg.out)
 
 
@@ -126,32 +131,51 @@ def task_runner(dask_address: str | None, workers: int):
 
 
 @flow(name="synthesize-labels", log_prints=True)
-def synthesize_labels(cfg: SynthConfig) -> dict:
+def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     """Label every keypoint-only person of ``cfg.data`` with the refiner at
     ``cfg.checkpoint`` into ``cfg.out`` (see :class:`refine_net.config.SynthConfig`).
 
-    Returns: totals (images, people labelled, people skipped) and per-status image counts.
-    Raises: CheckpointError when ``cfg.checkpoint`` is not a refiner checkpoint."""
+    Prefect's cache serves an image only while its files in ``cfg.out`` are intact (item
+    record, label PNG with its recorded hash, probabilities); deleted or changed files are
+    regenerated, and so are the summary files.  ``force`` recomputes everything.  Images
+    no longer in the input lose their records and labels.
+
+    Returns: totals (images, people labelled, people skipped), per-status image counts
+    (``images_reused``: served from cache or from intact files) and ``images_removed``.
+    Raises: CheckpointError when ``cfg.checkpoint`` is not a refiner checkpoint;
+    ConfigError when ``cfg.out`` is the input or a non-empty folder that is not ours."""
     log = get_run_logger()
     out_path = Path(cfg.out)
+    claim_output(out_path, cfg.data)
+    load_checkpoint(cfg.checkpoint, kind="refiner")          # a clear error before any work
     out_path.mkdir(parents=True, exist_ok=True)
     stale = remove_partial_files(out_path)
     if stale:
         log.info("removed %d partial files of an interrupted run", len(stale))
     code = code_fingerprint()
-    images = list_images(cfg.data, cfg.layout, tree_signature(cfg.data))
+    listed = list_images(cfg.data, cfg.layout, tree_signature(cfg.data))
+    images = listed["images"]
+    write_read_skips(out_path, listed["skipped"])
+    removed = remove_stale_items(out_path, {im["image"] for im in images})
+    if removed:
+        log.warning("removed the labels of %d images no longer in %s", len(removed), cfg.data)
     bank_path = bank_for(cfg)
     log.info("%d images with keypoint-only people in %s", len(images), cfg.data)
-    futures = synthesize_image.map(images, unmapped(cfg), unmapped(file_sha256(cfg.checkpoint)),
-                                   unmapped(bank_path), unmapped(code))
+    sha = file_sha256(cfg.checkpoint)
+    redo = synthesize_image.with_options(refresh_cache=True)
+    futures = [(redo if force or not item_intact(out_path, im["image"]) else synthesize_image).submit(
+        im, cfg, sha, bank_path, code, force) for im in images]
     results = []
     for i, f in enumerate(futures, 1):
-        results.append(f.result())
+        r = f.result()
+        results.append("images_reused" if f.state.name == "Cached" else r["status"])
         if i % 100 == 0 or i == len(futures):
             log.info("%d/%d images", i, len(futures))
-    totals = finalize_dataset(cfg, bank_path, results, code)
-    counts = {s: sum(r["status"] == s for r in results) for s in ("images_done", "images_reused", "images_failed")}
-    totals = dict(totals, **counts)
+    fresh = force or bool(removed) or any(r != "images_reused" for r in results) or not top_level_intact(out_path)
+    totals = finalize_dataset.with_options(refresh_cache=fresh)(
+        cfg, bank_path, [im["image"] for im in images], code)
+    counts = {s: results.count(s) for s in ("images_done", "images_reused", "images_failed")}
+    totals = dict(totals, **counts, images_removed=len(removed), items_unreadable=len(listed["skipped"]))
     create_table_artifact(key="synthesis-totals", table=[{"quantity": q, "value": v} for q, v in totals.items()],
                           description=f"synthesized labels in {cfg.out}")
     log.info("%s: %s", cfg.out, totals)

@@ -27,20 +27,38 @@ def _require_file(path: Path) -> None:
         raise DataError(path, "file not found" if not path.exists() else "not a regular file")
 
 
+#: Temporary files of :func:`atomic_path` start with this; only such files are ever cleaned up.
+TEMP_PREFIX = ".partsynth-tmp-"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: the process's umask, read once (``os.umask`` can only be read by setting it)
+UMASK = _umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
 
-    The temporary file keeps the target's suffix (so writers that infer a format from it
-    work) and is removed if the block raises.
+    The temporary file is named ``.partsynth-tmp-<stem>.<random>.tmp<suffix>`` (keeping the
+    target's suffix, so writers that infer a format from it work), is removed if the block
+    raises, and gets the mode a plain ``open`` would give (0666 less the umask), not
+    ``mkstemp``'s 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -30,7 +30,7 @@ import pandas as pd
 from pycocotools import mask as mask_utils
 
 from pipeline import files
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.labels import LABEL_SETS
 from pipeline.manifest import write_manifest
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, json_to_keypoints, keypoints_to_json
@@ -102,6 +102,7 @@ class SynthItem:
         persons: every person of the image, labelled or skipped.
         fingerprint: the synthesis run's fingerprint (refiner, bank, k, options).
         label: label PNG path relative to the dataset folder, or None (nobody labelled).
+        label_sha256: SHA-256 of that PNG as written (checked before the item is reused).
         probs: probabilities ``.npz`` relative path, or None.
         error: why the whole image failed (unreadable image), or None.
         version: :data:`SYNTH_FORMAT_VERSION`.
@@ -112,14 +113,15 @@ class SynthItem:
     persons: list[SynthPerson]
     fingerprint: str = ""
     label: str | None = None
+    label_sha256: str | None = None
     probs: str | None = None
     error: str | None = None
     version: int = SYNTH_FORMAT_VERSION
 
     def to_json(self) -> dict:
         return {"version": self.version, "image": self.image, "image_size": list(self.image_size),
-                "fingerprint": self.fingerprint, "label": self.label, "probs": self.probs, "error": self.error,
-                "persons": [p.to_json() for p in self.persons]}
+                "fingerprint": self.fingerprint, "label": self.label, "label_sha256": self.label_sha256,
+                "probs": self.probs, "error": self.error, "persons": [p.to_json() for p in self.persons]}
 
     @classmethod
     def from_json(cls, d: dict, path: Path) -> SynthItem:
@@ -130,7 +132,8 @@ class SynthItem:
             raise DataError(path, f"item format {d['version']} is newer than this partsynth ({SYNTH_FORMAT_VERSION})")
         return cls(image=str(d["image"]), image_size=tuple(d.get("image_size") or (0, 0)),
                    persons=[SynthPerson.from_json(p, path) for p in d["persons"]],
-                   fingerprint=str(d.get("fingerprint", "")), label=d.get("label"), probs=d.get("probs"),
+                   fingerprint=str(d.get("fingerprint", "")), label=d.get("label"),
+                   label_sha256=d.get("label_sha256"), probs=d.get("probs"),
                    error=d.get("error"), version=int(d.get("version", SYNTH_FORMAT_VERSION)))
 
     @property
@@ -212,9 +215,10 @@ def read_synth_info(root: str | Path) -> SynthDatasetInfo:
 
 
 def remove_partial_files(out: Path) -> list[Path]:
-    """Delete temporary files an interrupted run left in ``out`` (the ``.<name>.*.tmp.<ext>``
-    files of :func:`pipeline.files.atomic_path`); returns them."""
-    stale = [p for p in out.rglob(".*.tmp*") if p.is_file()] if out.exists() else []
+    """Delete temporary files an interrupted run left in ``out``: only the
+    ``.partsynth-tmp-*`` files of :func:`pipeline.files.atomic_path`, so a user's own
+    ``.draft.tmp`` survives.  Returns them."""
+    stale = [p for p in out.rglob(f"{files.TEMP_PREFIX}*") if p.is_file()] if out.exists() else []
     for p in stale:
         p.unlink()
     return stale
@@ -260,3 +264,104 @@ def finalize_dataset(root: str | Path, info: SynthDatasetInfo) -> dict:
     files.write_json(out / DATASET_FILE, info.to_json())
     ok = sum(r["status"] == "ok" for r in rows)
     return {"images": len(items), "people_labelled": ok, "people_skipped": len(rows) - ok}
+
+
+#: what a synthesized dataset folder holds (besides temporary files of our own)
+OWN_ENTRIES = frozenset({DATASET_FILE, PEOPLE_FILE, ITEMS_DIR, "labels", "probs", "annotations.json",
+                         "manifest.parquet", "inspect", "skipped.json"})
+#: the input items the reader could not use, [{"file", "reason"}], rewritten by every run
+READ_SKIPS_FILE = "skipped.json"
+
+
+def write_read_skips(root: str | Path, skipped: list) -> None:
+    """Write ``root/skipped.json``: the (file, reason) of every input item the reader
+    skipped (an unreadable photo, a keypoints entry without a photo, ...), which never
+    reach an item record."""
+    files.write_json(Path(root) / READ_SKIPS_FILE, [{"file": f, "reason": r} for f, r in skipped])
+
+
+def read_read_skips(root: str | Path) -> list[dict]:
+    """What :func:`write_read_skips` wrote ([] when absent)."""
+    path = Path(root) / READ_SKIPS_FILE
+    return files.read_json(path) if path.is_file() else []
+
+
+def item_intact(root: str | Path, image_path: str | Path, fingerprint: str | None = None) -> bool:
+    """True when ``root`` holds a readable item record for this image (with ``fingerprint``
+    when given) whose label PNG and probabilities exist, the PNG with the recorded hash.
+    A deleted, changed or foreign file makes it False (the image is then redone)."""
+    root = Path(root)
+    path = item_path(root, image_path)
+    if not path.is_file():
+        return False
+    try:
+        item = read_item(path)
+    except DataError:
+        return False
+    if fingerprint is not None and item.fingerprint != fingerprint:
+        return False
+    if item.label and not ((root / item.label).is_file() and files.file_sha256(root / item.label) == item.label_sha256):
+        return False
+    return not item.probs or (root / item.probs).is_file()
+
+
+def top_level_intact(root: str | Path) -> bool:
+    """True when the files :func:`finalize_dataset` writes are all present."""
+    root = Path(root)
+    return all((root / name).is_file() for name in (DATASET_FILE, PEOPLE_FILE, "annotations.json",
+                                                    "manifest.parquet"))
+
+
+def claim_output(out: str | Path, data: str | Path) -> None:
+    """Check that ``out`` may receive a synthesized dataset made from ``data``.
+
+    ``out`` must be new, empty, or a partsynth synthesized dataset (its ``dataset.json``
+    says so; or, when that was deleted, it holds nothing but this format's files).  It may
+    not be the input, nor a folder that contains the input.
+    Raises: ConfigError in one line naming the folder or the foreign file."""
+    out, data = Path(out).resolve(), Path(data).resolve()
+    source = data if data.is_dir() else data.parent
+    if out == source or out in source.parents:
+        raise ConfigError(f"{out}: the output folder may not be the input folder or contain it ({data})")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    entries = [p for p in out.iterdir() if not p.name.startswith(files.TEMP_PREFIX)]
+    if not entries:
+        return
+    if (out / DATASET_FILE).is_file():
+        try:
+            read_synth_info(out)
+        except DataError as e:
+            raise ConfigError(f"{out}: not empty and not a partsynth synthesized dataset ({e.problem}); "
+                              "choose an empty or new folder") from None
+    else:       # dataset.json deleted, or a run killed before its end: only our files, with our records
+        names = {p.name for p in entries}
+        foreign = sorted(names - OWN_ENTRIES)
+        if foreign or not (names <= {ITEMS_DIR, "labels", "probs"} or any((out / ITEMS_DIR).glob("*.json"))):
+            held = ", ".join(foreign[:3] or sorted(names)[:3])
+            raise ConfigError(f"{out}: not empty and not a partsynth synthesized dataset (holds {held}); "
+                              "choose an empty or new folder")
+    for path in sorted((out / ITEMS_DIR).glob("*.json")):
+        try:
+            read_item(path)
+        except DataError as e:
+            raise ConfigError(f"{path}: {e.problem}; this file is not ours: move it out of {out}") from None
+
+
+def remove_stale_items(root: str | Path, images: set[str]) -> list[str]:
+    """Delete the records, label PNGs and probabilities of images no longer in the input
+    (``images``: absolute paths of the current images).  Returns the removed images."""
+    root = Path(root)
+    removed = []
+    for path in sorted((root / ITEMS_DIR).glob("*.json")):
+        item = read_item(path)
+        if item.image in images:
+            continue
+        for rel in (item.label, item.probs):
+            if rel:
+                (root / rel).unlink(missing_ok=True)
+        path.unlink()
+        removed.append(item.image)
+    return removed

@@ -93,6 +93,10 @@ class SynthConfig(RunConfig):
     bank_data: str | None = Field(None, description="labelled bank (default: the refiner's training data)")
     bank_split: str | None = Field("train", description="bank split for priors ('all' or none: every person)")
     k: int = Field(3, description="nearest neighbours per prior")
+    keypoint_margin: float = Field(0.5, description="skip people with a joint farther outside the image than this "
+                                                    "fraction of its longer side")
+    max_bone_ratio: float = Field(10.0, description="skip people with a bone longer than this many times their "
+                                                    "median bone (implausible keypoints)")
     layout: str | None = Field(None, description="force the layout of --data instead of detecting it")
     save_probabilities: bool = Field(False, description="also write per-person crop probabilities")
     threads_per_task: int = Field(1, description="torch threads per worker")

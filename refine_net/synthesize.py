@@ -27,10 +27,10 @@ from pipeline.files import file_sha256
 from pipeline.labels import LABEL_SETS
 from pipeline.priors.bank import PriorBank, PriorConfig, bank_from_dataset, crop_image
 from pipeline.priors.paste import paste_people
-from pipeline.priors.pose import apply_affine, person_box, torso_problem
+from pipeline.priors.pose import apply_affine, keypoint_problem, person_box
 from pipeline.records import PersonRecord
-from pipeline.synth_dataset import (SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_name,
-                                    item_path, read_item, remove_partial_files, write_item)
+from pipeline.synth_dataset import (SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_intact,
+                                    item_name, remove_partial_files, write_item)
 from refine_net.checkpoint import Checkpoint
 from refine_net.config import SynthConfig
 from refine_net.dataset import image_to_tensor
@@ -73,15 +73,19 @@ class Synthesizer:
         self.checkpoint_sha256 = file_sha256(cfg.checkpoint)
         self.fingerprint = hashlib.sha256(json.dumps(
             {"ckpt": self.checkpoint_sha256, "bank": str(bank_data), "bank_split": cfg.bank_split,
-             "bank_size": len(self.bank.exemplars), "k": cfg.k, "probs": cfg.save_probabilities},
+             "bank_size": len(self.bank.exemplars), "k": cfg.k, "probs": cfg.save_probabilities,
+             "keypoint_margin": cfg.keypoint_margin, "max_bone_ratio": cfg.max_bone_ratio},
             sort_keys=True).encode()).hexdigest()[:16]
         self.use_prior = self.model.cfg.use_prior
 
-    def _match(self, rec: PersonRecord, image_path: Path) -> tuple[SynthPerson, tuple | None]:
-        """The person's record and, when usable, (box, crop keypoints, neighbour rows)."""
+    def _match(self, rec: PersonRecord, image_path: Path, image_size: tuple[int, int]) -> tuple[SynthPerson, tuple | None]:
+        """The person's record and, when usable, (box, crop keypoints, neighbour rows).
+        Keypoints that do not fit the image or form an implausible pose are skipped
+        (:func:`pipeline.priors.pose.keypoint_problem`)."""
         person = SynthPerson(rec.person_id, "skipped", keypoints=rec.keypoints, split=rec.split,
                              source=rec.source_format)
-        problem = "no keypoints" if rec.keypoints is None else torso_problem(rec.keypoints)
+        problem = "no keypoints" if rec.keypoints is None else keypoint_problem(
+            rec.keypoints, image_size, self.cfg.keypoint_margin, self.cfg.max_bone_ratio)
         if not problem and rec.num_keypoints < self.prior_cfg.min_shared:
             problem = f"only {rec.num_keypoints} keypoints (< {self.prior_cfg.min_shared})"
         if not problem:
@@ -109,7 +113,7 @@ class Synthesizer:
         unusable are skipped with their reason.  Raises DataError for a corrupt image."""
         image = files.read_image(image_path)
         size = self.prior_cfg.size
-        matched = [self._match(rec, image_path) for rec in people]
+        matched = [self._match(rec, image_path, image.shape[:2]) for rec in people]
         persons = [p for p, _ in matched]
         ok = [m for _, m in matched if m is not None]
         item = SynthItem(str(image_path), tuple(image.shape[:2]), persons)
@@ -123,15 +127,20 @@ class Synthesizer:
             xs.append(x)
         probs = list(self.model(torch.stack(xs).to(self.device))["parsing"].softmax(1).cpu().numpy())
         pasted = paste_people(image.shape[:2], probs, [b for b, _, _ in ok])
-        for j, person in enumerate(p for p in persons if p.status == "ok"):
+        for j, person in enumerate([p for p in persons if p.status == "ok"]):
             mine = pasted.owner == j
-            person.mean_max_prob = round(float(pasted.confidence[mine].mean()) if mine.any() else 0.0, 5)
             person.pixels = int((mine & (pasted.label_map > 0)).sum())
+            if person.pixels == 0:          # nothing of this person was labelled: not a label
+                person.status, person.reason = "skipped", "empty label (0 foreground pixels)"
+                continue
+            person.mean_max_prob = round(float(pasted.confidence[mine].mean()), 5)
             for c in np.unique(pasted.label_map[mine]):
                 if c == 0:
                     continue
                 rle = mask_utils.encode(np.asfortranarray((mine & (pasted.label_map == c)).astype(np.uint8)))
                 person.rle[int(c)] = {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
+        if not item.labelled:
+            return item, None, []
         return item, pasted.label_map, probs
 
     def run(self, people: Iterable[PersonRecord], out_dir: str | Path,
@@ -157,22 +166,16 @@ class Synthesizer:
         return counts
 
     def is_done(self, out: Path, image_path: Path) -> bool:
-        """True when ``out`` holds this image's item record with this run's fingerprint (a
-        damaged or foreign record is redone)."""
-        path = item_path(out, image_path)
-        if not path.exists():
-            return False
-        try:
-            return read_item(path).fingerprint == self.fingerprint
-        except DataError:
-            return False
+        """True when ``out`` holds this image's item record with this run's fingerprint and
+        its label files are intact (a deleted, changed or foreign file is redone)."""
+        return item_intact(out, image_path, self.fingerprint)
 
-    def process_image(self, image_path: Path, recs: list[PersonRecord], out: Path) -> str:
+    def process_image(self, image_path: Path, recs: list[PersonRecord], out: Path, force: bool = False) -> str:
         """Label one image's people into ``out`` (label PNG, optional probabilities, then
         the item record, each written atomically); returns ``images_reused`` when already
-        done, ``images_failed`` for an unreadable image (recorded with its error), else
-        ``images_done``."""
-        if self.is_done(out, image_path):
+        done (unless ``force``), ``images_failed`` for an unreadable image (recorded with
+        its error), else ``images_done``."""
+        if not force and self.is_done(out, image_path):
             return "images_reused"
         name = item_name(image_path)
         status = "images_done"
@@ -187,6 +190,7 @@ class Synthesizer:
         if label_map is not None:
             item.label = f"labels/{name}.png"
             files.write_label_png(out / item.label, label_map, LABEL_SETS[self.label_set].palette)
+            item.label_sha256 = file_sha256(out / item.label)
             if self.cfg.save_probabilities and probs:
                 item.probs = f"probs/{name}.npz"
                 with files.atomic_path(out / item.probs) as tmp:

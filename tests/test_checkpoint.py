@@ -138,3 +138,16 @@ def test_training_lists_skipped_items(demo_dir, tmp_path):
     pool = load_pool(pcfg.data, (), pcfg.label_set, 40)
     train_parser(pcfg, pool)
     assert json.loads((tmp_path / "p" / "config.json").read_text())["skipped"] == skipped
+
+
+def test_relative_training_data_is_found_from_another_folder(demo_dir, tmp_path, monkeypatch):
+    from refine_net.config import SynthConfig
+    from refine_net.synthesize import Synthesizer
+
+    monkeypatch.chdir(demo_dir.parent)
+    path = train_refiner(RefinerTrainConfig(data=demo_dir.name, out_dir=str(tmp_path / "r"), epochs=1, size=32,
+                                            depth=3, base_filters=4, threads=1))
+    assert load_checkpoint(path).network["bank_data"] == str(demo_dir.resolve())
+    monkeypatch.chdir(tmp_path)
+    synth = Synthesizer(SynthConfig(checkpoint=str(path), data=str(demo_dir), out="out"))
+    assert len(synth.bank.exemplars) > 0

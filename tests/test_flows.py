@@ -26,11 +26,18 @@ def synth_cfg(checkpoint, data, out, **kw) -> SynthConfig:
     return SynthConfig(checkpoint=str(checkpoint), data=str(data), out=str(out), **kw)
 
 
-def task_states(flow_state) -> dict[str, list[str]]:
-    """{task name prefix: [state names]} of a finished flow run."""
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [flow_state.state_details.flow_run_id]}),
-                                     limit=200, sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+def task_states(flow_state, final=("Completed", "Cached", "Failed"), timeout: float = 20.0) -> dict[str, list[str]]:
+    """{task name prefix: [state names]} of a finished flow run.  Task states reach the
+    server asynchronously, so this waits (up to ``timeout`` s) until none is pending."""
+    deadline = time.time() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id={"any_": [flow_state.state_details.flow_run_id]}),
+                limit=200, sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+        if all(r.state and r.state.name in final for r in runs) or time.time() > deadline:
+            break
+        time.sleep(0.5)
     out = {}
     for r in runs:
         out.setdefault(r.name.rsplit("-", 1)[0], []).append(r.state.name)
@@ -38,8 +45,9 @@ def task_states(flow_state) -> dict[str, list[str]]:
 
 
 def test_list_images_unit(demo_dir):
-    images = list_images.fn(str(demo_dir), None, "any")
-    assert len(images) == 8 and all(len(im["people"]) == 1 for im in images)
+    listed = list_images.fn(str(demo_dir), None, "any")
+    images = listed["images"]
+    assert listed["skipped"] == [] and len(images) == 8 and all(len(im["people"]) == 1 for im in images)
     assert all(len(im["image_sha256"]) == 64 for im in images)
     first = code_fingerprint.__wrapped__()                 # recomputed, not the lru_cache'd value
     assert len(first) == 16 and first == code_fingerprint.__wrapped__()

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from flows.synthesis import synthesize_labels, task_runner
+from pipeline import files
 from refine_net.config import SynthConfig
 
 pytestmark = pytest.mark.slow
@@ -49,15 +50,32 @@ def test_inspect_page_renders_thumbnails_in_chromium(prefect_harness, demo_dir, 
     assert abs(sum(stats["class_pixel_share"].values()) - 1) < 1e-6
     page = Path(stats["page"])
     assert len(list((page.parent / "thumbs").glob("*-prior.png"))) == 8
-    dom = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=120).stdout
+    def browse(url: str, *extra: str) -> str:
+        return subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=5000", *extra, url],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path).stdout
+
+    dom = browse(page.as_uri(), "--dump-dom")
     loaded = re.search(r'data-thumbs-loaded="(\d+)"', dom)
     total = re.search(r'data-thumbs-total="(\d+)"', dom)
     assert loaded and total, dom[:500]
     assert int(total.group(1)) == 24 and int(loaded.group(1)) == 24      # 8 people x image, prior, label
+    assert re.search(r'data-visible-rows="8"', dom)
+    # filters and the large preview, preset from the URL fragment
+    confs = sorted(float(c) for c in re.findall(r'data-conf="([0-9.]+)"', dom))
+    person = re.search(r'data-id="([^"]+)"', dom).group(1)
+    dom = browse(f"{page.as_uri()}#source=partsynth&min={confs[4]}&person={person}", "--dump-dom")
+    assert re.search(r'data-visible-rows="(\d+)"', dom).group(1) == str(sum(c >= confs[4] for c in confs))
+    assert f'data-preview="{person}"' in dom and int(re.search(r'data-preview-width="(\d+)"', dom).group(1)) > 384
+    classes = re.findall(r'data-classes="([^"]*)"', dom)
+    rare = min({c for cs in classes for c in cs.strip("|").split("|")}, key=lambda c: sum(f"|{c}|" in cs for cs in classes))
+    dom = browse(f"{page.as_uri()}#class={rare}", "--dump-dom")
+    assert re.search(r'data-visible-rows="(\d+)"', dom).group(1) == str(sum(f"|{rare}|" in cs for cs in classes))
+    browse(f"{page.as_uri()}#person={person}", "--screenshot=preview.png", "--window-size=1000,700")
+    shot = files.read_image(tmp_path / "preview.png")
+    assert shot.shape[:2] == (700, 1000) and shot.std() > 10           # the preview shows a picture
 
 
 def _free_port() -> int:
@@ -106,3 +124,27 @@ def test_interval_schedule_runs_on_a_real_server(demo_dir, tiny_refiner, tmp_pat
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_killed_command_takes_its_prefect_server_along(demo_dir, tiny_refiner, tmp_path):
+    import psutil
+
+    from pipeline.demo import write_demo_set
+
+    data = write_demo_set(tmp_path / "many", num_labelled=0, num_keypoint_only=60, size=96, seed=5)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PARTSYNTH_CACHE=str(tmp_path / "cache"))
+    out = tmp_path / "synth"
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "synthesize", "--checkpoint", str(tiny_refiner),
+                             "--data", str(data), "--out", str(out), "--bank-data", str(demo_dir), "--workers", "1"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None and len(list((out / "items").glob("*.json"))) < 2:
+        time.sleep(0.05)
+    servers = [c for c in psutil.Process(proc.pid).children(recursive=True)
+               if "prefect.server.api.server:create_app" in " ".join(c.cmdline())]
+    assert servers, "no temporary server was started by the command"
+    proc.kill()
+    proc.wait()
+    gone, alive = psutil.wait_procs(servers, timeout=20)
+    assert not alive, f"server processes outlived the killed command: {[p.pid for p in alive]}"

@@ -180,7 +180,7 @@ def test_killed_and_restarted_synthesis_ends_identical(demo_dir, checkpoint, tmp
     synth.finalize(tmp_path / "full")
     # "killed" after 3 images, with a half-written temp file left behind by the kill
     assert synth.run(people, tmp_path / "resumed", stop_after=3)["images_done"] == 3
-    stale = tmp_path / "resumed" / "labels" / ".demo00013-0a1b2c3d.k2j4l5.tmp.png"
+    stale = tmp_path / "resumed" / "labels" / ".partsynth-tmp-demo00013-0a1b2c3d.k2j4l5.tmp.png"
     stale.write_bytes(b"partial")
     counts = Synthesizer(SynthConfig(checkpoint=str(checkpoint), data=str(demo_dir), out=str(tmp_path), save_probabilities=True)).run(
         people, tmp_path / "resumed")

@@ -82,16 +82,21 @@ PriorFn = Callable[[SynthPerson], np.ndarray | None]
 
 
 def write_inspect_page(root: str | Path, out_dir: str | Path, prior_fn: PriorFn | None = None,
-                       max_people: int = 200, tile: int = 96) -> Path:
-    """Write ``out_dir/index.html`` and ``out_dir/thumbs/`` for up to ``max_people`` people
-    (the lowest-confidence ones first when there are more).
+                       max_people: int = 200, tile: int = 96, preview: int = 384) -> Path:
+    """Write ``out_dir/index.html``, ``out_dir/thumbs/`` (``tile`` px) and
+    ``out_dir/previews/`` (image | prior | label side by side, ``preview`` px high) for up
+    to ``max_people`` people (the lowest-confidence ones first when there are more).
 
+    The page filters by source, class and confidence range, sorts by confidence, and opens
+    a person's preview on click; the URL fragment presets them
+    (``#source=coco&class=hair&min=0.5&person=ID``).
     ``prior_fn(person)`` returns the person's prior as an RGB uint8 (tile-sized or any size)
     thumbnail, or None to show "no prior".  Returns the page path."""
     root, out = Path(root), Path(out_dir)
     info, people = load_people(root)
     people = sorted(people, key=lambda p: p.confidence)[:max_people]
     palette = LABEL_SETS[info["label_set"]].palette
+    names = LABEL_SETS[info["label_set"]].names
     (out / "thumbs").mkdir(parents=True, exist_ok=True)
     rows, labels, images = [], {}, {}
     for i, lp in enumerate(people):
@@ -109,13 +114,19 @@ def write_inspect_page(root: str | Path, out_dir: str | Path, prior_fn: PriorFn 
         for kind, arr in cells.items():
             thumbs[kind] = f"thumbs/{i:05d}-{kind}.png"
             files.write_image(out / thumbs[kind], _fit(arr, tile))
+        big = f"previews/{i:05d}.png"
+        files.write_image(out / big, np.concatenate(
+            [_fit(cells[k], preview, by_height=True) for k in ("image", "prior", "label") if k in cells], axis=1))
         rows.append({"person_id": lp.person.person_id, "source": lp.source, "confidence": lp.confidence,
-                     "neighbours": [str(n) for n in lp.person.neighbours], "thumbs": thumbs})
+                     "classes": [names[c] for c in sorted(lp.person.rle)],
+                     "neighbours": [str(n) for n in lp.person.neighbours], "thumbs": thumbs, "preview": big})
     page = out / "index.html"
     meta = json.dumps({k: info.get(k) for k in ("label_set", "refiner_checkpoint", "fingerprint")})
     env = Environment(loader=PackageLoader("pipeline.pictures", "templates"), autoescape=select_autoescape(["j2"]))
     with files.atomic_path(page) as tmp:
-        tmp.write_text(env.get_template("inspect.html.j2").render(root=str(root), meta=meta, rows=rows))
+        tmp.write_text(env.get_template("inspect.html.j2").render(
+            root=str(root), meta=meta, rows=rows, sources=sorted({r["source"] for r in rows}),
+            classes=[n for n in names[1:] if any(n in r["classes"] for r in rows)]))
     return page
 
 
@@ -128,12 +139,14 @@ def _crop(image: np.ndarray, box: CropBox) -> np.ndarray:
     return image[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
 
 
-def _fit(arr: np.ndarray, tile: int) -> np.ndarray:
+def _fit(arr: np.ndarray, tile: int, by_height: bool = False) -> np.ndarray:
+    """``arr`` resized so that its longer side (its height with ``by_height``) is ``tile``."""
     import cv2
 
     h, w = arr.shape[:2]
-    s = tile / max(h, w)
-    return cv2.resize(arr, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    s = tile / (h if by_height else max(h, w))
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_NEAREST
+    return cv2.resize(arr, (max(1, round(w * s)), max(1, round(h * s))), interpolation=interp)
 
 
 def bank_prior_fn(bank, palette: np.ndarray) -> PriorFn:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pipeline.errors import DataError
-from pipeline.skeleton import J, NUM_JOINTS, present
+from pipeline.skeleton import BONES, J, JOINT_NAMES, NUM_JOINTS, present
 
 #: Torsos shorter than this many pixels are treated as zero-length.
 MIN_TORSO_PX = 1.0
@@ -43,6 +43,47 @@ def torso_problem(kp: np.ndarray) -> str:
         return "no thorax (shoulders missing)"
     if np.linalg.norm(kp[J["thorax"], :2] - kp[J["pelvis"], :2]) < MIN_TORSO_PX:
         return "zero-length torso"
+    return ""
+
+
+#: Present joints may lie at most this fraction of the image's longer side outside it.
+KEYPOINT_MARGIN = 0.5
+#: A bone longer than this many times the median bone length marks an implausible pose.
+MAX_BONE_RATIO = 10.0
+
+
+def keypoint_problem(kp: np.ndarray, image_size: tuple[int, int], margin: float = KEYPOINT_MARGIN,
+                     max_bone_ratio: float = MAX_BONE_RATIO) -> str:
+    """"" when keypoints fit their image and form a plausible pose, else the reason.
+
+    Args:
+        kp: float (16, 3) canonical keypoints in image pixels (v > 0: present).
+        image_size: (h, w) of the image in pixels.
+        margin: present joints may lie outside the image by at most this fraction of its
+            longer side (people cut by the border have joints estimated outside it).
+        max_bone_ratio: a bone may be at most this many times the median length of the
+            pose's present bones (a scale that survives a foreshortened torso); one
+            joint with scaled or swapped coordinates breaks this.
+    Returns: "" or a one-line reason naming the joint (e.g. ``left_shoulder at (1e+09, 40)
+    lies outside the 200x300 image``); a missing torso gives :func:`torso_problem`'s.
+    """
+    h, w = image_size
+    slack = margin * max(h, w)
+    for j in np.flatnonzero(present(kp)):
+        x, y = kp[j, :2]
+        if not (-slack - 0.5 <= x <= w - 0.5 + slack and -slack - 0.5 <= y <= h - 0.5 + slack):
+            return (f"{JOINT_NAMES[j]} at ({x:.4g}, {y:.4g}) lies outside the {w}x{h} image "
+                    f"(more than {margin:g} x its size)")
+    problem = torso_problem(kp)
+    if problem:
+        return problem
+    ok = present(kp)
+    bones = [(a, b, float(np.linalg.norm(kp[a, :2] - kp[b, :2]))) for a, b in BONES if ok[a] and ok[b]]
+    median = float(np.median([length for _, _, length in bones]))
+    for a, b, length in bones:
+        if length > max_bone_ratio * max(median, MIN_TORSO_PX):
+            return (f"implausible pose: {JOINT_NAMES[a]}-{JOINT_NAMES[b]} is {length / median:.1f} x the median "
+                    f"bone length (> {max_bone_ratio:g})")
     return ""
 
 

@@ -1,0 +1,78 @@
+"""A temporary Prefect API server for one command, tied to the command's life.
+
+Prefect starts its own temporary server when ``PREFECT_API_URL`` is unset, but that
+uvicorn process outlives a ``partsynth`` killed with SIGKILL (about 220 MB, re-parented
+to init).  :func:`temporary_server` starts the same server with the kernel's
+parent-death signal set (Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)``), so it ends with the
+command however the command ends, and stops it on a normal exit.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:          # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass                              # not Linux: the server is still stopped on a normal exit
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def temporary_server(timeout: float = 60.0) -> Iterator[str | None]:
+    """Yield the API URL of a Prefect server for the duration of the block: the one
+    ``PREFECT_API_URL`` names (yields it, starts nothing), or a temporary local one that
+    dies with this process.  Raises ConfigError when the server does not come up."""
+    import httpx
+    import prefect
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from pipeline.errors import ConfigError
+
+    if PREFECT_API_URL.value():
+        yield PREFECT_API_URL.value()
+        return
+    port = _free_port()
+    env = dict(os.environ, PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1", PREFECT__SERVER_FINAL="1",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+         "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level",
+         "error", "--lifespan", "on"], env=env, preexec_fn=_die_with_parent)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise ConfigError(f"the temporary Prefect server did not start on port {port}")
+            time.sleep(0.3)
+        with temporary_settings({PREFECT_API_URL: url}):
+            yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
