@@ -76,7 +76,10 @@ def present(keypoints: np.ndarray) -> np.ndarray:
 
 
 def _as_points(points, n: int, fmt: str, path) -> np.ndarray:
-    arr = np.asarray(points, dtype=np.float64)
+    try:
+        arr = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError) as e:      # strings, ragged rows, None inside a row
+        raise DataError(path, f"{fmt} keypoints are not numbers: {e}") from None
     if arr.ndim == 1 and arr.size in (n * 2, n * 3):
         arr = arr.reshape(n, -1)
     if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] not in (2, 3):

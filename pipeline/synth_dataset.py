@@ -7,7 +7,8 @@ A synthesized dataset is a partsynth folder (:mod:`pipeline.readers.folder`)::
     dataset.json          SynthDatasetInfo: format "partsynth", synthetic true,
                           synth_format_version, label_set, refiner checkpoint and sha256,
                           the synthesis config, the run fingerprint
-    people.json           the people labelled "ok" (readable by every partsynth reader)
+    people.json           every person: the labelled ones as every partsynth folder has
+                          them, the skipped ones with "status": "skipped" and "reason"
     items/<item>.json     SynthItem per image: what was done (resumes a killed run)
     labels/<item>.png     palette label PNG per image (class ids of label_set)
     probs/<item>.npz      optional: uint8 (N, C, S, S) per-person crop probabilities x 255
@@ -245,6 +246,9 @@ def finalize_dataset(root: str | Path, info: SynthDatasetInfo) -> dict:
                          "mean_max_prob": np.nan if p.mean_max_prob is None else p.mean_max_prob,
                          "pixels": p.pixels, "refiner_sha256": info.refiner_sha256, "label": item.label})
             if p.status != "ok":
+                people.append({"person_id": p.person_id, "image": item.image, "label": None, "status": p.status,
+                               "reason": p.reason, "split": p.split,
+                               "keypoints": None if p.keypoints is None else keypoints_to_json(p.keypoints)})
                 continue
             people.append({"person_id": p.person_id, "image": item.image, "label": item.label,
                            "keypoints": None if p.keypoints is None else keypoints_to_json(p.keypoints),

@@ -124,6 +124,15 @@ def test_bad_keypoints_are_skipped_with_reason(prefect_harness, demo_dir, tiny_r
     reasons = {p.person_id: p.reason for item in read_items(out) for p in item.persons if p.status != "ok"}
     assert set(reasons) == {kp_only[0]["person_id"], kp_only[1]["person_id"]}
     assert all("outside the" in r for r in reasons.values())
+    listed = {p["person_id"]: p for p in json.loads((out / "people.json").read_text())}
+    assert {pid for pid, p in listed.items() if p.get("status") == "skipped"} == set(reasons)
+    assert all(listed[pid]["reason"] == r for pid, r in reasons.items())
+    from pipeline.layouts import iter_records
+    from pipeline.records import ReadReport
+
+    report = ReadReport()
+    assert len([r for r in iter_records(out, report=report) if r.label_map is not None]) == 6
+    assert report.counts["skipped_in_synthesis"] == 2
     assert cli(["synthesize", "--checkpoint", str(tiny_refiner), "--data", str(data), "--out", str(out),
                 "--workers", "1", "--strict"]) == 1
 
@@ -135,3 +144,33 @@ def test_written_files_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~files.UMASK
+
+
+def test_ccp_reader_names_what_it_ignores(tmp_path):
+    from pipeline.layouts import keypoint_only_people
+    from pipeline.records import ReadReport
+    from writers import write_ccp
+
+    write_ccp(tmp_path, n=2, size=(12, 8))
+    (tmp_path / "photos" / "0003.png").write_bytes(b"png")
+    kps = json.loads((tmp_path / "keypoints_blazepose33.json").read_text()) \
+        if (tmp_path / "keypoints_blazepose33.json").exists() else {}
+    kps["0099.jpg"] = None
+    (tmp_path / "keypoints_blazepose33.json").write_text(json.dumps(kps))
+    report = ReadReport()
+    keypoint_only_people(tmp_path, report=report)
+    problems = dict((Path(f).name, r) for f, r in report.skipped)
+    assert "not a .jpg photo" in problems["0003.png"]
+    assert "keypoints for 0099.jpg, which is not in photos/" in problems["keypoints_blazepose33.json"]
+    (tmp_path / "keypoints_blazepose33.json").unlink()
+    report = ReadReport()
+    keypoint_only_people(tmp_path, report=report)
+    assert any("keypoints file missing" in r for _, r in report.skipped)
+
+
+def test_non_numeric_keypoints_name_the_file(tmp_path):
+    from pipeline.errors import DataError
+    from pipeline.skeleton import from_blazepose33
+
+    with pytest.raises(DataError, match="kp.json: BlazePose33 keypoints are not numbers|kp.json: .* not numbers"):
+        from_blazepose33([["a", 1, 1]] + [[0, 0, 1]] * 32, path=tmp_path / "kp.json")

@@ -83,8 +83,17 @@ def read_ccp(root: str | Path, *, label_set: str = "ccp8", skip_bad: bool = Fals
         raise DataError(kp_path, "expected an object {photo file name: landmarks | null}")
     if not kp_path.exists() and report is not None:
         report.counts["no_keypoints_file"] += 1
+        report.skipped.append((str(kp_path), "keypoints file missing: no photo has keypoints"))
+    photos = sorted(photos_dir.glob("*.jpg"))
+    if report is not None:
+        names = {p.name for p in photos}
+        report.skipped += [(str(p), "not a .jpg photo (CCP photos are NNNN.jpg): ignored")
+                           for p in sorted(photos_dir.iterdir()) if p.is_file() and p.suffix != ".jpg"
+                           and not p.name.startswith(".")]
+        report.skipped += [(str(kp_path), f"keypoints for {name}, which is not in photos/: ignored")
+                           for name in sorted(set(all_kps) - names)]
     label_dir = root / "annotations" / "pixel-level"
-    for photo in sorted(photos_dir.glob("*.jpg")):
+    for photo in photos:
         def one(photo=photo):
             pid = photo.stem
             size = files.image_size(photo)

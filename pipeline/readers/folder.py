@@ -36,7 +36,9 @@ def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
 
         dataset.json   {"format": "partsynth", "label_set": "pascal10", "synthetic": bool, ...}
         people.json    [{"person_id", "image", "label" | null, "keypoints": [[x, y, v] x 16]
-                         | null, "split"}]   paths relative to the folder
+                         | null, "split"}]   paths relative to the folder; entries with
+                       "status": "skipped" (people synthesis could not label, with their
+                       "reason") are counted as ``skipped_in_synthesis``, not yielded
         images/, labels/  (label PNGs: palette, class ids of label_set)
 
     Keypoints are canonical (x, y in pixels, v in {0, 1, 2}; missing joints as
@@ -52,6 +54,11 @@ def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
     if not isinstance(people, list):
         raise DataError(people_path, "expected a list of people")
     for entry in people:
+        if isinstance(entry, dict) and entry.get("status") == "skipped":
+            if report is not None:                   # a person synthesis could not label
+                report.counts["skipped_in_synthesis"] += 1
+            continue
+
         def one(entry=entry):
             if not isinstance(entry, dict) or not {"person_id", "image"} <= entry.keys():
                 raise DataError(people_path, f"entry lacks 'person_id' or 'image': {str(entry)[:80]}")
