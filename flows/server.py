@@ -1,5 +1,8 @@
 """A temporary Prefect API server for one command, tied to the command's life.
 
+Before the server stops, Prefect's queued logs and events are sent to it, so a successful
+run ends without "Error logging to API" / "Error flushing events" tracebacks.
+
 Prefect starts its own temporary server when ``PREFECT_API_URL`` is unset, but that
 uvicorn process outlives a ``partsynth`` killed with SIGKILL (about 220 MB, re-parented
 to init).  :func:`temporary_server` starts the same server with the kernel's
@@ -32,6 +35,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _flush_to_server(timeout: float = 10.0) -> None:
+    """Send the logs and events Prefect still queues while the server is up: stopping the
+    server first made them fail at interpreter exit ("Error logging to API", "Error
+    flushing events")."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=timeout)
 
 
 @contextlib.contextmanager
@@ -68,7 +82,10 @@ def temporary_server(timeout: float = 60.0) -> Iterator[str | None]:
                 raise ConfigError(f"the temporary Prefect server did not start on port {port}")
             time.sleep(0.3)
         with temporary_settings({PREFECT_API_URL: url}):
-            yield url
+            try:
+                yield url
+            finally:
+                _flush_to_server()
     finally:
         proc.terminate()
         try:

@@ -148,3 +148,15 @@ def test_killed_command_takes_its_prefect_server_along(demo_dir, tiny_refiner, t
     proc.wait()
     gone, alive = psutil.wait_procs(servers, timeout=20)
     assert not alive, f"server processes outlived the killed command: {[p.pid for p in alive]}"
+
+
+def test_a_command_ends_without_shutdown_errors(demo_dir, tiny_refiner, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PARTSYNTH_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "synthesize", "--checkpoint", str(tiny_refiner),
+                           "--data", str(demo_dir), "--out", str(tmp_path / "synth"), "--workers", "1"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed[-2000:]
+    assert "'people_labelled': 8" in printed
+    assert "Error logging to API" not in printed and "Error flushing" not in printed and "Traceback" not in printed
