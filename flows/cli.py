@@ -184,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; finished work is kept: rerun the same command to resume", file=sys.stderr)
-        return 130
+        from flows.options import interrupted
+
+        interrupted("interrupted; finished work is kept: rerun the same command to resume")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,21 @@ def progress_bar():
                     TimeElapsedColumn(), transient=True)
 
 
+def interrupted(message: str) -> None:
+    """End the command after Ctrl-C: print ``message`` as one line and exit 130 at once.
+
+    Exiting without Python's at-exit handlers keeps Prefect's shutdown (unsent logs to a
+    server that is going away) from printing tracebacks after the line; every finished
+    file is already on disk (atomic writes), and the temporary server ends with this
+    process (:mod:`flows.server`)."""
+    import os
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(130)
+
+
 def _unwrap_optional(annotation: Any) -> Any:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]

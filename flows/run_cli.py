@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from flows.experiment_config import ExperimentConfig
-from flows.options import add_config_options, config_from_args, progress_bar, validate_config
+from flows.options import add_config_options, config_from_args, interrupted, progress_bar, validate_config
 from pipeline.errors import ConfigError
 from refine_net.config import SynthConfig
 
@@ -52,26 +52,26 @@ def cmd_synthesize(args) -> int:
     total = len({str(r.image_path) for r in keypoint_only_people(cfg.data, cfg.layout)})
     items = Path(cfg.out) / "items"
     done = threading.Event()
-    with progress_bar() as bar:
-        task = bar.add_task("synthesizing", total=total)
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task("synthesizing", total=total)
 
-        def watch():
-            while not done.wait(0.5):
+            def watch():
+                while not done.wait(0.5):
+                    bar.update(task, completed=len(list(items.glob("*.json"))) if items.exists() else 0)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            try:
+                flow = synthesize_labels.with_options(task_runner=task_runner(args.dask_address, args.workers))
+                totals = flow(cfg, force=args.force)
+            finally:
+                done.set()
+                watcher.join()
                 bar.update(task, completed=len(list(items.glob("*.json"))) if items.exists() else 0)
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        try:
-            flow = synthesize_labels.with_options(task_runner=task_runner(args.dask_address, args.workers))
-            totals = flow(cfg, force=args.force)
-        except KeyboardInterrupt:
-            done_items = len(list(items.glob("*.json"))) if items.exists() else 0
-            print(f"interrupted; {done_items} of {total} images done in {cfg.out}: rerun to resume", file=sys.stderr)
-            raise SystemExit(130) from None
-        finally:
-            done.set()
-            watcher.join()
-            bar.update(task, completed=len(list(items.glob("*.json"))) if items.exists() else 0)
+    except KeyboardInterrupt:
+        done_items = len(list(items.glob("*.json"))) if items.exists() else 0
+        interrupted(f"interrupted; {done_items} of {total} images done in {cfg.out}: rerun to resume")
     print(f"{cfg.out}: {totals}")
     skipped = skip_reasons(Path(cfg.out))
     for reason, (n, example) in skipped.items():

@@ -7,7 +7,9 @@ Prefect starts its own temporary server when ``PREFECT_API_URL`` is unset, but t
 uvicorn process outlives a ``partsynth`` killed with SIGKILL (about 220 MB, re-parented
 to init).  :func:`temporary_server` starts the same server with the kernel's
 parent-death signal set (Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)``), so it ends with the
-command however the command ends, and stops it on a normal exit.
+command however the command ends, and stops it on a normal exit.  It runs in a session of
+its own with its output discarded, so a Ctrl-C in the terminal reaches only the command
+(which then ends the server) and the server's shutdown prints nothing.
 """
 from __future__ import annotations
 
@@ -68,7 +70,8 @@ def temporary_server(timeout: float = 60.0) -> Iterator[str | None]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
          "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level",
-         "error", "--lifespan", "on"], env=env, preexec_fn=_die_with_parent)
+         "error", "--lifespan", "on"], env=env, preexec_fn=_die_with_parent, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.time() + timeout

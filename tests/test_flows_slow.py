@@ -160,3 +160,32 @@ def test_a_command_ends_without_shutdown_errors(demo_dir, tiny_refiner, tmp_path
     assert done.returncode == 0, printed[-2000:]
     assert "'people_labelled': 8" in printed
     assert "Error logging to API" not in printed and "Error flushing" not in printed and "Traceback" not in printed
+
+
+def test_ctrl_c_prints_one_line_and_keeps_the_work(demo_dir, tiny_refiner, tmp_path):
+    import psutil
+
+    from pipeline.demo import write_demo_set
+
+    data = write_demo_set(tmp_path / "many", num_labelled=0, num_keypoint_only=60, size=96, seed=5)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PARTSYNTH_CACHE=str(tmp_path / "cache"))
+    out = tmp_path / "synth"
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "synthesize", "--checkpoint", str(tiny_refiner),
+                             "--data", str(data), "--out", str(out), "--bank-data", str(demo_dir), "--workers", "1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None and len(list((out / "items").glob("*.json"))) < 2:
+        time.sleep(0.05)
+    servers = [c for c in psutil.Process(proc.pid).children(recursive=True)
+               if "prefect.server.api.server:create_app" in " ".join(c.cmdline())]
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted; ") and "images done" in last and "rerun to resume" in last
+    assert "Traceback" not in stderr and "Error logging to API" not in stderr
+    gone, alive = psutil.wait_procs(servers, timeout=20)
+    assert not alive
+    done = len(list((out / "items").glob("*.json")))
+    assert done >= 2 and not list(out.rglob(".partsynth-tmp-*"))          # finished work kept, no partial file

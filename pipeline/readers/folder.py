@@ -75,7 +75,11 @@ def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
                     raise DataError(label_path, f"label ids outside {label_set.name}: {bad.tolist()[:5]}")
             kp = derived = None
             if entry.get("keypoints") is not None:
-                kp = validate_keypoints(json_to_keypoints(entry["keypoints"]), path=people_path)
+                try:
+                    raw = json_to_keypoints(entry["keypoints"])
+                except (TypeError, ValueError) as e:
+                    raise DataError(people_path, f"person {entry['person_id']}: keypoints are not numbers ({e})") from None
+                kp = validate_keypoints(raw, path=people_path)
                 derived = np.array(entry.get("derived") or [False] * NUM_JOINTS, dtype=bool)
             return PersonRecord(image, size, str(entry["person_id"]), FORMAT, lm, kp, derived,
                                 label_set.name if lm is not None else None, entry.get("split"),
