@@ -66,6 +66,7 @@ class ParserTrainConfig(RunConfig):
     pose_data: str | None = Field(None, description="keypoint dataset scored with PCK@0.2 (never trained on), "
                                                      "e.g. LSP")
     pose_split: str = Field("test", description="split of --pose-data scored")
+    strict: bool = Field(False, description="fail instead of skipping bad items of the datasets")
     threads: int | None = Field(None, description="torch intra-op threads")
     device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
 

@@ -35,13 +35,14 @@ from parser_net.networks import build_network, network_record
 from parser_net.pose_eval import evaluate_pose, heatmap_targets
 from parser_net.structure import MERGED_REGIONS, structure_sensitive_loss
 from refine_net.checkpoint import Checkpoint, rng_state, save_checkpoint
+from refine_net.config import refuse_skips
 from refine_net.checkpoint import resume as resume_run
 from refine_net.device import setup_run
 
 log = logging.getLogger("partsynth.parser")
 
 #: config fields that may change when a run is resumed (the run is extended or moved)
-RESUMABLE_CHANGES = frozenset({"iterations", "threads", "device", "checkpoint_every"})
+RESUMABLE_CHANGES = frozenset({"iterations", "threads", "device", "checkpoint_every", "strict"})
 
 
 @dataclass
@@ -210,4 +211,5 @@ def main(cfg: ParserTrainConfig, progress: Callable[[str, int, int], None] | Non
     """Load the data ``cfg`` names and train (resumable); returns ``last.pt``."""
     pool = load_pool(cfg.data, tuple(cfg.synthetic), cfg.label_set, round(cfg.size * cfg.scale_range[1]),
                      cfg.pose_data, cfg.pose_split)
+    refuse_skips(pool.report.skipped, cfg.strict)
     return train_parser(cfg, pool, progress)

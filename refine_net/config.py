@@ -74,6 +74,7 @@ class RefinerTrainConfig(RunConfig):
     label_set: str | None = Field(None, description="ccp8/ccp59 for CCP, pascal6/pascal10 for PASCAL-Part")
     jitter: bool = Field(True, description="random crop-box jitter while training")
     flip: bool = Field(True, description="random horizontal flips (left/right classes swapped)")
+    strict: bool = Field(False, description="fail instead of skipping bad items of --data")
     threads: int | None = Field(None, description="torch intra-op threads")
     device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
 
@@ -108,3 +109,11 @@ class SynthConfig(RunConfig):
         if isinstance(values, dict) and values.get("bank_split") == "all":
             values = dict(values, bank_split=None)
         return values
+
+
+def refuse_skips(skipped: list[tuple[str, str]], strict: bool) -> None:
+    """With ``strict``, raise ConfigError naming the first of the ``skipped`` (file, reason)
+    items and their count; without it, do nothing (the run logs and saves them)."""
+    if strict and skipped:
+        file, reason = skipped[0]
+        raise ConfigError(f"{len(skipped)} bad items skipped (--strict); the first: {file}: {reason}")

@@ -24,7 +24,7 @@ from pipeline.priors.bank import PriorBank, PriorConfig
 from pipeline.records import ReadReport
 from refine_net.checkpoint import Checkpoint, load_checkpoint, rng_state, save_checkpoint
 from refine_net.checkpoint import resume as resume_run
-from refine_net.config import RefinerTrainConfig
+from refine_net.config import RefinerTrainConfig, refuse_skips
 from refine_net.dataset import RefineDataset, make_samples
 from refine_net.device import resolve_device, setup_run
 from refine_net.losses import LOSSES
@@ -33,7 +33,7 @@ from refine_net.model import RefineConfig, UNet
 log = logging.getLogger("partsynth.refine")
 
 #: config fields that may change when a run is resumed (the run is extended or moved)
-RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "threads", "device"})
+RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "threads", "device", "strict"})
 
 
 def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer,
@@ -110,7 +110,9 @@ def labelled_people(data: str, label_set: str | None, report: ReadReport) -> lis
 def prepare(cfg: RefinerTrainConfig, report: ReadReport | None = None):
     """Bank of train people, training and val datasets (val priors from the train bank).
     Bad items of ``cfg.data`` are skipped into ``report``."""
-    recs = labelled_people(cfg.data, cfg.label_set, report if report is not None else ReadReport())
+    report = report if report is not None else ReadReport()
+    recs = labelled_people(cfg.data, cfg.label_set, report)
+    refuse_skips(report.skipped, cfg.strict)
     train = [r for r in recs if r.split == "train"]
     val = [r for r in recs if r.split == "val"]
     if not train:

@@ -138,6 +138,12 @@ def test_training_lists_skipped_items(demo_dir, tmp_path):
     pool = load_pool(pcfg.data, (), pcfg.label_set, 40)
     train_parser(pcfg, pool)
     assert json.loads((tmp_path / "p" / "config.json").read_text())["skipped"] == skipped
+    with pytest.raises(ConfigError, match=r"1 bad items skipped \(--strict\); the first: .*" + bad["label"]):
+        train_refiner(cfg.model_copy(update={"strict": True, "out_dir": str(tmp_path / "r2")}))
+    from parser_net.train import main as train_parser_main
+
+    with pytest.raises(ConfigError, match="--strict"):
+        train_parser_main(pcfg.model_copy(update={"strict": True, "out_dir": str(tmp_path / "p2")}))
 
 
 def test_relative_training_data_is_found_from_another_folder(demo_dir, tmp_path, monkeypatch):
