@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.labels import LABEL_SETS
-from refine_net.config import DeviceName, Profile, RunConfig, fill_profile
+from refine_net.config import Profile, TrainRunConfig, fill_profile
 
 #: CPU: trains from scratch on 2 cores in minutes; GPU: paper-sized (320 px, wider, deeper).
 PARSER_PROFILES: dict[str, dict[str, Any]] = {
@@ -22,7 +22,7 @@ PARSER_PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-class ParserTrainConfig(RunConfig):
+class ParserTrainConfig(TrainRunConfig):
     """A parser training run (Fang et al., CVPR 2018, sections 3.7, 4.3), fully described
     and saved in every checkpoint.  ``iterations`` steps in all, the last
     ``finetune_iterations`` of them on real labels only; poly learning-rate decay."""
@@ -66,9 +66,6 @@ class ParserTrainConfig(RunConfig):
     pose_data: str | None = Field(None, description="keypoint dataset scored with PCK@0.2 (never trained on), "
                                                      "e.g. LSP")
     pose_split: str = Field("test", description="split of --pose-data scored")
-    strict: bool = Field(False, description="fail instead of skipping bad items of the datasets")
-    threads: int | None = Field(None, description="torch intra-op threads")
-    device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
 
     @model_validator(mode="before")
     @classmethod

@@ -46,7 +46,15 @@ def fill_profile(values: Any, profiles: dict[str, dict[str, Any]]) -> Any:
     return out
 
 
-class RefinerTrainConfig(RunConfig):
+class TrainRunConfig(RunConfig):
+    """Fields every training run has: how strict it is with bad items, and where it runs."""
+
+    strict: bool = Field(False, description="fail instead of skipping bad items of the datasets")
+    threads: int | None = Field(None, description="torch intra-op threads")
+    device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
+
+
+class RefinerTrainConfig(TrainRunConfig):
     """A refinement training run (Fang et al., CVPR 2018, sections 3.5-3.6), fully described
     and saved in every checkpoint.  The ``train`` split trains, ``val`` is scored."""
 
@@ -74,9 +82,6 @@ class RefinerTrainConfig(RunConfig):
     label_set: str | None = Field(None, description="ccp8/ccp59 for CCP, pascal6/pascal10 for PASCAL-Part")
     jitter: bool = Field(True, description="random crop-box jitter while training")
     flip: bool = Field(True, description="random horizontal flips (left/right classes swapped)")
-    strict: bool = Field(False, description="fail instead of skipping bad items of --data")
-    threads: int | None = Field(None, description="torch intra-op threads")
-    device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
 
     @model_validator(mode="before")
     @classmethod

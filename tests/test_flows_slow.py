@@ -126,7 +126,10 @@ def test_interval_schedule_runs_on_a_real_server(demo_dir, tiny_refiner, tmp_pat
                     os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_killed_command_takes_its_prefect_server_along(demo_dir, tiny_refiner, tmp_path):
+def start_synthesis(demo_dir, tiny_refiner, tmp_path, **popen):
+    """``partsynth synthesize`` of 60 keypoint-only people in a subprocess with no
+    PREFECT_API_URL, once it has written 2 items: (process, output folder, the temporary
+    Prefect server processes it started)."""
     import psutil
 
     from pipeline.demo import write_demo_set
@@ -137,12 +140,20 @@ def test_killed_command_takes_its_prefect_server_along(demo_dir, tiny_refiner, t
     out = tmp_path / "synth"
     proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "synthesize", "--checkpoint", str(tiny_refiner),
                              "--data", str(data), "--out", str(out), "--bank-data", str(demo_dir), "--workers", "1"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, **popen)
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None and len(list((out / "items").glob("*.json"))) < 2:
         time.sleep(0.05)
     servers = [c for c in psutil.Process(proc.pid).children(recursive=True)
                if "prefect.server.api.server:create_app" in " ".join(c.cmdline())]
+    return proc, out, servers
+
+
+def test_killed_command_takes_its_prefect_server_along(demo_dir, tiny_refiner, tmp_path):
+    import psutil
+
+    proc, _, servers = start_synthesis(demo_dir, tiny_refiner, tmp_path, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
     assert servers, "no temporary server was started by the command"
     proc.kill()
     proc.wait()
@@ -165,20 +176,8 @@ def test_a_command_ends_without_shutdown_errors(demo_dir, tiny_refiner, tmp_path
 def test_ctrl_c_prints_one_line_and_keeps_the_work(demo_dir, tiny_refiner, tmp_path):
     import psutil
 
-    from pipeline.demo import write_demo_set
-
-    data = write_demo_set(tmp_path / "many", num_labelled=0, num_keypoint_only=60, size=96, seed=5)
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PARTSYNTH_CACHE=str(tmp_path / "cache"))
-    out = tmp_path / "synth"
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "synthesize", "--checkpoint", str(tiny_refiner),
-                             "--data", str(data), "--out", str(out), "--bank-data", str(demo_dir), "--workers", "1"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None and len(list((out / "items").glob("*.json"))) < 2:
-        time.sleep(0.05)
-    servers = [c for c in psutil.Process(proc.pid).children(recursive=True)
-               if "prefect.server.api.server:create_app" in " ".join(c.cmdline())]
+    proc, out, servers = start_synthesis(demo_dir, tiny_refiner, tmp_path, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr[-2000:]
