@@ -174,11 +174,6 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        if getattr(args, "prefect", False):
-            from flows.server import temporary_server
-
-            with temporary_server():
-                return args.func(args)
         return args.func(args)
     except (DataError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)

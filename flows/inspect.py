@@ -13,6 +13,7 @@ from pipeline.errors import DataError
 from pipeline.labels import LABEL_SETS
 from pipeline.pictures.inspect_page import bank_prior_fn, dataset_stats, write_inspect_page
 from pipeline.synth_dataset import read_synth_info
+from refine_net.checkpoint import load_checkpoint
 from refine_net.config import SynthConfig
 
 
@@ -40,7 +41,7 @@ def synthesis_bank(dataset: str) -> str | None:
     values = dict(info.synth_config, out=dataset, checkpoint=info.refiner_checkpoint)
     try:
         cfg = SynthConfig.model_validate(values)
-        return bank_for(cfg)
+        return bank_for(cfg, load_checkpoint(cfg.checkpoint, kind="refiner"))
     except (DataError, ValueError, OSError):
         return None
 

@@ -2,19 +2,16 @@
 command line."""
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from pathlib import Path
 
 from flows.experiment_config import ExperimentConfig
 from flows.options import add_config_options, config_from_args, interrupted, progress_bar, validate_config
+from flows.server import temporary_server
 from pipeline.errors import ConfigError
+from pipeline.synth_dataset import skip_summary
 from refine_net.config import SynthConfig
-
-
-def _quiet_prefect() -> None:
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def experiment_config(args) -> ExperimentConfig:
@@ -29,13 +26,13 @@ def cmd_run(args) -> int:
     import resource
     import time
 
-    _quiet_prefect()
     from flows.experiment import run_experiment
     from parser_net.evaluate import scores_markdown
 
     cfg = experiment_config(args)
     t = time.time()
-    rows = run_experiment(cfg, dask_address=args.dask_address)
+    with temporary_server():
+        rows = run_experiment(cfg, dask_address=args.dask_address)
     print(f"\nparsers on the val split of {cfg.labelled} ({args.preset} preset, {cfg.profile} profile):\n")
     print(scores_markdown(rows))
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -44,11 +41,10 @@ def cmd_run(args) -> int:
 
 
 def cmd_synthesize(args) -> int:
-    _quiet_prefect()
+    cfg = config_from_args(SynthConfig, args)             # a bad option fails before the heavy imports
     from flows.synthesis import synthesize_labels, task_runner
     from pipeline.layouts import keypoint_only_people
 
-    cfg = config_from_args(SynthConfig, args)
     total = len({str(r.image_path) for r in keypoint_only_people(cfg.data, cfg.layout)})
     items = Path(cfg.out) / "items"
     done = threading.Event()
@@ -64,7 +60,8 @@ def cmd_synthesize(args) -> int:
             watcher.start()
             try:
                 flow = synthesize_labels.with_options(task_runner=task_runner(args.dask_address, args.workers))
-                totals = flow(cfg, force=args.force)
+                with temporary_server():
+                    totals = flow(cfg, force=args.force)
             finally:
                 done.set()
                 watcher.join()
@@ -73,7 +70,7 @@ def cmd_synthesize(args) -> int:
         done_items = len(list(items.glob("*.json"))) if items.exists() else 0
         interrupted(f"interrupted; {done_items} of {total} images done in {cfg.out}: rerun to resume")
     print(f"{cfg.out}: {totals}")
-    skipped = skip_reasons(Path(cfg.out))
+    skipped = skip_summary(cfg.out)
     for reason, (n, example) in skipped.items():
         print(f"  skipped {n} x {reason}  (e.g. {example})")
     if skipped and args.strict:
@@ -82,38 +79,18 @@ def cmd_synthesize(args) -> int:
     return 0
 
 
-def skip_reasons(out: Path) -> dict[str, tuple[int, str]]:
-    """{reason: (count, an example "image person" or file)} of the people a synthesis run
-    skipped (its manifest) and the input items its reader could not use (``skipped.json``),
-    most frequent first; numbers inside reasons are blanked so that one kind of problem is
-    counted once."""
-    import re
-
-    import pandas as pd
-
-    from pipeline.synth_dataset import read_read_skips
-
-    m = pd.read_parquet(out / "manifest.parquet")
-    m = m[m.status != "ok"]
-    entries = [(reason, f"{image} {pid}") for image, pid, reason in zip(m.image, m.person_id, m.reason)]
-    entries += [(s["reason"], s["file"]) for s in read_read_skips(out)]
-    groups: dict[str, list] = {}
-    for reason, where in entries:
-        groups.setdefault(re.sub(r"[-+]?\d[\d.e+-]*", "#", reason), []).append(where)
-    return {r: (len(v), v[0]) for r, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))}
-
-
 def cmd_inspect(args) -> int:
-    _quiet_prefect()
     from rich.console import Console
     from rich.table import Table
 
-    from flows.inspect import inspect_dataset
     from pipeline.readers.folder import read_dataset_info
 
-    read_dataset_info(args.dataset)          # a clear error before starting Prefect
-    stats = inspect_dataset(str(args.dataset), args.out and str(args.out), priors=not args.no_priors,
-                            max_people=args.max_people)
+    read_dataset_info(args.dataset)          # a clear error before importing and starting Prefect
+    from flows.inspect import inspect_dataset
+
+    with temporary_server():
+        stats = inspect_dataset(str(args.dataset), args.out and str(args.out), priors=not args.no_priors,
+                                max_people=args.max_people)
     console = Console()
     t = Table(title=f"{args.dataset}: {stats['people']} people ({stats['label_set']})")
     t.add_column("class")
@@ -175,7 +152,7 @@ def add_run_commands(sub) -> None:
     r.add_argument("--data-root", type=Path, help="for --preset ccp: the folder holding ccp/ and lsp/")
     r.add_argument("--dask-address", help="tcp://HOST:PORT of a Dask scheduler for synthesis")
     add_config_options(r, ExperimentConfig)
-    r.set_defaults(func=cmd_run, prefect=True)
+    r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("synthesize", help="label the keypoint-only people of a dataset (Prefect flow)")
     add_config_options(s, SynthConfig)
@@ -183,14 +160,14 @@ def add_run_commands(sub) -> None:
     s.add_argument("--force", action="store_true", help="recompute every image, ignoring the cache and existing files")
     s.add_argument("--strict", action="store_true", help="exit 1 when any person was skipped")
     s.add_argument("--dask-address", help="tcp://HOST:PORT of an existing Dask scheduler")
-    s.set_defaults(func=cmd_synthesize, prefect=True)
+    s.set_defaults(func=cmd_synthesize)
 
     i = sub.add_parser("inspect", help="statistics and an HTML page of a synthesized dataset")
     i.add_argument("dataset", type=Path)
     i.add_argument("--out", type=Path, help="page folder (default DATASET/inspect)")
     i.add_argument("--max-people", type=int, default=200)
     i.add_argument("--no-priors", action="store_true", help="skip recomputing priors for the page")
-    i.set_defaults(func=cmd_inspect, prefect=True)
+    i.set_defaults(func=cmd_inspect)
 
     c = sub.add_parser("schedule", help="serve synthesis / the main job on a schedule (needs `prefect server start`)")
     when = c.add_mutually_exclusive_group(required=True)

@@ -31,7 +31,7 @@ from pipeline.readers.folder import json_to_keypoints, keypoints_to_json
 from pipeline.records import PersonRecord, ReadReport
 from pipeline.synth_dataset import (claim_output, item_intact, item_name, remove_partial_files, remove_stale_items,
                                     top_level_intact, write_read_skips)
-from refine_net.checkpoint import load_checkpoint
+from refine_net.checkpoint import Checkpoint, load_checkpoint
 from refine_net.config import SynthConfig
 from refine_net.synthesize import Synthesizer, bank_data_of, synthesis_prior_config
 
@@ -56,8 +56,7 @@ def list_images(data: str, layout: str | None, signature: str) -> dict:
     if report.skipped:
         log = get_run_logger()
         log.warning("%s: %s", data, report.summary())
-        for file, problem in report.skipped:
-            log.warning("skipped %s: %s", file, problem)
+        report.log_skipped(log)
     return {"images": list(by_image.values()), "skipped": [list(s) for s in report.skipped]}
 
 
@@ -79,9 +78,9 @@ def index_bank(bank_data: str, bank_split: str | None, prior: dict, label_set: s
     return str(path)
 
 
-def bank_for(cfg: SynthConfig) -> str:
-    """The cached prior bank file of a synthesis run (built on first use)."""
-    ckpt = load_checkpoint(cfg.checkpoint, kind="refiner")
+def bank_for(cfg: SynthConfig, ckpt: Checkpoint) -> str:
+    """The cached prior bank file of a synthesis run with the refiner ``ckpt`` (built on
+    first use)."""
     bank_data = bank_data_of(cfg, ckpt)
     return index_bank(bank_data, cfg.bank_split, asdict(synthesis_prior_config(ckpt, cfg.k)), ckpt.label_set,
                       tree_signature(bank_data), code_fingerprint())
@@ -147,7 +146,7 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     log = get_run_logger()
     out_path = Path(cfg.out)
     claim_output(out_path, cfg.data)
-    load_checkpoint(cfg.checkpoint, kind="refiner")          # a clear error before any work
+    ckpt = load_checkpoint(cfg.checkpoint, kind="refiner")          # a clear error before any work
     out_path.mkdir(parents=True, exist_ok=True)
     stale = remove_partial_files(out_path)
     if stale:
@@ -159,7 +158,7 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     removed = remove_stale_items(out_path, {im["image"] for im in images})
     if removed:
         log.warning("removed the labels of %d images no longer in %s", len(removed), cfg.data)
-    bank_path = bank_for(cfg)
+    bank_path = bank_for(cfg, ckpt)
     log.info("%d images with keypoint-only people in %s", len(images), cfg.data)
     sha = file_sha256(cfg.checkpoint)
     redo = synthesize_image.with_options(refresh_cache=True)

@@ -35,7 +35,6 @@ from parser_net.networks import build_network, network_record
 from parser_net.pose_eval import evaluate_pose, heatmap_targets
 from parser_net.structure import MERGED_REGIONS, structure_sensitive_loss
 from refine_net.checkpoint import Checkpoint, rng_state, save_checkpoint
-from refine_net.config import refuse_skips
 from refine_net.checkpoint import resume as resume_run
 from refine_net.device import setup_run
 
@@ -86,8 +85,7 @@ def load_pool(data: str, synthetic: tuple[str, ...], label_set: str, long_side: 
                     if r.split == pose_split and r.keypoints is not None]
         held_out = {Path(r.image_path).resolve() for r in pose_val}
         synth = [r for r in synth if Path(r.image_path).resolve() not in held_out]
-    for file, problem in report.skipped:
-        log.warning("skipped %s: %s", file, problem)
+    report.log_skipped(log)
     return Pool(lset, load_items(train, long_side), load_items(synth, long_side), val, pose_val, report)
 
 
@@ -153,9 +151,8 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
     saved_cfg = cfg.model_dump(mode="json")
     ckpt_path = out / "last.pt"
     step, history = resume_run(ckpt_path, "parser", saved_cfg, RESUMABLE_CHANGES, model, optimizer, resume)
-    skipped = [{"file": f, "reason": r} for f, r in pool.report.skipped]
     resolved = {"train": saved_cfg, "parser": asdict(pcfg), "label_set": pool.label_set.name,
-                "n_real": len(real), "n_synthetic": len(synth), "skipped": skipped}
+                "n_real": len(real), "n_synthetic": len(synth), "skipped": pool.report.records()}
     write_json(out / "config.json", resolved)
     log.info("training %s on %d real + %d synthetic images for %d steps on %s", cfg.arch, len(real), len(synth),
              cfg.iterations, device)
@@ -211,5 +208,5 @@ def main(cfg: ParserTrainConfig, progress: Callable[[str, int, int], None] | Non
     """Load the data ``cfg`` names and train (resumable); returns ``last.pt``."""
     pool = load_pool(cfg.data, tuple(cfg.synthetic), cfg.label_set, round(cfg.size * cfg.scale_range[1]),
                      cfg.pose_data, cfg.pose_split)
-    refuse_skips(pool.report.skipped, cfg.strict)
+    pool.report.refuse(cfg.strict)
     return train_parser(cfg, pool, progress)

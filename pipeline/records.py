@@ -1,6 +1,7 @@
 """The one record type every dataset reader yields, and the skip-and-report helper."""
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 
 T = TypeVar("T")
 
@@ -85,6 +86,27 @@ class ReadReport:
         if self.skipped:
             parts.append(f"{len(self.skipped)} bad items skipped")
         return ", ".join(parts) if parts else "nothing skipped"
+
+    def records(self) -> list[dict]:
+        """The skipped items as JSON-ready ``[{"file", "reason"}]`` (what runs save)."""
+        return skip_records(self.skipped)
+
+    def log_skipped(self, log: logging.Logger) -> None:
+        """One warning per skipped item, naming its file and reason."""
+        for file, problem in self.skipped:
+            log.warning("skipped %s: %s", file, problem)
+
+    def refuse(self, strict: bool) -> None:
+        """With ``strict`` and anything skipped, raise ConfigError naming the count and the
+        first skipped file and reason; otherwise do nothing (``--strict`` of the runs)."""
+        if strict and self.skipped:
+            file, reason = self.skipped[0]
+            raise ConfigError(f"{len(self.skipped)} bad items skipped (--strict); the first: {file}: {reason}")
+
+
+def skip_records(skipped) -> list[dict]:
+    """(file, reason) pairs as JSON-ready ``[{"file", "reason"}]``."""
+    return [{"file": f, "reason": r} for f, r in skipped]
 
 
 def guard(fn: Callable[[], T], *, skip_bad: bool,

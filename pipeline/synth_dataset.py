@@ -35,9 +35,17 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.labels import LABEL_SETS
 from pipeline.manifest import write_manifest
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, json_to_keypoints, keypoints_to_json
+from pipeline.records import skip_records
 
 SYNTH_FORMAT_VERSION = 1
 ITEMS_DIR = "items"
+ANNOTATIONS_FILE = "annotations.json"
+MANIFEST_FILE = "manifest.parquet"
+#: the input items the reader could not use, [{"file", "reason"}], rewritten by every run
+READ_SKIPS_FILE = "skipped.json"
+#: what a synthesized dataset folder holds (besides temporary files of our own)
+OWN_ENTRIES = frozenset({DATASET_FILE, PEOPLE_FILE, ITEMS_DIR, "labels", "probs", ANNOTATIONS_FILE, MANIFEST_FILE,
+                         READ_SKIPS_FILE, "inspect"})
 STATUSES = ("ok", "skipped")
 
 
@@ -259,29 +267,23 @@ def finalize_dataset(root: str | Path, info: SynthDatasetInfo) -> dict:
                 anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": int(c),
                              "person_id": p.person_id, "segmentation": rle, "iscrowd": 0,
                              "area": float(mask_utils.area(r)), "bbox": [float(v) for v in mask_utils.toBbox(r)]})
-    files.write_json(out / "annotations.json", {
+    files.write_json(out / ANNOTATIONS_FILE, {
         "info": {"description": "partsynth synthesized labels", "refiner_sha256": info.refiner_sha256},
         "images": images, "annotations": anns,
         "categories": [{"id": i, "name": n} for i, n in enumerate(names) if i > 0]})
     files.write_json(out / PEOPLE_FILE, people)
-    write_manifest(pd.DataFrame(rows), out / "manifest.parquet")
+    write_manifest(pd.DataFrame(rows), out / MANIFEST_FILE)
     files.write_json(out / DATASET_FILE, info.to_json())
     ok = sum(r["status"] == "ok" for r in rows)
     return {"images": len(items), "people_labelled": ok, "people_skipped": len(rows) - ok}
 
-
-#: what a synthesized dataset folder holds (besides temporary files of our own)
-OWN_ENTRIES = frozenset({DATASET_FILE, PEOPLE_FILE, ITEMS_DIR, "labels", "probs", "annotations.json",
-                         "manifest.parquet", "inspect", "skipped.json"})
-#: the input items the reader could not use, [{"file", "reason"}], rewritten by every run
-READ_SKIPS_FILE = "skipped.json"
 
 
 def write_read_skips(root: str | Path, skipped: list) -> None:
     """Write ``root/skipped.json``: the (file, reason) of every input item the reader
     skipped (an unreadable photo, a keypoints entry without a photo, ...), which never
     reach an item record."""
-    files.write_json(Path(root) / READ_SKIPS_FILE, [{"file": f, "reason": r} for f, r in skipped])
+    files.write_json(Path(root) / READ_SKIPS_FILE, skip_records(skipped))
 
 
 def read_read_skips(root: str | Path) -> list[dict]:
@@ -312,8 +314,7 @@ def item_intact(root: str | Path, image_path: str | Path, fingerprint: str | Non
 def top_level_intact(root: str | Path) -> bool:
     """True when the files :func:`finalize_dataset` writes are all present."""
     root = Path(root)
-    return all((root / name).is_file() for name in (DATASET_FILE, PEOPLE_FILE, "annotations.json",
-                                                    "manifest.parquet"))
+    return all((root / name).is_file() for name in (DATASET_FILE, PEOPLE_FILE, ANNOTATIONS_FILE, MANIFEST_FILE))
 
 
 def claim_output(out: str | Path, data: str | Path) -> None:
@@ -369,3 +370,19 @@ def remove_stale_items(root: str | Path, images: set[str]) -> list[str]:
         path.unlink()
         removed.append(item.image)
     return removed
+
+
+def skip_summary(root: str | Path) -> dict[str, tuple[int, str]]:
+    """{reason: (count, an example "image person" or file)} of the people a synthesis run
+    skipped (its manifest) and the input items its reader could not use (``skipped.json``),
+    most frequent first; numbers inside reasons are blanked so that one kind of problem is
+    counted once."""
+    root = Path(root)
+    m = pd.read_parquet(root / MANIFEST_FILE)
+    m = m[m.status != "ok"]
+    entries = [(reason, f"{image} {pid}") for image, pid, reason in zip(m.image, m.person_id, m.reason)]
+    entries += [(s["reason"], s["file"]) for s in read_read_skips(root)]
+    groups: dict[str, list] = {}
+    for reason, where in entries:
+        groups.setdefault(re.sub(r"[-+]?\d[\d.e+-]*", "#", reason), []).append(where)
+    return {r: (len(v), v[0]) for r, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))}

@@ -115,10 +115,3 @@ class SynthConfig(RunConfig):
             values = dict(values, bank_split=None)
         return values
 
-
-def refuse_skips(skipped: list[tuple[str, str]], strict: bool) -> None:
-    """With ``strict``, raise ConfigError naming the first of the ``skipped`` (file, reason)
-    items and their count; without it, do nothing (the run logs and saves them)."""
-    if strict and skipped:
-        file, reason = skipped[0]
-        raise ConfigError(f"{len(skipped)} bad items skipped (--strict); the first: {file}: {reason}")

@@ -109,7 +109,8 @@ class Synthesizer:
         """Label one image's people.
 
         Returns: (item record, uint8 (H, W) label map or None when nobody is labelled,
-        float32 (C, S, S) crop probabilities per labelled person).  People whose pose is
+        float32 (C, S, S) crop probabilities of every person that reached the refiner,
+        in order, a person skipped afterwards for an empty label included).  People whose pose is
         unusable are skipped with their reason.  Raises DataError for a corrupt image."""
         image = files.read_image(image_path)
         size = self.prior_cfg.size
@@ -201,7 +202,8 @@ class Synthesizer:
     def dataset_info(self) -> SynthDatasetInfo:
         """``dataset.json`` of this run's output."""
         return SynthDatasetInfo(label_set=self.label_set, refiner_checkpoint=str(Path(self.cfg.checkpoint).resolve()),
-                                refiner_sha256=self.checkpoint_sha256, synth_config=self.cfg.model_dump(mode="json", exclude={"out"}),
+                                refiner_sha256=self.checkpoint_sha256,
+                                synth_config=self.cfg.model_dump(mode="json", exclude={"out"}),
                                 fingerprint=self.fingerprint)
 
     def finalize(self, out_dir: str | Path) -> dict:

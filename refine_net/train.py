@@ -24,7 +24,7 @@ from pipeline.priors.bank import PriorBank, PriorConfig
 from pipeline.records import ReadReport
 from refine_net.checkpoint import Checkpoint, load_checkpoint, rng_state, save_checkpoint
 from refine_net.checkpoint import resume as resume_run
-from refine_net.config import RefinerTrainConfig, refuse_skips
+from refine_net.config import RefinerTrainConfig
 from refine_net.dataset import RefineDataset, make_samples
 from refine_net.device import resolve_device, setup_run
 from refine_net.losses import LOSSES
@@ -102,8 +102,7 @@ def labelled_people(data: str, label_set: str | None, report: ReadReport) -> lis
     options = {"label_set": label_set} if label_set else {}
     recs = [r for r in iter_records(data, skip_bad=True, report=report, **options)
             if r.label_map is not None and r.keypoints is not None]
-    for file, problem in report.skipped:
-        log.warning("skipped %s: %s", file, problem)
+    report.log_skipped(log)
     return recs
 
 
@@ -112,7 +111,7 @@ def prepare(cfg: RefinerTrainConfig, report: ReadReport | None = None):
     Bad items of ``cfg.data`` are skipped into ``report``."""
     report = report if report is not None else ReadReport()
     recs = labelled_people(cfg.data, cfg.label_set, report)
-    refuse_skips(report.skipped, cfg.strict)
+    report.refuse(cfg.strict)
     train = [r for r in recs if r.split == "train"]
     val = [r for r in recs if r.split == "val"]
     if not train:
@@ -152,7 +151,7 @@ def main(cfg: RefinerTrainConfig, progress: Callable[[str, int, int], None] | No
     network = {"refine": asdict(refine_cfg), "prior": asdict(prior_cfg),
                "bank_data": str(Path(cfg.data).resolve())}
     write_json(out / "config.json", {"train": saved_cfg, **network, "label_set": bank.label_set,
-                                     "skipped": [{"file": f, "reason": r} for f, r in report.skipped]})
+                                     "skipped": report.records()})
     gen = torch.Generator().manual_seed(cfg.seed)
     t0 = time.time() - sum(h["seconds"] for h in history)
     for epoch in range(start, cfg.epochs):
