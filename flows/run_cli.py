@@ -10,7 +10,7 @@ from flows.experiment_config import ExperimentConfig
 from flows.options import add_config_options, config_from_args, interrupted, progress_bar, validate_config
 from flows.server import temporary_server
 from pipeline.errors import ConfigError
-from pipeline.synth_dataset import skip_summary
+from pipeline.synth_dataset import item_files, skip_summary
 from refine_net.config import SynthConfig
 
 
@@ -46,7 +46,7 @@ def cmd_synthesize(args) -> int:
     from pipeline.layouts import keypoint_only_people
 
     total = len({str(r.image_path) for r in keypoint_only_people(cfg.data, cfg.layout)})
-    items = Path(cfg.out) / "items"
+    out = Path(cfg.out)
     done = threading.Event()
     try:
         with progress_bar() as bar:
@@ -54,7 +54,7 @@ def cmd_synthesize(args) -> int:
 
             def watch():
                 while not done.wait(0.5):
-                    bar.update(task, completed=len(list(items.glob("*.json"))) if items.exists() else 0)
+                    bar.update(task, completed=len(item_files(out)))
 
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
@@ -65,9 +65,9 @@ def cmd_synthesize(args) -> int:
             finally:
                 done.set()
                 watcher.join()
-                bar.update(task, completed=len(list(items.glob("*.json"))) if items.exists() else 0)
+                bar.update(task, completed=len(item_files(out)))
     except KeyboardInterrupt:
-        done_items = len(list(items.glob("*.json"))) if items.exists() else 0
+        done_items = len(item_files(out))
         interrupted(f"interrupted; {done_items} of {total} images done in {cfg.out}: rerun to resume")
     print(f"{cfg.out}: {totals}")
     skipped = skip_summary(cfg.out)

@@ -202,10 +202,17 @@ def read_item(path: str | Path) -> SynthItem:
     return SynthItem.from_json(files.read_json(path), path)
 
 
+def item_files(root: str | Path) -> list[Path]:
+    """The item record files of a synthesized dataset, in name order; temporary files of an
+    interrupted write (``.partsynth-tmp-*``) are not records and are left out."""
+    items = Path(root) / ITEMS_DIR
+    return sorted(p for p in items.glob("*.json") if not p.name.startswith(files.TEMP_PREFIX))
+
+
 def read_items(root: str | Path) -> list[SynthItem]:
     """Every item record of a synthesized dataset, in file-name order.  Raises DataError as
     :func:`read_item`."""
-    return [read_item(p) for p in sorted((Path(root) / ITEMS_DIR).glob("*.json"))]
+    return [read_item(p) for p in item_files(root)]
 
 
 def read_synth_info(root: str | Path) -> SynthDatasetInfo:
@@ -344,11 +351,11 @@ def claim_output(out: str | Path, data: str | Path) -> None:
     else:       # dataset.json deleted, or a run killed before its end: only our files, with our records
         names = {p.name for p in entries}
         foreign = sorted(names - OWN_ENTRIES)
-        if foreign or not (names <= {ITEMS_DIR, "labels", "probs"} or any((out / ITEMS_DIR).glob("*.json"))):
+        if foreign or not (names <= {ITEMS_DIR, "labels", "probs"} or item_files(out)):
             held = ", ".join(foreign[:3] or sorted(names)[:3])
             raise ConfigError(f"{out}: not empty and not a partsynth synthesized dataset (holds {held}); "
                               "choose an empty or new folder")
-    for path in sorted((out / ITEMS_DIR).glob("*.json")):
+    for path in item_files(out):
         try:
             read_item(path)
         except DataError as e:
@@ -360,7 +367,7 @@ def remove_stale_items(root: str | Path, images: set[str]) -> list[str]:
     (``images``: absolute paths of the current images).  Returns the removed images."""
     root = Path(root)
     removed = []
-    for path in sorted((root / ITEMS_DIR).glob("*.json")):
+    for path in item_files(root):
         item = read_item(path)
         if item.image in images:
             continue

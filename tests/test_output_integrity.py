@@ -174,3 +174,15 @@ def test_non_numeric_keypoints_name_the_file(tmp_path):
 
     with pytest.raises(DataError, match="kp.json: BlazePose33 keypoints are not numbers|kp.json: .* not numbers"):
         from_blazepose33([["a", 1, 1]] + [[0, 0, 1]] * 32, path=tmp_path / "kp.json")
+
+
+def test_a_killed_runs_temp_file_is_not_a_foreign_item(prefect_harness, demo_dir, tiny_refiner, tmp_path):
+    out = tmp_path / "synth"
+    run(tiny_refiner, demo_dir, out)
+    before = snapshot(out)
+    partial = out / "items" / f"{files.TEMP_PREFIX}demo00002-2bdc8596.e7abnvgd.tmp.json"
+    partial.write_bytes(b"")                                  # what a SIGKILL during write_item leaves
+    claim_output(out, demo_dir)                               # ours, not refused
+    assert len(read_items(out)) == 8
+    assert run(tiny_refiner, demo_dir, out)["images_reused"] == 8
+    assert not partial.exists() and snapshot(out) == before
