@@ -92,6 +92,21 @@ def cmd_data_summary(args) -> int:
     return 0
 
 
+def cmd_data_score(args) -> int:
+    from pipeline.files import write_json
+    from pipeline.synth_score import score_synthesis
+
+    scores = score_synthesis(args.synth, args.truth, None if args.split == "all" else args.split, args.layout)
+    cells = "  ".join(f"{k} {100 * v:.1f}" for k, v in scores["iou"].items() if v is not None)
+    print(f"{args.synth} vs {args.truth} ({args.split}, {scores['images']} images, "
+          f"{scores['images_unlabelled']} unlabelled, {100 * scores['ignored_fraction']:.1f}% of pixels ignored): "
+          f"mIoU {100 * scores['mean_iou']:.1f}  "
+          f"silhouette IoU {100 * scores['silhouette_iou']:.1f}\n  {cells}")
+    if args.out:
+        write_json(args.out, scores)
+    return 0
+
+
 def cmd_data_show(args) -> int:
     import numpy as np
 
@@ -144,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tile", type=int, default=128)
     g.add_argument("--no-photos", action="store_true")
     g.set_defaults(func=cmd_data_show)
+
+    c = data.add_parser("score", help="score synthesized labels against ground truth (synthesize --relabel)")
+    c.add_argument("synth", type=Path, help="synthesized dataset folder")
+    c.add_argument("--truth", type=Path, required=True, help="the labelled dataset the photos come from")
+    c.add_argument("--split", default="val", help="ground-truth split scored ('all': every labelled image)")
+    c.add_argument("--layout", help="force the layout of --truth")
+    c.add_argument("--out", type=Path, help="also write the scores to this JSON file")
+    c.set_defaults(func=cmd_data_score)
 
     d = data.add_parser("demo", help="generate the embedded synthetic demo set")
     d.add_argument("out", type=Path, nargs="?", default=DEFAULT_DEMO_DIR)

@@ -1,6 +1,7 @@
 """The main job, ``run-experiment``: train the refiner on the labelled set, synthesize labels
-for the keypoint-only sets, train a labelled-only and a semi-supervised parser with the same
-compute, evaluate both on the labelled set's val split, report."""
+for the keypoint-only sets (and for the val people as if keypoint-only, scored against their
+ground truth), train a labelled-only and a semi-supervised parser with the same compute,
+evaluate both on the labelled set's val split, report with a one-line verdict."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,7 @@ from prefect import flow, task
 from prefect.logging import get_run_logger
 
 from flows.experiment_config import ExperimentConfig
-from flows.reports import publish_scores, report_dir
+from flows.reports import payoff_verdict, publish_scores, report_dir, synthesis_score_line
 from flows.synthesis import synthesize_labels, task_runner
 from flows.training import evaluate_task, train_parser, train_refiner
 from pipeline.files import write_image
@@ -23,18 +24,34 @@ def prediction_grid_task(checkpoints: dict[str, str], data: str, out: str, photo
     return out
 
 
+@task
+def score_synthesis_task(synth_dir: str, truth: str) -> dict:
+    """Scores of a synthesized set against the val ground truth of ``truth`` (JSON-ready)."""
+    from pipeline.synth_score import score_synthesis
+
+    return score_synthesis(synth_dir, truth, "val")
+
+
 @flow(name="run-experiment", log_prints=True)
 def run_experiment(cfg: ExperimentConfig, dask_address: str | None = None) -> dict:
     """The main job.  ``cfg.work`` holds the refiner, synthesized sets and parsers (each step
     resumes or is served from cache on a rerun); synthesis runs on the Dask scheduler at
-    ``dask_address`` when given.  Returns {model: scores}."""
+    ``dask_address`` when given.  Returns ``parsers`` ({model: scores}),
+    ``synthetic_labels`` (scores of the val people's synthetic labels, or None) and
+    ``verdict`` (one line: do synthetic people help the parser?)."""
     log = get_run_logger()
     ckpt = train_refiner(cfg.refiner())
+    synth_scores = None
+    if cfg.score_synthesis:
+        check = cfg.synthesis_check(ckpt)
+        synthesize_labels.with_options(task_runner=task_runner(dask_address, cfg.threads))(check)
+        synth_scores = score_synthesis_task(check.out, cfg.labelled)
     synth_dirs = []
     for data in cfg.keypoint_only:
         synth = cfg.synthesis(ckpt, data)
         synthesize_labels.with_options(task_runner=task_runner(dask_address, cfg.threads))(synth)
-        synth_dirs.append(synth.out)
+        if cfg.trains_parser(data):
+            synth_dirs.append(synth.out)
     parsers = {
         "labelled only": train_parser(cfg.parser("parser_labelled")),
         "labelled + synthetic": train_parser(cfg.parser("parser_semi", tuple(synth_dirs))),
@@ -42,8 +59,11 @@ def run_experiment(cfg: ExperimentConfig, dask_address: str | None = None) -> di
     rows = {name: evaluate_task(p, cfg.labelled, "val", [1.0], False, cfg.device) for name, p in parsers.items()}
     out = report_dir(cfg.reports)
     grid = prediction_grid_task(parsers, cfg.labelled, str(out / "predictions_val.png"), cfg.photos_in_grids)
+    verdict = payoff_verdict(rows)
+    summary = "" if synth_scores is None else f"\n{synthesis_score_line(synth_scores)}\n"
     table = publish_scores(out, rows, config={
-        "experiment": cfg.model_dump(mode="json"), "refiner": ckpt, "synthetic": synth_dirs, "parsers": parsers},
-        extra_md=f"\nPredictions on val images: `{Path(grid).name}`\n")
-    log.info("parsers on the val split of %s:\n%s", cfg.labelled, table)
-    return rows
+        "experiment": cfg.model_dump(mode="json"), "refiner": ckpt, "synthetic": synth_dirs, "parsers": parsers,
+        "synthetic_labels_val": synth_scores},
+        extra_md=f"\n{verdict}\n{summary}\nPredictions on val images: `{Path(grid).name}`\n")
+    log.info("parsers on the val split of %s:\n%s\n%s%s", cfg.labelled, table, verdict, summary)
+    return {"parsers": rows, "synthetic_labels": synth_scores, "verdict": verdict}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from parser_net.config import ParserTrainConfig
 from pipeline.errors import ConfigError
@@ -24,12 +24,17 @@ class ExperimentConfig(RunConfig):
 
     labelled: str = Field(description="labelled dataset: trains the refiner and the parsers; val is scored")
     keypoint_only: tuple[str, ...] = Field(description="datasets whose keypoint-only people get synthetic labels")
+    parser_synthetic: tuple[str, ...] | None = Field(
+        None, description="names of the keypoint-only sets (folder names) whose synthetic people train the "
+                          "semi-supervised parser (default: all)")
     work: str = Field(description="run folder: refiner, synthesized sets, parsers (default data/runs/PRESET)")
     profile: Profile = Field("cpu", description="network sizes of every sub-run (cpu or gpu)")
     refiner_epochs: int = Field(20, description="refiner training epochs")
     parser_iterations: int = Field(1500, description="optimizer steps of each parser")
     finetune_iterations: int = Field(500, description="final real-only steps of the semi-supervised parser")
     threads: int = Field(2, description="torch threads and synthesis workers")
+    score_synthesis: bool = Field(True, description="also label the val people as if keypoint-only and score the "
+                                                    "synthetic labels against their ground truth")
     photos_in_grids: bool = Field(True, description="show the photographs in the prediction grid")
     reports: str = Field("reports", description="report folder root (reports/<flow run name>/)")
     device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
@@ -40,11 +45,33 @@ class ExperimentConfig(RunConfig):
                                   epochs=self.refiner_epochs, loss="ce", threads=self.threads,
                                   profile=self.profile, device=self.device)
 
+    @model_validator(mode="after")
+    def _known_sources(self) -> ExperimentConfig:
+        names = [Path(d).name for d in self.keypoint_only]
+        unknown = set(self.parser_synthetic or ()) - set(names)
+        if self.parser_synthetic == ():
+            raise ValueError("parser_synthetic is empty: name at least one keypoint-only set, or leave it unset")
+        if unknown:
+            raise ValueError(f"parser_synthetic names {sorted(unknown)} are not keypoint-only sets ({names})")
+        return self
+
+    def trains_parser(self, data: str) -> bool:
+        """Whether the synthetic people of keypoint-only set ``data`` train the semi-supervised parser."""
+        return self.parser_synthetic is None or Path(data).name in self.parser_synthetic
+
     def synthesis(self, checkpoint: str, data: str) -> SynthConfig:
         """Synthesis of ``data``'s keypoint-only people into ``work/synth/<name>``; the bank
         is the refiner's training data, train split only (val people stay unseen)."""
         return SynthConfig(checkpoint=checkpoint, data=data, out=str(Path(self.work) / "synth" / Path(data).name),
                            bank_split="train", threads_per_task=1, device=self.device)
+
+    def synthesis_check(self, checkpoint: str) -> SynthConfig:
+        """Synthesis of the labelled set's val people as if they had keypoints only (their
+        labels ignored), into ``work/synth/val_as_keypoint_only``, to be scored against
+        their ground truth (:func:`pipeline.synth_score.score_synthesis`)."""
+        return SynthConfig(checkpoint=checkpoint, data=self.labelled,
+                           out=str(Path(self.work) / "synth" / "val_as_keypoint_only"), bank_split="train",
+                           relabel=True, split="val", threads_per_task=1, device=self.device)
 
     def parser(self, name: str, synthetic: tuple[str, ...] = ()) -> ParserTrainConfig:
         """A parser run in ``work/<name>``: real labels only, or mixed with ``synthetic``

@@ -21,6 +21,34 @@ def report_dir(root: str | Path) -> Path:
     return out
 
 
+#: mIoU differences below this are called noise (CCP parsers: seeds differ by up to 0.5)
+NOISE_MIOU = 0.005
+
+
+def payoff_verdict(rows: dict[str, dict], baseline: str = "labelled only",
+                   mixed: str = "labelled + synthetic") -> str:
+    """One line saying whether the synthetic people helped: the mIoU difference of the
+    ``mixed`` row over the ``baseline`` row (scores as :meth:`ParsingScores.as_dict`),
+    called noise below :data:`NOISE_MIOU`, and where the measured reasons are."""
+    delta = 100 * (rows[mixed]["mean_iou"] - rows[baseline]["mean_iou"])
+    if delta >= 100 * NOISE_MIOU:
+        return f"Synthetic people help: {delta:+.1f} mIoU over {baseline} at the same compute."
+    if delta > -100 * NOISE_MIOU:
+        return (f"Synthetic people make no difference beyond seed noise ({delta:+.1f} mIoU at the same compute): "
+                "with this many real labels they add no information the real ones lack (docs/results.md).")
+    return (f"Synthetic people do not help here ({delta:+.1f} mIoU at the same compute): with this many real "
+            "labels they add no information the real ones lack and replace half of the real batches; they pay "
+            "off with few real labels (docs/results.md, 'Making synthetic labels pay off').")
+
+
+def synthesis_score_line(scores: dict) -> str:
+    """One line: how good the synthetic labels are, from
+    :func:`pipeline.synth_score.score_synthesis` scores of the val people."""
+    return (f"Synthetic labels of the {scores['images']} val images, made as if their people had keypoints only: "
+            f"{100 * scores['mean_iou']:.1f} mIoU, person silhouette IoU {100 * scores['silhouette_iou']:.1f} "
+            "against their ground truth.")
+
+
 def publish_scores(out: Path, rows: dict[str, dict], config: dict, extra_md: str = "") -> str:
     """Write ``metrics.json``, ``table.md`` and ``config.json`` to ``out`` and publish a
     table artifact (``parser-miou``: one row per model) and a markdown summary

@@ -27,14 +27,18 @@ def cmd_run(args) -> int:
     import time
 
     from flows.experiment import run_experiment
+    from flows.reports import synthesis_score_line
     from parser_net.evaluate import scores_markdown
 
     cfg = experiment_config(args)
     t = time.time()
     with temporary_server():
-        rows = run_experiment(cfg, dask_address=args.dask_address)
+        result = run_experiment(cfg, dask_address=args.dask_address)
     print(f"\nparsers on the val split of {cfg.labelled} ({args.preset} preset, {cfg.profile} profile):\n")
-    print(scores_markdown(rows))
+    print(scores_markdown(result["parsers"]))
+    print(result["verdict"])
+    if result["synthetic_labels"] is not None:
+        print(synthesis_score_line(result["synthetic_labels"]))
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"wall time {time.time() - t:.0f} s, peak memory {peak_gib:.2f} GiB; reports in {cfg.reports}/")
     return 0
@@ -45,7 +49,8 @@ def cmd_synthesize(args) -> int:
     from flows.synthesis import synthesize_labels, task_runner
     from pipeline.layouts import keypoint_only_people
 
-    total = len({str(r.image_path) for r in keypoint_only_people(cfg.data, cfg.layout)})
+    people = keypoint_only_people(cfg.data, cfg.layout, relabel=cfg.relabel, split=cfg.split)
+    total = len({str(r.image_path) for r in people})
     out = Path(cfg.out)
     done = threading.Event()
     try:

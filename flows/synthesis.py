@@ -37,15 +37,18 @@ from refine_net.synthesize import Synthesizer, bank_data_of, synthesis_prior_con
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
-def list_images(data: str, layout: str | None, signature: str) -> dict:
+def list_images(data: str, layout: str | None, signature: str, relabel: bool = False,
+                split: str | None = None) -> dict:
     """Keypoint-only people of ``data`` grouped by image: ``images``, plain dicts (``image``,
     ``image_sha256``, ``people``: person_id, image_size, keypoints, derived, split, source),
     and ``skipped``, the [file, reason] of every item the reader could not use (missing or
-    unreadable photo, bad keypoints entry).  ``signature``
+    unreadable photo, bad keypoints entry).  ``relabel`` lists labelled people too (labels
+    dropped, :func:`pipeline.layouts.keypoint_only_people`); ``split`` keeps one split's
+    people.  ``signature``
     (:func:`pipeline.files.tree_signature` of ``data``) keys the cache."""
     report = ReadReport()
     by_image: OrderedDict[str, dict] = OrderedDict()
-    for r in keypoint_only_people(data, layout, report):
+    for r in keypoint_only_people(data, layout, report, relabel, split):
         path = str(Path(r.image_path).resolve())
         entry = by_image.setdefault(path, {"image": path, "image_sha256": file_sha256(path), "people": []})
         entry["people"].append({
@@ -152,7 +155,7 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     if stale:
         log.info("removed %d partial files of an interrupted run", len(stale))
     code = code_fingerprint()
-    listed = list_images(cfg.data, cfg.layout, tree_signature(cfg.data))
+    listed = list_images(cfg.data, cfg.layout, tree_signature(cfg.data), cfg.relabel, cfg.split)
     images = listed["images"]
     write_read_skips(out_path, listed["skipped"])
     removed = remove_stale_items(out_path, {im["image"] for im in images})

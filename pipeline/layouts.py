@@ -1,6 +1,7 @@
 """Recognise a dataset's layout on disk and read it with the matching reader."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,7 +108,13 @@ def iter_records(path: str | Path, layout: str | None = None, *, skip_bad: bool 
 
 
 def keypoint_only_people(data: str | Path, layout: str | None = None,
-                         report: ReadReport | None = None) -> list[PersonRecord]:
+                         report: ReadReport | None = None, relabel: bool = False,
+                         split: str | None = None) -> list[PersonRecord]:
     """People of a dataset to synthesize labels for: those without a label map (labelled
-    people are left alone); bad items are skipped into ``report``."""
-    return [r for r in iter_records(data, layout, skip_bad=True, report=report) if r.label_map is None]
+    people are left alone), or with ``relabel`` every person, labels dropped (to score
+    synthesis against their ground truth); only ``split``'s people when given.  Bad
+    items are skipped into ``report``."""
+    recs = [r for r in iter_records(data, layout, skip_bad=True, report=report) if split is None or r.split == split]
+    if relabel:
+        return [dataclasses.replace(r, label_map=None) for r in recs]
+    return [r for r in recs if r.label_map is None]

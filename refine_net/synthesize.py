@@ -24,10 +24,11 @@ from pycocotools import mask as mask_utils
 from pipeline import files
 from pipeline.errors import DataError
 from pipeline.files import file_sha256
-from pipeline.labels import LABEL_SETS
+from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.priors.bank import PriorBank, PriorConfig, bank_from_dataset, crop_image
-from pipeline.priors.paste import paste_people
+from pipeline.priors.paste import NO_OWNER, paste_people
 from pipeline.priors.pose import apply_affine, keypoint_problem, person_box
+from pipeline.priors.support import clip_to_support, prior_support
 from pipeline.records import PersonRecord
 from pipeline.synth_dataset import (SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_intact,
                                     item_name, remove_partial_files, write_item)
@@ -56,6 +57,10 @@ def build_bank(cfg: SynthConfig, ckpt: Checkpoint) -> PriorBank:
                              label_set=ckpt.label_set)
 
 
+#: options added after format version 1 was released, with their "off" values
+LATER_OPTIONS = {"support_dilation": None, "min_pixel_confidence": 0.0, "relabel": False}
+
+
 class Synthesizer:
     """Holds the refiner and the prior bank; :meth:`run` labels people image by image."""
 
@@ -71,11 +76,13 @@ class Synthesizer:
         bank_data = bank_data_of(cfg, ckpt)
         self.bank = bank if bank is not None else build_bank(cfg, ckpt)
         self.checkpoint_sha256 = file_sha256(cfg.checkpoint)
-        self.fingerprint = hashlib.sha256(json.dumps(
-            {"ckpt": self.checkpoint_sha256, "bank": str(bank_data), "bank_split": cfg.bank_split,
-             "bank_size": len(self.bank.exemplars), "k": cfg.k, "probs": cfg.save_probabilities,
-             "keypoint_margin": cfg.keypoint_margin, "max_bone_ratio": cfg.max_bone_ratio},
-            sort_keys=True).encode()).hexdigest()[:16]
+        keyed = {"ckpt": self.checkpoint_sha256, "bank": str(bank_data), "bank_split": cfg.bank_split,
+                 "bank_size": len(self.bank.exemplars), "k": cfg.k, "probs": cfg.save_probabilities,
+                 "keypoint_margin": cfg.keypoint_margin, "max_bone_ratio": cfg.max_bone_ratio}
+        # later options enter only when set, so that datasets made before them stay valid
+        keyed.update({name: getattr(cfg, name) for name, unset in LATER_OPTIONS.items()
+                      if getattr(cfg, name) != unset})
+        self.fingerprint = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
         self.use_prior = self.model.cfg.use_prior
 
     def _match(self, rec: PersonRecord, image_path: Path, image_size: tuple[int, int]) -> tuple[SynthPerson, tuple | None]:
@@ -108,7 +115,8 @@ class Synthesizer:
     def label_image(self, image_path: Path, people: list[PersonRecord]) -> tuple[SynthItem, np.ndarray | None, list]:
         """Label one image's people.
 
-        Returns: (item record, uint8 (H, W) label map or None when nobody is labelled,
+        Returns: (item record, uint8 (H, W) label map or None when nobody is labelled (255
+        on a person's pixels below ``min_pixel_confidence``),
         float32 (C, S, S) crop probabilities of every person that reached the refiner,
         in order, a person skipped afterwards for an empty label included).  People whose pose is
         unusable are skipped with their reason.  Raises DataError for a corrupt image."""
@@ -120,23 +128,29 @@ class Synthesizer:
         item = SynthItem(str(image_path), tuple(image.shape[:2]), persons)
         if not ok:
             return item, None, []
-        xs = []
+        xs, priors = [], []
         for box, kp, ids in ok:
             x = image_to_tensor(crop_image(image, box, size))
+            if self.use_prior or self.cfg.support_dilation is not None:
+                priors.append(self.bank.prior(kp, ids))
             if self.use_prior:
-                x = torch.cat([x, torch.from_numpy(self.bank.prior(kp, ids))], dim=0)
+                x = torch.cat([x, torch.from_numpy(priors[-1])], dim=0)
             xs.append(x)
         probs = list(self.model(torch.stack(xs).to(self.device))["parsing"].softmax(1).cpu().numpy())
+        if self.cfg.support_dilation is not None:
+            probs = [clip_to_support(p, prior_support(q, self.cfg.support_dilation)) for p, q in zip(probs, priors)]
         pasted = paste_people(image.shape[:2], probs, [b for b, _, _ in ok])
+        uncertain = (pasted.owner != NO_OWNER) & (pasted.confidence < self.cfg.min_pixel_confidence)
+        pasted.label_map[uncertain] = IGNORE
         for j, person in enumerate([p for p in persons if p.status == "ok"]):
             mine = pasted.owner == j
-            person.pixels = int((mine & (pasted.label_map > 0)).sum())
+            person.pixels = int((mine & (pasted.label_map > 0) & (pasted.label_map != IGNORE)).sum())
             if person.pixels == 0:          # nothing of this person was labelled: not a label
                 person.status, person.reason = "skipped", "empty label (0 foreground pixels)"
                 continue
             person.mean_max_prob = round(float(pasted.confidence[mine].mean()), 5)
             for c in np.unique(pasted.label_map[mine]):
-                if c == 0:
+                if c == 0 or c == IGNORE:
                     continue
                 rle = mask_utils.encode(np.asfortranarray((mine & (pasted.label_map == c)).astype(np.uint8)))
                 person.rle[int(c)] = {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}

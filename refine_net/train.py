@@ -1,8 +1,8 @@
 """Training the refinement U-Net (Fang et al., CVPR 2018, sections 3.5-3.6, 4.2).
 
 Two plain functions, :func:`train_one_epoch` and :func:`evaluate`, and :func:`main`,
-which prepares the data from a labelled dataset folder, trains with Adam (lr 2e-4,
-beta1 0.5), evaluates on the val split, and writes ``last.pt`` (resumable) and
+which prepares the data from a labelled dataset folder, trains with Adam (rate, beta1 and
+schedule from the config), evaluates on the val split, and writes ``last.pt`` (resumable) and
 ``config.json`` to the run folder after every epoch.
 """
 from __future__ import annotations
@@ -66,6 +66,21 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, num_classes: int) -> Pa
     for x, y in loader:
         cm.update(y.numpy(), model(x.to(device))["parsing"].argmax(1).cpu().numpy())
     return cm.compute()
+
+
+def epoch_lr(cfg: RefinerTrainConfig, epoch: int) -> float:
+    """Learning rate of 0-based ``epoch``: ``cfg.lr``, or under the ``poly`` schedule
+    (DeepLab's) ``cfg.lr * (1 - epoch / cfg.epochs) ** 0.9``.  A poly run extended on
+    resume continues on the longer run's curve."""
+    if cfg.lr_schedule == "poly":
+        return cfg.lr * (1.0 - epoch / cfg.epochs) ** 0.9
+    return cfg.lr
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def prior_argmax_scores(dataset: RefineDataset) -> ParsingScores:
@@ -159,6 +174,7 @@ def main(cfg: RefinerTrainConfig, progress: Callable[[str, int, int], None] | No
             log.info("time budget of %.1f min reached after %d epochs", cfg.max_minutes, epoch)
             break
         train_ds.set_epoch(epoch)
+        set_lr(optimizer, epoch_lr(cfg, epoch))
         gen.manual_seed(cfg.seed * 100003 + epoch)
         loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen)
         t = time.time()

@@ -28,6 +28,21 @@ def demo_dir(tmp_path_factory) -> Path:
                           num_keypoint_only=8, size=96, seed=3)
 
 
+#: a refiner small enough to train on the demo set in seconds
+TINY_REFINER = dict(size=64, depth=4, base_filters=8, batch_size=4, loss="ce", lr=2e-3, beta1=0.5, dropout_blocks=0,
+                    threads=2)
+
+
+@pytest.fixture(scope="session")
+def checkpoint(demo_dir, tmp_path_factory) -> Path:
+    """A tiny refiner trained for 20 epochs on the demo set (about 10 s)."""
+    from refine_net.config import RefinerTrainConfig
+    from refine_net.train import main
+
+    return main(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path_factory.mktemp("run")), epochs=20,
+                                   **TINY_REFINER))
+
+
 @pytest.fixture(scope="session")
 def prefect_harness(tmp_path_factory):
     """One temporary Prefect server (SQLite) for every flow test of the session, with the

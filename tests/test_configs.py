@@ -86,6 +86,14 @@ def test_config_errors_are_one_line(tmp_path):
         preset_values("nope")
     with pytest.raises(ConfigError, match="bogus: Extra inputs are not permitted"):
         validate_config(ExperimentConfig, {"labelled": "L", "keypoint_only": [], "work": "W", "bogus": 1})
+    two = {"labelled": "L", "keypoint_only": ["/d/ccp", "/d/lsp"], "work": "W"}
+    with pytest.raises(ConfigError, match=r"parser_synthetic names \['coco'\] are not keypoint-only sets"):
+        validate_config(ExperimentConfig, dict(two, parser_synthetic=["ccp", "coco"]))
+    with pytest.raises(ConfigError, match="parser_synthetic is empty"):
+        validate_config(ExperimentConfig, dict(two, parser_synthetic=[]))
+    only_ccp = validate_config(ExperimentConfig, dict(two, parser_synthetic=["ccp"]))
+    assert [only_ccp.trains_parser(d) for d in two["keypoint_only"]] == [True, False]
+    assert all(validate_config(ExperimentConfig, two).trains_parser(d) for d in two["keypoint_only"])
 
 
 def test_checkpoint_holds_the_resolved_training_config(tiny_refiner):

@@ -117,15 +117,21 @@ def test_main_job_writes_report_and_artifacts(prefect_harness, demo_dir, tmp_pat
     from flows.experiment import run_experiment
     from flows.experiment_config import ExperimentConfig
 
-    rows = run_experiment(ExperimentConfig(labelled=str(demo_dir), keypoint_only=(str(demo_dir),),
-                                           work=str(tmp_path / "work"), refiner_epochs=1, parser_iterations=4,
-                                           finetune_iterations=2, threads=1, reports=str(tmp_path / "reports")))
+    result = run_experiment(ExperimentConfig(labelled=str(demo_dir), keypoint_only=(str(demo_dir),),
+                                             work=str(tmp_path / "work"), refiner_epochs=1, parser_iterations=4,
+                                             finetune_iterations=2, threads=1, reports=str(tmp_path / "reports")))
+    rows = result["parsers"]
     assert set(rows) == {"labelled only", "labelled + synthetic"}
     for r in rows.values():
         assert_scores_consistent(r, images=3)
+    synth = result["synthetic_labels"]           # the 3 val people, synthesized as if keypoint-only
+    assert synth["images"] == 3 and synth["images_unlabelled"] == 0 and 0 < synth["silhouette_iou"] < 1
+    assert result["verdict"].startswith("Synthetic people ")
     (report,) = (tmp_path / "reports").iterdir()
     assert {p.name for p in report.iterdir()} >= {"metrics.json", "table.md", "config.json", "predictions_val.png"}
-    assert "labelled + synthetic" in (report / "table.md").read_text()
+    table = (report / "table.md").read_text()
+    assert "labelled + synthetic" in table and result["verdict"] in table and "val images, made as if" in table
+    assert json.loads((report / "config.json").read_text())["synthetic_labels_val"]["images"] == 3
     # raw filter request: this client build sends nulls the server rejects for artifact filters
     arts = httpx.post(f"{prefect_harness}/artifacts/filter", json={
         "artifacts": {"key": {"any_": ["parser-miou", "parser-report"]}}, "limit": 50, "offset": 0,
@@ -170,3 +176,14 @@ def test_cli_synthesize_inspect_and_evaluate_flow(prefect_harness, demo_dir, tin
     assert rows["tiny"]["images"] == 3
     (report,) = (tmp_path / "reports").iterdir()
     assert "tiny" in (report / "table.md").read_text()
+
+
+def test_payoff_verdict_names_help_noise_and_harm():
+    from flows.reports import payoff_verdict
+
+    def rows(base, mixed):
+        return {"labelled only": {"mean_iou": base}, "labelled + synthetic": {"mean_iou": mixed}}
+
+    assert payoff_verdict(rows(0.40, 0.43)).startswith("Synthetic people help: +3.0 mIoU")
+    assert "no difference beyond seed noise (-0.2 mIoU" in payoff_verdict(rows(0.432, 0.430))
+    assert payoff_verdict(rows(0.434, 0.418)).startswith("Synthetic people do not help here (-1.6 mIoU")

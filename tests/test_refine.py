@@ -18,15 +18,9 @@ from pipeline.synth_dataset import read_items
 from refine_net.checkpoint import load_checkpoint
 from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer
-from refine_net.train import main
+from refine_net.train import epoch_lr, main
 
-TINY = dict(size=64, depth=4, base_filters=8, batch_size=4, loss="ce", lr=2e-3, dropout_blocks=0, threads=2)
-
-
-@pytest.fixture(scope="session")
-def checkpoint(demo_dir, tmp_path_factory) -> Path:
-    """A tiny refiner trained for 20 epochs on the demo set (about 10 s)."""
-    return main(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path_factory.mktemp("run")), epochs=20, **TINY))
+from tests.conftest import TINY_REFINER as TINY
 
 
 def test_unet_forward_backward_finite():
@@ -89,6 +83,15 @@ def test_same_seed_same_weights_and_resume(demo_dir, tmp_path):
     assert all(torch.equal(wa[k], wr[k]) for k in wa)
     history = json.loads((tmp_path / "r" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1] and "val_miou" in history[0]
+
+
+def test_poly_schedule_decays_the_rate_per_epoch(demo_dir, tmp_path):
+    cfg = RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "p"), epochs=2,
+                             **{**TINY, "lr_schedule": "poly"})
+    assert [epoch_lr(cfg, e) for e in (0, 1)] == [cfg.lr, pytest.approx(cfg.lr * 0.5 ** 0.9)]
+    assert epoch_lr(cfg.model_copy(update={"lr_schedule": "constant"}), 1) == cfg.lr
+    ckpt = load_checkpoint(main(cfg))
+    assert [g["lr"] for g in ckpt.optimizer["param_groups"]] == [pytest.approx(cfg.lr * 0.5 ** 0.9)]
 
 
 def two_person_folder(demo_dir, root: Path) -> Path:

@@ -1,0 +1,75 @@
+"""Scoring synthesized labels against ground truth on whole photos.
+
+Synthesize a labelled split as if it were keypoint-only (``partsynth synthesize
+--relabel``), then compare each image's synthesized label map with its ground truth:
+one confusion matrix over every pixel of the scored images, background included
+(method.md section 8).  An image synthesis could not label (no usable pose, unreadable)
+counts as all background, so skipping people is never rewarded; so do pixels synthesis
+marked ignore (``--min-pixel-confidence``), whose share is reported.  The person silhouette
+(label > 0) is scored too: it says how well synthesis separates people from background,
+whatever the part classes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import files
+from pipeline.errors import ConfigError, DataError
+from pipeline.labels import IGNORE, LABEL_SETS
+from pipeline.layouts import iter_records
+from pipeline.metrics import ConfusionMatrix
+from pipeline.records import ReadReport
+from pipeline.synth_dataset import read_items, read_synth_info
+
+
+def score_synthesis(synth_dir: str | Path, truth: str | Path, split: str | None = "val",
+                    layout: str | None = None) -> dict:
+    """Score the synthesized dataset ``synth_dir`` against the labelled dataset ``truth``.
+
+    Args:
+        synth_dir: a synthesized dataset (:mod:`pipeline.synth_dataset`) made from ``truth``
+            with ``relabel`` (or from the same photos).
+        truth: the labelled dataset, read in the synthesized set's label set.
+        split: the ground-truth split scored (None: every labelled image).
+        layout: force the layout of ``truth``.
+
+    Returns: JSON-ready dict: ``mean_iou``, ``pixel_accuracy``, ``mean_accuracy``, per-class
+    ``iou`` (by class name), ``silhouette_iou`` (label > 0 against label > 0), all in
+    [0, 1]; ``images`` scored and ``images_unlabelled`` (scored as all background);
+    ``ignored_fraction``, the share of scored pixels synthesis marked ignore (255, scored
+    as background).
+    Raises: ConfigError when no image of ``synth_dir`` has ground truth in ``truth``;
+    DataError for a label PNG whose size differs from its ground truth."""
+    info = read_synth_info(synth_dir)
+    lset = LABEL_SETS[info.label_set]
+    gt_of: dict[str, np.ndarray] = {}
+    for r in iter_records(truth, layout, skip_bad=True, report=ReadReport(), label_set=lset.name):
+        if r.label_map is not None and (split is None or r.split == split):
+            gt_of.setdefault(str(Path(r.image_path).resolve()), r.label_map)
+    parts, silhouette = ConfusionMatrix(lset.num_classes), ConfusionMatrix(2)
+    images = unlabelled = ignored = pixels = 0
+    for item in read_items(synth_dir):
+        gt = gt_of.get(str(Path(item.image).resolve()))
+        if gt is None:
+            continue
+        if item.label:
+            path = Path(synth_dir) / item.label
+            pred = files.read_label_png(path)
+            if pred.shape != gt.shape:
+                raise DataError(path, f"label map {pred.shape} differs from its ground truth {gt.shape}")
+        else:
+            pred, unlabelled = np.zeros_like(gt), unlabelled + 1
+        ignored, pixels = ignored + int((pred == IGNORE).sum()), pixels + pred.size
+        pred = np.where(pred == IGNORE, 0, pred)
+        parts.update(gt, pred)
+        silhouette.update(np.where(gt == IGNORE, IGNORE, gt > 0).astype(np.uint8), (pred > 0).astype(np.uint8))
+        images += 1
+    if not images:
+        raise ConfigError(f"{synth_dir}: no synthesized image has ground truth in {truth}"
+                          + (f" (split {split})" if split else ""))
+    scores = parts.compute().as_dict(lset.names)
+    del scores["class_accuracy"]
+    return dict(scores, silhouette_iou=float(silhouette.compute().iou[1]), images=images,
+                images_unlabelled=unlabelled, ignored_fraction=ignored / pixels)
