@@ -97,13 +97,14 @@ def cmd_data_score(args) -> int:
     from pipeline.synth_score import score_synthesis
 
     scores = score_synthesis(args.synth, args.truth, None if args.split == "all" else args.split, args.layout)
+    if args.out:
+        write_json(args.out, scores)
     cells = "  ".join(f"{k} {100 * v:.1f}" for k, v in scores["iou"].items() if v is not None)
     print(f"{args.synth} vs {args.truth} ({args.split}, {scores['images']} images, "
           f"{scores['images_unlabelled']} unlabelled, {100 * scores['ignored_fraction']:.1f}% of pixels ignored): "
           f"mIoU {100 * scores['mean_iou']:.1f}  "
-          f"silhouette IoU {100 * scores['silhouette_iou']:.1f}\n  {cells}")
-    if args.out:
-        write_json(args.out, scores)
+          f"silhouette IoU {100 * scores['silhouette_iou']:.1f}  mIoU of the kept pixels "
+          f"{100 * scores['kept_mean_iou']:.1f}\n  {cells}")
     return 0
 
 

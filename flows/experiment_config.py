@@ -14,7 +14,9 @@ from refine_net.config import DeviceName, Profile, RefinerTrainConfig, RunConfig
 #: what each preset trains, and how long (CPU profile); the data comes from ``preset_config``
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": dict(refiner_epochs=6, parser_iterations=300, finetune_iterations=100),
-    "ccp": dict(refiner_epochs=20, parser_iterations=1500, finetune_iterations=500, photos_in_grids=False),
+    # LSP's synthetic people hurt the CCP parser, CCP's own do not (docs/results.md, issue 14)
+    "ccp": dict(refiner_epochs=20, parser_iterations=1500, finetune_iterations=500, photos_in_grids=False,
+                parser_synthetic=("ccp",)),
 }
 
 
@@ -86,7 +88,8 @@ def preset_values(name: str, data_root: str | None = None) -> dict:
     """The config values of a preset.  ``demo``: the embedded synthetic set (generated
     when absent), a few minutes on 2 cores.  ``ccp``: ``DATA_ROOT/ccp`` (labelled people
     train the refiner and the parsers; val is scored) with the keypoint-only people of
-    ``DATA_ROOT/ccp`` and ``DATA_ROOT/lsp``.  Raises ConfigError for another name or a
+    ``DATA_ROOT/ccp`` and ``DATA_ROOT/lsp`` (both labelled; CCP's train the
+    semi-supervised parser).  Raises ConfigError for another name or a
     missing ``data_root``."""
     if name == "demo":
         from pipeline.demo import DEFAULT_DEMO_DIR, ensure_demo

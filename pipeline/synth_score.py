@@ -39,7 +39,8 @@ def score_synthesis(synth_dir: str | Path, truth: str | Path, split: str | None 
     ``iou`` (by class name), ``silhouette_iou`` (label > 0 against label > 0), all in
     [0, 1]; ``images`` scored and ``images_unlabelled`` (scored as all background);
     ``ignored_fraction``, the share of scored pixels synthesis marked ignore (255, scored
-    as background).
+    as background), and ``kept_mean_iou``, the mIoU over the pixels it did not ignore
+    (what a parser trains on).
     Raises: ConfigError when no image of ``synth_dir`` has ground truth in ``truth``;
     DataError for a label PNG whose size differs from its ground truth."""
     info = read_synth_info(synth_dir)
@@ -49,6 +50,7 @@ def score_synthesis(synth_dir: str | Path, truth: str | Path, split: str | None 
         if r.label_map is not None and (split is None or r.split == split):
             gt_of.setdefault(str(Path(r.image_path).resolve()), r.label_map)
     parts, silhouette = ConfusionMatrix(lset.num_classes), ConfusionMatrix(2)
+    kept = ConfusionMatrix(lset.num_classes)
     images = unlabelled = ignored = pixels = 0
     for item in read_items(synth_dir):
         gt = gt_of.get(str(Path(item.image).resolve()))
@@ -62,6 +64,7 @@ def score_synthesis(synth_dir: str | Path, truth: str | Path, split: str | None 
         else:
             pred, unlabelled = np.zeros_like(gt), unlabelled + 1
         ignored, pixels = ignored + int((pred == IGNORE).sum()), pixels + pred.size
+        kept.update(np.where(pred == IGNORE, IGNORE, gt), np.where(pred == IGNORE, 0, pred))
         pred = np.where(pred == IGNORE, 0, pred)
         parts.update(gt, pred)
         silhouette.update(np.where(gt == IGNORE, IGNORE, gt > 0).astype(np.uint8), (pred > 0).astype(np.uint8))
@@ -72,4 +75,5 @@ def score_synthesis(synth_dir: str | Path, truth: str | Path, split: str | None 
     scores = parts.compute().as_dict(lset.names)
     del scores["class_accuracy"]
     return dict(scores, silhouette_iou=float(silhouette.compute().iou[1]), images=images,
-                images_unlabelled=unlabelled, ignored_fraction=ignored / pixels)
+                images_unlabelled=unlabelled, ignored_fraction=ignored / pixels,
+                kept_mean_iou=kept.compute().mean_iou)

@@ -62,6 +62,11 @@ def test_relabel_scores_synthesis_against_ground_truth(demo_dir, checkpoint, tmp
         files.write_label_png(tmp_path / "out" / item.label, truth[item.image])
     perfect = score_synthesis(tmp_path / "out", demo_dir, "val")
     assert perfect["mean_iou"] == perfect["silhouette_iou"] == 1.0
+    gt = truth[items[0].image]
+    files.write_label_png(tmp_path / "out" / items[0].label, np.where(gt > 0, 255, gt).astype(np.uint8))
+    ignored = score_synthesis(tmp_path / "out", demo_dir, "val")     # the person ignored: background in the score,
+    assert ignored["kept_mean_iou"] == 1.0 > ignored["mean_iou"]       # left out of the kept pixels' score
+    assert ignored["ignored_fraction"] == pytest.approx((gt > 0).sum() / sum(t.size for t in truth.values()))
     (tmp_path / "out" / items[0].label).unlink()
     for f in (tmp_path / "out" / "items").glob("*.json"):   # an image nobody was labelled in counts as background
         if f.read_text().find(items[0].label) >= 0:
@@ -92,7 +97,7 @@ def test_support_clipping_only_removes_foreground(demo_dir, checkpoint, tmp_path
 
 def test_uncertain_pixels_become_ignore_and_score_as_background(demo_dir, checkpoint, tmp_path):
     people = keypoint_only_people(demo_dir, relabel=True, split="val")
-    labels, persons = {}, {}
+    labels, persons, scores = {}, {}, {}
     for t in (0.0, 0.9):
         out = tmp_path / str(t)
         synth = Synthesizer(SynthConfig(checkpoint=str(checkpoint), data=str(demo_dir), out=str(out), relabel=True,
@@ -102,10 +107,11 @@ def test_uncertain_pixels_become_ignore_and_score_as_background(demo_dir, checkp
         items = read_items(out)
         labels[t] = {i.image: files.read_label_png(out / i.label) for i in items}
         persons[t] = [p for i in items for p in i.persons]
-        scores = score_synthesis(out, demo_dir, "val")
-        assert scores["ignored_fraction"] == pytest.approx(
+        scores[t] = score_synthesis(out, demo_dir, "val")
+        assert scores[t]["ignored_fraction"] == pytest.approx(
             sum(int((lm == 255).sum()) for lm in labels[t].values()) / sum(lm.size for lm in labels[t].values()))
     assert all((lm != 255).all() for lm in labels[0.0].values())
+    assert scores[0.0]["kept_mean_iou"] == scores[0.0]["mean_iou"]         # nothing ignored: the same pixels
     ignored = 0
     for image, lm in labels[0.9].items():
         free = labels[0.0][image]
