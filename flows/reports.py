@@ -21,6 +21,9 @@ def report_dir(root: str | Path) -> Path:
     return out
 
 
+#: where the measured reasons are
+WHERE = "docs/results.md, 'Making synthetic labels pay off'"
+
 #: mIoU differences below this are called noise (CCP parsers: seeds differ by up to 0.5)
 NOISE_MIOU = 0.005
 
@@ -35,10 +38,11 @@ def payoff_verdict(rows: dict[str, dict], baseline: str = "labelled only",
         return f"Synthetic people help: {delta:+.1f} mIoU over {baseline} at the same compute."
     if delta > -100 * NOISE_MIOU:
         return (f"Synthetic people make no difference beyond seed noise ({delta:+.1f} mIoU at the same compute): "
-                "with this many real labels they add no information the real ones lack (docs/results.md).")
-    return (f"Synthetic people do not help here ({delta:+.1f} mIoU at the same compute): with this many real "
-            "labels they add no information the real ones lack and replace half of the real batches; they pay "
-            "off with few real labels (docs/results.md, 'Making synthetic labels pay off').")
+                "with this many real labels the parser is held back by its training steps, not by labels "
+                f"({WHERE}).")
+    return (f"Synthetic people do not help here ({delta:+.1f} mIoU at the same compute): they take half of the "
+            "real batches and teach errors of their own; compare the synthetic sets one by one "
+            f"(experiments/payoff.py) and see {WHERE}.")
 
 
 def synthesis_score_line(scores: dict) -> str:
