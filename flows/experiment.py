@@ -41,15 +41,16 @@ def run_experiment(cfg: ExperimentConfig, dask_address: str | None = None) -> di
     ``verdict`` (one line: do synthetic people help the parser?)."""
     log = get_run_logger()
     ckpt = train_refiner(cfg.refiner())
+    synthesize = synthesize_labels.with_options(task_runner=task_runner(dask_address, cfg.threads))
     synth_scores = None
     if cfg.score_synthesis:
         check = cfg.synthesis_check(ckpt)
-        synthesize_labels.with_options(task_runner=task_runner(dask_address, cfg.threads))(check)
+        synthesize(check)
         synth_scores = score_synthesis_task(check.out, cfg.labelled)
     synth_dirs = []
     for data in cfg.keypoint_only:
         synth = cfg.synthesis(ckpt, data)
-        synthesize_labels.with_options(task_runner=task_runner(dask_address, cfg.threads))(synth)
+        synthesize(synth)
         if cfg.trains_parser(data):
             synth_dirs.append(synth.out)
     parsers = {

@@ -64,16 +64,18 @@ class ExperimentConfig(RunConfig):
     def synthesis(self, checkpoint: str, data: str) -> SynthConfig:
         """Synthesis of ``data``'s keypoint-only people into ``work/synth/<name>``; the bank
         is the refiner's training data, train split only (val people stay unseen)."""
-        return SynthConfig(checkpoint=checkpoint, data=data, out=str(Path(self.work) / "synth" / Path(data).name),
-                           bank_split="train", threads_per_task=1, device=self.device)
+        return self._synthesis(checkpoint, data, Path(data).name)
 
     def synthesis_check(self, checkpoint: str) -> SynthConfig:
         """Synthesis of the labelled set's val people as if they had keypoints only (their
         labels ignored), into ``work/synth/val_as_keypoint_only``, to be scored against
         their ground truth (:func:`pipeline.synth_score.score_synthesis`)."""
-        return SynthConfig(checkpoint=checkpoint, data=self.labelled,
-                           out=str(Path(self.work) / "synth" / "val_as_keypoint_only"), bank_split="train",
-                           relabel=True, split="val", threads_per_task=1, device=self.device)
+        return self._synthesis(checkpoint, self.labelled, "val_as_keypoint_only", relabel=True, split="val")
+
+    def _synthesis(self, checkpoint: str, data: str, name: str, **options) -> SynthConfig:
+        """Synthesis of ``data`` into ``work/synth/<name>`` with the train-split bank."""
+        return SynthConfig(checkpoint=checkpoint, data=data, out=str(Path(self.work) / "synth" / name),
+                           bank_split="train", threads_per_task=1, device=self.device, **options)
 
     def parser(self, name: str, synthetic: tuple[str, ...] = ()) -> ParserTrainConfig:
         """A parser run in ``work/<name>``: real labels only, or mixed with ``synthetic``

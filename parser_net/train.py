@@ -37,6 +37,7 @@ from parser_net.structure import MERGED_REGIONS, structure_sensitive_loss
 from refine_net.checkpoint import Checkpoint, rng_state, save_checkpoint
 from refine_net.checkpoint import resume as resume_run
 from refine_net.device import setup_run
+from refine_net.schedule import poly_lr, set_lr
 
 log = logging.getLogger("partsynth.parser")
 
@@ -103,11 +104,6 @@ def select(pool: Pool, cfg: ParserTrainConfig) -> tuple[list[ParsingItem], list[
     return subset(pool.real, cfg.n_real), subset(synth, cfg.n_synthetic)
 
 
-def poly_lr(base: float, step: int, total: int, power: float = 0.9) -> float:
-    """DeepLab's poly schedule: base * (1 - step / total) ** power."""
-    return base * (1 - step / total) ** power
-
-
 def train_one_step(model, optimizer, x, y, weight, loss_fn: Callable | None = None, regions: dict | None = None) -> float:
     """One optimizer step on a batch; returns the loss.  ``loss_fn(output, target,
     label_weight=...)`` returns a dict with ``loss`` (the joint network's); by default the
@@ -169,8 +165,7 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
                                                      cfg.seed, step, cfg.flip, with_keypoints=cfg.model == "joint")
         weight = (torch.where(is_synth, cfg.synthetic_weight, 1.0) * has_label).to(device)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        for group in optimizer.param_groups:
-            group["lr"] = poly_lr(cfg.lr, step, cfg.iterations)
+        set_lr(optimizer, poly_lr(cfg.lr, step, cfg.iterations))
         if cfg.model == "joint":
             heat, joint_w = heatmap_targets(kps[0], (cfg.crop_hw[0] // cfg.output_stride,
                                                      cfg.crop_hw[1] // cfg.output_stride), cfg.output_stride)

@@ -63,9 +63,10 @@ def score_synthesis(synth_dir: str | Path, truth: str | Path, split: str | None 
                 raise DataError(path, f"label map {pred.shape} differs from its ground truth {gt.shape}")
         else:
             pred, unlabelled = np.zeros_like(gt), unlabelled + 1
-        ignored, pixels = ignored + int((pred == IGNORE).sum()), pixels + pred.size
-        kept.update(np.where(pred == IGNORE, IGNORE, gt), np.where(pred == IGNORE, 0, pred))
-        pred = np.where(pred == IGNORE, 0, pred)
+        uncertain = pred == IGNORE
+        ignored, pixels = ignored + int(uncertain.sum()), pixels + pred.size
+        pred = np.where(uncertain, 0, pred)
+        kept.update(np.where(uncertain, IGNORE, gt), pred)
         parts.update(gt, pred)
         silhouette.update(np.where(gt == IGNORE, IGNORE, gt > 0).astype(np.uint8), (pred > 0).astype(np.uint8))
         images += 1

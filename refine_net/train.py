@@ -29,6 +29,7 @@ from refine_net.dataset import RefineDataset, make_samples
 from refine_net.device import resolve_device, setup_run
 from refine_net.losses import LOSSES
 from refine_net.model import RefineConfig, UNet
+from refine_net.schedule import poly_lr, set_lr
 
 log = logging.getLogger("partsynth.refine")
 
@@ -73,14 +74,8 @@ def epoch_lr(cfg: RefinerTrainConfig, epoch: int) -> float:
     (DeepLab's) ``cfg.lr * (1 - epoch / cfg.epochs) ** 0.9``.  A poly run extended on
     resume continues on the longer run's curve."""
     if cfg.lr_schedule == "poly":
-        return cfg.lr * (1.0 - epoch / cfg.epochs) ** 0.9
+        return poly_lr(cfg.lr, epoch, cfg.epochs)
     return cfg.lr
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every parameter group's learning rate."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
 
 
 def prior_argmax_scores(dataset: RefineDataset) -> ParsingScores:
