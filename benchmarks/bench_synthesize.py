@@ -2,11 +2,16 @@
 
     python benchmarks/bench_synthesize.py --bank ../shared/data/ccp --people ../shared/data/lsp \\
         --profiles cpu gpu --counts 200 800
+    python benchmarks/bench_synthesize.py --profiles cpu --counts 2000 --flow 2x1 1x2 --dask 1 2
 
 Uses an untrained U-Net of each profile's size (speed does not depend on the weights)
 unless --checkpoint is given.  Runs synthesis on the first N keypoint-only people for each
 N in --counts into a fresh folder and prints people/s and the process's peak RSS after
-each, so a flat RSS across N shows that synthesis streams.
+each, so a flat RSS across N shows that synthesis streams.  ``--flow WxT`` also runs the
+``synthesize-labels`` Prefect flow on all of --people (W thread-runner workers, T torch
+threads each) against a temporary server, and ``--dask W`` on a local Dask cluster of W
+one-thread worker processes; the prior bank is built before the clock starts, as in the
+in-process runs.
 """
 from __future__ import annotations
 
@@ -47,6 +52,11 @@ def main() -> None:
     ap.add_argument("--counts", type=int, nargs="+", default=[200, 800])
     ap.add_argument("--checkpoint")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=SynthConfig.model_fields["batch_size"].default)
+    ap.add_argument("--chunk-size", type=int, default=SynthConfig.model_fields["chunk_size"].default,
+                    help="images per flow task (1: one task per image, the flow before chunks)")
+    ap.add_argument("--flow", nargs="*", default=[], metavar="WxT", help="thread-runner flow runs")
+    ap.add_argument("--dask", nargs="*", type=int, default=[], metavar="W", help="Dask flow runs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     people = keypoint_only_people(args.people)
@@ -55,7 +65,8 @@ def main() -> None:
         for profile in args.profiles:
             ckpt = args.checkpoint or untrained_checkpoint(Path(tmp) / f"{profile}.pt", args.bank, profile)
             t = time.perf_counter()
-            synth = Synthesizer(SynthConfig(checkpoint=str(ckpt), data=args.people, out=tmp, bank_split=None))
+            synth = Synthesizer(SynthConfig(checkpoint=str(ckpt), data=args.people, out=tmp, bank_split=None,
+                                            batch_size=args.batch_size))
             print(f"[{profile}] bank + model loaded in {time.perf_counter() - t:.1f} s")
             for n in args.counts:
                 out = Path(tmp) / f"{profile}-{n}"
@@ -65,6 +76,38 @@ def main() -> None:
                 dt = time.perf_counter() - t
                 print(f"[{profile}] {n} people in {dt:.1f} s = {n / dt:.1f} people/s; peak RSS "
                       f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+            runs = [("thread", *map(int, wt.split("x"))) for wt in args.flow] + [("dask", w, 1) for w in args.dask]
+            for runner, workers, threads in runs:
+                cfg = SynthConfig(checkpoint=str(ckpt), data=args.people, out=str(Path(tmp) / f"{profile}-{runner}-"
+                                  f"{workers}x{threads}"), bank_split=None, batch_size=args.batch_size,
+                                  threads_per_task=threads, chunk_size=args.chunk_size)
+                n, dt = flow_run(cfg, runner, workers)
+                print(f"[{profile}] flow, {runner} runner, {workers} workers x {threads} threads: {n} people in "
+                      f"{dt:.1f} s = {n / dt:.1f} people/s")
+
+
+def flow_run(cfg: SynthConfig, runner: str, workers: int) -> tuple[int, float]:
+    """(people labelled, seconds) of one ``synthesize-labels`` flow run, the bank prebuilt."""
+    from flows.server import temporary_server
+    from flows.synthesis import bank_for, synthesize_labels, task_runner
+    from refine_net.checkpoint import load_checkpoint
+
+    cluster = None
+    if runner == "dask":
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        with temporary_server():
+            bank_for(cfg, load_checkpoint(cfg.checkpoint, kind="refiner"))
+            flow = synthesize_labels.with_options(
+                task_runner=task_runner(cluster.scheduler_address if cluster else None, workers))
+            t = time.perf_counter()
+            totals = flow(cfg)
+            return totals["people_labelled"], time.perf_counter() - t
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@ uvicorn process outlives a ``partsynth`` killed with SIGKILL (about 220 MB, re-p
 to init).  :func:`temporary_server` starts the same server with the kernel's
 parent-death signal set (Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)``), so it ends with the
 command however the command ends, and stops it on a normal exit.  It runs in a session of
-its own with its output discarded, so a Ctrl-C in the terminal reaches only the command
-(which then ends the server) and the server's shutdown prints nothing.
+its own with its output written to a log file, so a Ctrl-C in the terminal reaches only
+the command (which then ends the server) and the server's shutdown prints nothing.  The log
+(``prefect-server-<pid>.log`` in :func:`flows.caching.cache_dir`) is removed after a block
+that ends normally and kept, with its path printed, after one that raised an error: an API error
+such as "503 Service Unavailable" then comes with the server's side of the story.
 """
 from __future__ import annotations
 
@@ -64,14 +67,19 @@ def temporary_server(timeout: float = 60.0) -> Iterator[str | None]:
     if PREFECT_API_URL.value():
         yield PREFECT_API_URL.value()
         return
+    from flows.caching import cache_dir
+
     port = _free_port()
+    log_path = cache_dir() / f"prefect-server-{os.getpid()}.log"
+    log = open(log_path, "wb")
     env = dict(os.environ, PREFECT_UI_ENABLED="0", PREFECT__SERVER_EPHEMERAL="1", PREFECT__SERVER_FINAL="1",
                PREFECT_SERVER_ANALYTICS_ENABLED="false")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
          "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level",
          "error", "--lifespan", "on"], env=env, preexec_fn=_die_with_parent, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=log, stderr=subprocess.STDOUT)
+    log.close()                           # the server holds its own descriptor
     url = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.time() + timeout
@@ -89,6 +97,11 @@ def temporary_server(timeout: float = 60.0) -> Iterator[str | None]:
                 yield url
             finally:
                 _flush_to_server()
+    except Exception:
+        print(f"the temporary Prefect server's log: {log_path}", file=sys.stderr)
+        raise
+    else:
+        log_path.unlink(missing_ok=True)
     finally:
         proc.terminate()
         try:

@@ -1,9 +1,10 @@
 """The ``synthesize-labels`` flow: index the labelled bank -> priors -> refine -> write the
-dataset, one task per image (``.map()``), cached across runs.
+dataset, one task per chunk of images (:mod:`flows.chunking`), cached across runs.
 
 A rerun with unchanged inputs finds every task in Prefect's cache (nothing recomputes); a
-rerun after new images arrive processes only them.  Each image's files are written
-atomically by :meth:`refine_net.synthesize.Synthesizer.process_image`, so a killed run
+rerun after new images arrive reruns only their chunks, where only they are labelled.  Each
+image's files are written atomically by
+:meth:`refine_net.synthesize.Synthesizer.process_images`, so a killed run
 leaves no partial file and the next run finishes the rest.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.caching import CACHED, cache_dir, code_fingerprint, retry_on_io
+from flows.chunking import content_chunks
 from pipeline.files import atomic_path, file_sha256, tree_signature
 from pipeline.layouts import keypoint_only_people
 from pipeline.priors.bank import PriorConfig, bank_from_dataset
@@ -99,26 +101,34 @@ def _synthesizer(cfg_json: str, bank_path: str) -> Synthesizer:
     return Synthesizer(cfg, bank)
 
 
+def _people(image: dict) -> list[PersonRecord]:
+    """The PersonRecords of one of :func:`list_images`' image entries."""
+    return [PersonRecord(Path(image["image"]), tuple(p["image_size"]), p["person_id"], p["source"],
+                         keypoints=None if p["keypoints"] is None else json_to_keypoints(p["keypoints"]),
+                         keypoints_derived=None if p["derived"] is None else np.array(p["derived"], bool),
+                         split=p["split"]) for p in image["people"]]
+
+
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
-def synthesize_image(image: dict, cfg: SynthConfig, checkpoint_sha256: str, bank_path: str, code: str,
-                     force: bool = False) -> dict:
-    """Label one image's people into ``cfg.out``; returns {item, status}.  Cached on the
-    image's content and keypoints, the run config, the checkpoint's hash, the bank and the
-    code; the flow bypasses the cache when the image's files are missing or changed."""
+def synthesize_chunk(images: list[dict], cfg: SynthConfig, checkpoint_sha256: str, bank_path: str, code: str,
+                     force: bool = False) -> list[dict]:
+    """Label the people of a chunk of images (:func:`flows.chunking.content_chunks`) into
+    ``cfg.out``, ``cfg.batch_size`` people per refiner pass; returns [{item, status}] per
+    image.  Images already done with intact files are not redone (``images_reused``), so
+    a chunk rerun for one new or damaged image relabels only that image.  Cached on the
+    images' content and keypoints, the run config, the checkpoint's hash, the bank and
+    the code; the flow bypasses the cache when an image's files are missing or changed."""
     synth = _synthesizer(cfg.model_dump_json(), bank_path)
-    people = [PersonRecord(Path(image["image"]), tuple(p["image_size"]), p["person_id"], p["source"],
-                           keypoints=None if p["keypoints"] is None else json_to_keypoints(p["keypoints"]),
-                           keypoints_derived=None if p["derived"] is None else np.array(p["derived"], bool),
-                           split=p["split"]) for p in image["people"]]
-    status = synth.process_image(Path(image["image"]), people, Path(cfg.out), force=force)
-    return {"item": item_name(Path(image["image"])), "status": status}
+    batch = [(Path(im["image"]), _people(im)) for im in images]
+    statuses = synth.process_images(batch, Path(cfg.out), force=force)
+    return [{"item": item_name(path), "status": s} for (path, _), s in zip(batch, statuses)]
 
 
 @task(cache_policy=CACHED, persist_result=True)
 def finalize_dataset(cfg: SynthConfig, bank_path: str, images: list[str], code: str) -> dict:
     """people.json, annotations.json (COCO RLE), manifest.parquet, dataset.json from the
     item records of ``images``; returns totals.  Same Synthesizer key as
-    :func:`synthesize_image`, so a thread-runner worker's loaded refiner and bank are
+    :func:`synthesize_chunk`, so a thread-runner worker's loaded refiner and bank are
     reused.  The flow bypasses the cache when an image was redone or a file is missing."""
     return _synthesizer(cfg.model_dump_json(), bank_path).finalize(cfg.out)
 
@@ -164,15 +174,16 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     bank_path = bank_for(cfg, ckpt)
     log.info("%d images with keypoint-only people in %s", len(images), cfg.data)
     sha = file_sha256(cfg.checkpoint)
-    redo = synthesize_image.with_options(refresh_cache=True)
-    futures = [(redo if force or not item_intact(out_path, im["image"]) else synthesize_image).submit(
-        im, cfg, sha, bank_path, code, force) for im in images]
-    results = []
-    for i, f in enumerate(futures, 1):
-        r = f.result()
-        results.append("images_reused" if f.state.name == "Cached" else r["status"])
-        if i % 100 == 0 or i == len(futures):
-            log.info("%d/%d images", i, len(futures))
+    chunks = [[images[i] for i in c] for c in content_chunks([im["image"] for im in images], cfg.chunk_size)]
+    redo = synthesize_chunk.with_options(refresh_cache=True)
+    futures = [(redo if force or not all(item_intact(out_path, im["image"]) for im in chunk) else synthesize_chunk)
+               .submit(chunk, cfg, sha, bank_path, code, force) for chunk in chunks]
+    results, done = [], 0
+    for f, chunk in zip(futures, chunks):
+        statuses = [r["status"] for r in f.result()]
+        results += ["images_reused"] * len(chunk) if f.state.name == "Cached" else statuses
+        done += len(chunk)
+        log.info("%d/%d images", done, len(images))
     fresh = force or bool(removed) or any(r != "images_reused" for r in results) or not top_level_intact(out_path)
     totals = finalize_dataset.with_options(refresh_cache=fresh)(
         cfg, bank_path, [im["image"] for im in images], code)

@@ -6,6 +6,7 @@ A ``label_map`` is uint8 (H, W): 0 = background, 255 = ignore, other values inde
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,13 @@ IGNORE = 255
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
-    """The PASCAL VOC colour map: uint8 (n, 3) RGB, class 0 black, 255 (ignore) white-ish."""
+    """The PASCAL VOC colour map: uint8 (n, 3) RGB, class 0 black, 255 (ignore) white-ish.
+    A fresh array on every call (callers may change it)."""
+    return _voc_palette(n).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _voc_palette(n: int) -> np.ndarray:
     pal = np.zeros((n, 3), dtype=np.uint8)
     for i in range(n):
         c, r, g, b = i, 0, 0, 0

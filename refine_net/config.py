@@ -117,6 +117,10 @@ class SynthConfig(RunConfig):
                                              "to score synthesis against ground truth")
     split: str | None = Field(None, description="label only the people of this split (default: every split)")
     threads_per_task: int = Field(1, description="torch threads per worker")
+    batch_size: int = Field(8, ge=1, description="people per refiner forward pass (speed only: labels are the "
+                                                "same)")
+    chunk_size: int = Field(64, ge=1, description="images per flow task on average (speed only; adding or "
+                                                 "removing an image changes only its own chunk)")
     device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
 
     @model_validator(mode="before")

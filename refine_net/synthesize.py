@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,17 @@ def build_bank(cfg: SynthConfig, ckpt: Checkpoint) -> PriorBank:
 
 #: options added after format version 1 was released, with their "off" values
 LATER_OPTIONS = {"support_dilation": None, "min_pixel_confidence": 0.0, "relabel": False}
+
+
+@dataclass
+class _Pending:
+    """One image between reading and the refiner: its record, and per person reaching the
+    refiner the crop box, the input (3 + C, S, S) and the prior (C, S, S) or None."""
+
+    item: SynthItem
+    boxes: list = field(default_factory=list)
+    inputs: list[torch.Tensor] = field(default_factory=list)
+    priors: list[np.ndarray | None] = field(default_factory=list)
 
 
 class Synthesizer:
@@ -111,38 +123,53 @@ class Synthesizer:
         person.distances = [round(float(d), 5) for d in nb.distances[0][: len(ids)]]
         return person, (box, kp, ids)
 
+    def _prepare(self, image_path: Path, people: list[PersonRecord]) -> _Pending:
+        """Read one image and build the refiner input of each usable person (crop +
+        prior); people whose pose is unusable are skipped with their reason.  Raises
+        DataError for a corrupt image."""
+        image = files.read_image(image_path)
+        matched = [self._match(rec, image_path, image.shape[:2]) for rec in people]
+        pending = _Pending(SynthItem(str(image_path), tuple(image.shape[:2]), [p for p, _ in matched]))
+        for m in (m for _, m in matched if m is not None):
+            box, kp, ids = m
+            x = image_to_tensor(crop_image(image, box, self.prior_cfg.size))
+            prior = None
+            if self.use_prior or self.cfg.support_dilation is not None:
+                prior = self.bank.prior(kp, ids)
+            if self.use_prior:
+                x = torch.cat([x, torch.from_numpy(prior)], dim=0)
+            pending.boxes.append(box)
+            pending.inputs.append(x)
+            pending.priors.append(prior)
+        return pending
+
     @torch.no_grad()
-    def label_image(self, image_path: Path, people: list[PersonRecord]) -> tuple[SynthItem, np.ndarray | None, list]:
-        """Label one image's people.
+    def _refine(self, inputs: list[torch.Tensor]) -> list[np.ndarray]:
+        """Class probabilities, float32 (C, S, S) each, of the refiner inputs (3 + C, S, S),
+        ``cfg.batch_size`` people per forward pass."""
+        probs: list[np.ndarray] = []
+        for i in range(0, len(inputs), self.cfg.batch_size):
+            x = torch.stack(inputs[i: i + self.cfg.batch_size]).to(self.device)
+            probs.extend(self.model(x)["parsing"].softmax(1).cpu().numpy())
+        return probs
+
+    def _finish(self, pending: _Pending, probs: list[np.ndarray]) -> tuple[SynthItem, np.ndarray | None, list]:
+        """Paste one image's refined people into its label map and fill their records.
 
         Returns: (item record, uint8 (H, W) label map or None when nobody is labelled (255
-        on a person's pixels below ``min_pixel_confidence``),
-        float32 (C, S, S) crop probabilities of every person that reached the refiner,
-        in order, a person skipped afterwards for an empty label included).  People whose pose is
-        unusable are skipped with their reason.  Raises DataError for a corrupt image."""
-        image = files.read_image(image_path)
-        size = self.prior_cfg.size
-        matched = [self._match(rec, image_path, image.shape[:2]) for rec in people]
-        persons = [p for p, _ in matched]
-        ok = [m for _, m in matched if m is not None]
-        item = SynthItem(str(image_path), tuple(image.shape[:2]), persons)
-        if not ok:
+        on a person's pixels below ``min_pixel_confidence``), float32 (C, S, S) crop
+        probabilities of every person that reached the refiner, in order, a person
+        skipped afterwards for an empty label included)."""
+        item = pending.item
+        if not probs:
             return item, None, []
-        xs, priors = [], []
-        for box, kp, ids in ok:
-            x = image_to_tensor(crop_image(image, box, size))
-            if self.use_prior or self.cfg.support_dilation is not None:
-                priors.append(self.bank.prior(kp, ids))
-            if self.use_prior:
-                x = torch.cat([x, torch.from_numpy(priors[-1])], dim=0)
-            xs.append(x)
-        probs = list(self.model(torch.stack(xs).to(self.device))["parsing"].softmax(1).cpu().numpy())
         if self.cfg.support_dilation is not None:
-            probs = [clip_to_support(p, prior_support(q, self.cfg.support_dilation)) for p, q in zip(probs, priors)]
-        pasted = paste_people(image.shape[:2], probs, [b for b, _, _ in ok])
+            probs = [clip_to_support(p, prior_support(q, self.cfg.support_dilation))
+                     for p, q in zip(probs, pending.priors)]
+        pasted = paste_people(item.image_size, probs, pending.boxes)
         uncertain = (pasted.owner != NO_OWNER) & (pasted.confidence < self.cfg.min_pixel_confidence)
         pasted.label_map[uncertain] = IGNORE
-        for j, person in enumerate([p for p in persons if p.status == "ok"]):
+        for j, person in enumerate([p for p in item.persons if p.status == "ok"]):
             mine = pasted.owner == j
             person.pixels = int((mine & (pasted.label_map > 0) & (pasted.label_map != IGNORE)).sum())
             if person.pixels == 0:          # nothing of this person was labelled: not a label
@@ -170,37 +197,64 @@ class Synthesizer:
         by_image: OrderedDict[Path, list[PersonRecord]] = OrderedDict()
         for rec in people:
             by_image.setdefault(Path(rec.image_path).resolve(), []).append(rec)
-        counts = {"images_done": 0, "images_reused": 0, "images_failed": 0}
-        for image_path, recs in by_image.items():
-            if stop_after is not None and counts["images_done"] >= stop_after \
-                    and not self.is_done(out, image_path):
-                break
-            counts[self.process_image(image_path, recs, out)] += 1
-            if progress:
-                progress(item_name(image_path))
-        return counts
+        images = list(by_image.items())
+        if stop_after is not None:
+            undone = [i for i, (path, _) in enumerate(images) if not self.is_done(out, path)]
+            images = images[: undone[stop_after]] if len(undone) > stop_after else images
+        statuses = self.process_images(images, out, progress=progress)
+        return {s: statuses.count(s) for s in ("images_done", "images_reused", "images_failed")}
 
     def is_done(self, out: Path, image_path: Path) -> bool:
         """True when ``out`` holds this image's item record with this run's fingerprint and
         its label files are intact (a deleted, changed or foreign file is redone)."""
         return item_intact(out, image_path, self.fingerprint)
 
-    def process_image(self, image_path: Path, recs: list[PersonRecord], out: Path, force: bool = False) -> str:
-        """Label one image's people into ``out`` (label PNG, optional probabilities, then
-        the item record, each written atomically); returns ``images_reused`` when already
-        done (unless ``force``), ``images_failed`` for an unreadable image (recorded with
-        its error), else ``images_done``."""
-        if not force and self.is_done(out, image_path):
-            return "images_reused"
-        name = item_name(image_path)
-        status = "images_done"
-        try:
-            item, label_map, probs = self.label_image(image_path, recs)
-        except DataError as e:
-            item = SynthItem(str(image_path), (0, 0), error=str(e), persons=[
-                SynthPerson(r.person_id, "skipped", split=r.split, source=r.source_format, reason=e.problem)
-                for r in recs])
-            label_map, probs, status = None, [], "images_failed"
+    def process_images(self, images: Sequence[tuple[Path, list[PersonRecord]]], out: Path, force: bool = False,
+                       progress: Callable[[str], None] | None = None) -> list[str]:
+        """Label the people of ``images`` ([(image path, its people)]) into ``out``: label
+        PNG, optional probabilities, then the item record, each written atomically, image
+        by image.  The refiner sees ``cfg.batch_size`` people per forward pass, gathered
+        across images; at most that many people (plus one image's) wait in memory.
+
+        Returns one status per image, in order: ``images_reused`` when already done
+        (unless ``force``), ``images_failed`` for an unreadable image (recorded with its
+        error), else ``images_done``.  ``progress`` gets each image's item name once its
+        files are written."""
+        statuses: list[str | None] = [None] * len(images)
+        waiting: list[tuple[int, _Pending]] = []
+
+        def flush() -> None:
+            probs = self._refine([x for _, p in waiting for x in p.inputs])
+            start = 0
+            for i, p in waiting:
+                self._write(out, *self._finish(p, probs[start: start + len(p.inputs)]))
+                start += len(p.inputs)
+                statuses[i] = "images_done"
+                if progress:
+                    progress(item_name(images[i][0]))
+            waiting.clear()
+
+        for i, (image_path, recs) in enumerate(images):
+            if not force and self.is_done(out, image_path):
+                statuses[i] = "images_reused"
+            else:
+                try:
+                    waiting.append((i, self._prepare(image_path, recs)))
+                except DataError as e:
+                    self._write(out, SynthItem(str(image_path), (0, 0), error=str(e), persons=[
+                        SynthPerson(r.person_id, "skipped", split=r.split, source=r.source_format, reason=e.problem)
+                        for r in recs]), None, [])
+                    statuses[i] = "images_failed"
+            if progress and statuses[i] is not None:
+                progress(item_name(image_path))
+            if sum(len(p.inputs) for _, p in waiting) >= self.cfg.batch_size:
+                flush()
+        flush()
+        return statuses
+
+    def _write(self, out: Path, item: SynthItem, label_map: np.ndarray | None, probs: list) -> None:
+        """One image's label PNG and probabilities, then its item record (all atomic)."""
+        name = item_name(item.image)
         item.fingerprint = self.fingerprint
         if label_map is not None:
             item.label = f"labels/{name}.png"
@@ -211,7 +265,6 @@ class Synthesizer:
                 with files.atomic_path(out / item.probs) as tmp:
                     np.savez_compressed(tmp, probs=np.round(np.stack(probs) * 255).astype(np.uint8))
         write_item(out, item)
-        return status
 
     def dataset_info(self) -> SynthDatasetInfo:
         """``dataset.json`` of this run's output."""

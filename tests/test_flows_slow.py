@@ -25,7 +25,8 @@ def test_dask_cluster_gives_the_single_machine_output(prefect_harness, demo_dir,
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         flow = synthesize_labels.with_options(task_runner=task_runner(cluster.scheduler_address, 1))
-        on_dask = flow(SynthConfig(checkpoint=str(tiny_refiner), data=str(demo_dir), out=str(tmp_path / "dask")))
+        on_dask = flow(SynthConfig(checkpoint=str(tiny_refiner), data=str(demo_dir), out=str(tmp_path / "dask"),
+                                   chunk_size=2))           # several chunks, so both workers label
     single = synthesize_labels(SynthConfig(checkpoint=str(tiny_refiner), data=str(demo_dir),
                                            out=str(tmp_path / "single")))
     assert on_dask["people_labelled"] == single["people_labelled"] == 8
@@ -35,6 +36,23 @@ def test_dask_cluster_gives_the_single_machine_output(prefect_harness, demo_dir,
         assert (tmp_path / "dask" / "labels" / n).read_bytes() == (tmp_path / "single" / "labels" / n).read_bytes()
     people = [json.loads((tmp_path / d / "people.json").read_text()) for d in ("dask", "single")]
     assert people[0] == people[1]
+
+
+def test_temporary_server_keeps_its_log_only_after_an_error(tmp_path, monkeypatch, capsys):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.server import temporary_server
+
+    monkeypatch.setenv("PARTSYNTH_CACHE", str(tmp_path))
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        with temporary_server() as url:
+            assert httpx.get(f"{url}/health").status_code == 200
+        assert not list(tmp_path.glob("prefect-server-*.log"))
+        with pytest.raises(RuntimeError, match="boom"):
+            with temporary_server():
+                raise RuntimeError("boom")
+    (log,) = tmp_path.glob("prefect-server-*.log")
+    assert f"the temporary Prefect server's log: {log}" in capsys.readouterr().err
 
 
 def test_inspect_page_renders_thumbnails_in_chromium(prefect_harness, demo_dir, tiny_refiner, tmp_path):
