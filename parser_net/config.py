@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.labels import LABEL_SETS
-from refine_net.config import Profile, TrainRunConfig, fill_profile
+from refine_net.config import DeviceName, Profile, RunConfig, TrainRunConfig, fill_profile
 
 #: CPU: trains from scratch on 2 cores in minutes; GPU: paper-sized (320 px, wider, deeper).
 PARSER_PROFILES: dict[str, dict[str, Any]] = {
@@ -112,3 +112,26 @@ class ParserTrainConfig(TrainRunConfig):
     def crop_hw(self) -> tuple[int, int]:
         """Training crop (h, w) in pixels: (size, 3/4 size)."""
         return self.size, round(self.size * 3 / 4)
+
+
+class PredictConfig(RunConfig):
+    """A ``partsynth predict`` run: parse every photo of ``data`` into ``out``."""
+
+    checkpoint: str = Field(description="parser or joint checkpoint (last.pt of train-parser)")
+    data: str = Field(description="a photo, a folder of photos, or a dataset in any supported layout")
+    out: str = Field(description="predictions folder (resumable; a partsynth dataset)")
+    scales: tuple[float, ...] = Field((1.0,), min_length=1, description="test scales, e.g. 0.75 1 1.25")
+    flip: bool = Field(False, description="also parse the mirrored photo")
+    overlays: bool = Field(False, description="also write JPEG overlays (label map, keypoints) of each photo")
+    save_probabilities: bool = Field(False, description="also write class probabilities (uint8 npz)")
+    chunk_size: int = Field(32, ge=1, description="photos per flow task on average (speed only)")
+    workers: int = Field(1, ge=1, description="flow tasks at a time")
+    threads_per_task: int = Field(2, ge=1, description="torch threads per task")
+    device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
+
+    @field_validator("scales")
+    @classmethod
+    def _positive_scales(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not s > 0 for s in v):
+            raise ValueError(f"scales must be > 0, got {list(v)}")
+        return v

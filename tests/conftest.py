@@ -65,3 +65,27 @@ def tiny_refiner(demo_dir, tmp_path_factory) -> Path:
 
     return main(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path_factory.mktemp("refiner")), epochs=3,
                             size=64, base_filters=8, depth=4, batch_size=4, threads=1, loss="ce"))
+
+
+#: a parser small enough to train on the demo set in a second
+TINY_PARSER = dict(width=4, blocks=(1, 1, 1, 1), head_width=8, size=32, batch_size=2, threads=1, checkpoint_every=2)
+
+
+def _train_tiny_parser(demo_dir, out_dir, **kw) -> Path:
+    from parser_net.config import ParserTrainConfig
+    from parser_net.train import load_pool, train_parser
+
+    cfg = ParserTrainConfig(data=str(demo_dir), out_dir=str(out_dir), iterations=2, **TINY_PARSER, **kw)
+    return train_parser(cfg, load_pool(cfg.data, (), cfg.label_set, 40))
+
+
+@pytest.fixture(scope="session")
+def tiny_parser(demo_dir, tmp_path_factory) -> Path:
+    """A tiny DeepLab parser trained for 2 steps on the demo set."""
+    return _train_tiny_parser(demo_dir, tmp_path_factory.mktemp("parser"))
+
+
+@pytest.fixture(scope="session")
+def tiny_joint(demo_dir, tmp_path_factory) -> Path:
+    """A tiny joint parsing + pose network trained for 2 steps on the demo set."""
+    return _train_tiny_parser(demo_dir, tmp_path_factory.mktemp("joint"), model="joint")

@@ -16,14 +16,7 @@ from refine_net.config import RefinerTrainConfig
 from refine_net.device import resolve_device
 from refine_net.train import load_refiner, main as train_refiner
 
-TINY_PARSER = dict(width=4, blocks=(1, 1, 1, 1), head_width=8, size=32, batch_size=2, threads=1, checkpoint_every=2)
-
-
-@pytest.fixture(scope="module")
-def tiny_parser(demo_dir, tmp_path_factory):
-    cfg = ParserTrainConfig(data=str(demo_dir), out_dir=str(tmp_path_factory.mktemp("parser")), iterations=2,
-                            **TINY_PARSER)
-    return train_parser(cfg, load_pool(cfg.data, (), cfg.label_set, 40))
+from conftest import TINY_PARSER
 
 
 def test_payload_is_typed_and_loads_weights_only(tiny_refiner, tiny_parser):

@@ -1,0 +1,120 @@
+"""Applying a trained parser (or joint parsing + pose network) to photos without labels:
+label maps, optional overlays and probabilities, and keypoints for joint networks, in the
+predictions folder of :mod:`pipeline.predictions`.  Each photo's files are written
+atomically, its record last, so a killed run resumes where it stopped."""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline import files
+from pipeline.errors import DataError
+from pipeline.files import file_sha256
+from pipeline.labels import LABEL_SETS
+from pipeline.pictures.overlay import draw_keypoints, overlay
+from pipeline.predictions import PredictedItem, PredictionsInfo, finalize_predictions, predicted_item_intact, \
+    write_predicted_item
+from pipeline.synth_dataset import item_name
+from parser_net.evaluate import predict_probabilities
+from parser_net.networks import load_parser
+from parser_net.pose_eval import predict_keypoints
+
+
+class Predictor:
+    """A parser checkpoint ready to parse photos with fixed test-time options."""
+
+    def __init__(self, checkpoint: str | Path, *, scales: Sequence[float] = (1.0,), flip: bool = False,
+                 overlays: bool = False, save_probabilities: bool = False, device: str = "auto"):
+        """Load the parser (``last.pt`` of ``train-parser``) in eval mode on ``device``.
+
+        ``scales``/``flip``: multi-scale and mirrored testing as in ``evaluate``
+        (:func:`parser_net.evaluate.predict_probabilities`); ``overlays``: also write
+        JPEG overlays; ``save_probabilities``: also write the class probabilities.
+        Raises CheckpointError naming the file when it is not a parser checkpoint."""
+        self.model, ckpt = load_parser(checkpoint, device)
+        self.checkpoint = str(Path(checkpoint).resolve())
+        self.label_set = LABEL_SETS[ckpt.label_set]
+        self.long_side = int(ckpt.network["size"])
+        self.joint = ckpt.network["kind"] == "joint"
+        self.stride = int(ckpt.network["parser"]["output_stride"])
+        self.scales, self.flip = tuple(float(s) for s in scales), flip
+        self.overlays, self.save_probabilities = overlays, save_probabilities
+        self.flip_perm = self.label_set.flip_lut()[: self.label_set.num_classes].astype(np.int64) if flip else None
+        self.checkpoint_sha256 = file_sha256(checkpoint)
+        self.config = {"scales": list(self.scales), "flip": flip, "overlays": overlays,
+                       "save_probabilities": save_probabilities, "long_side": self.long_side}
+        self.fingerprint = hashlib.sha256(json.dumps({"ckpt": self.checkpoint_sha256, **self.config},
+                                                     sort_keys=True).encode()).hexdigest()[:16]
+
+    def predict(self, image: np.ndarray) -> tuple[np.ndarray, torch.Tensor, np.ndarray | None]:
+        """Parse one uint8 (H, W, 3) RGB photo.
+
+        Returns: uint8 (H, W) label map (class ids of the checkpoint's label set), float32
+        (C, H, W) probabilities, and for joint networks float32 (16, 3) keypoints (x, y in
+        the photo's pixels, heatmap peak as confidence), else None."""
+        probs = predict_probabilities(self.model, image, self.long_side, self.scales, self.flip_perm)
+        keypoints = predict_keypoints(self.model, image, self.long_side, self.stride) if self.joint else None
+        return probs.argmax(0).numpy().astype(np.uint8), probs, keypoints
+
+    def process_images(self, photos: Sequence[str | Path], out: str | Path, force: bool = False,
+                       progress: Callable[[str], None] | None = None) -> list[str]:
+        """Parse ``photos`` into the predictions folder ``out``, one at a time (files
+        atomic, record last).  Returns one status per photo: ``images_reused`` (already
+        done by a run with this fingerprint, files intact; unless ``force``),
+        ``images_failed`` (unreadable or corrupt: recorded with the reason) or
+        ``images_done``.  ``progress`` gets each photo's item name."""
+        out = Path(out)
+        statuses = []
+        for photo in photos:
+            photo = str(photo)
+            sha = file_sha256(photo) if Path(photo).is_file() else ""
+            if not force and predicted_item_intact(out, photo, self.fingerprint, sha):
+                statuses.append("images_reused")
+            else:
+                statuses.append(self._process(photo, sha, out))
+            if progress:
+                progress(item_name(photo))
+        return statuses
+
+    @torch.no_grad()
+    def _process(self, photo: str, image_sha256: str, out: Path) -> str:
+        name = item_name(photo)
+        try:
+            image = files.read_image(photo)
+        except DataError as e:
+            write_predicted_item(out, PredictedItem(photo, (0, 0), self.fingerprint, image_sha256, error=e.problem))
+            return "images_failed"
+        label_map, probs, keypoints = self.predict(image)
+        item = PredictedItem(photo, tuple(image.shape[:2]), self.fingerprint, image_sha256, label=f"labels/{name}.png")
+        files.write_label_png(out / item.label, label_map, self.label_set.palette)
+        item.label_sha256 = file_sha256(out / item.label)
+        if keypoints is not None:
+            item.keypoints = [[round(float(v), 2) for v in row[:2]] + [round(float(row[2]), 4)] for row in keypoints]
+        if self.overlays:
+            item.overlay = f"overlays/{name}.jpg"
+            view = overlay(image, label_map, palette=self.label_set.palette)
+            if keypoints is not None:
+                view = draw_keypoints(view, np.concatenate([keypoints[:, :2], np.full((len(keypoints), 1), 2)], 1),
+                                      radius=max(2, round(max(image.shape[:2]) / 150)))
+            files.write_image(out / item.overlay, view)
+        if self.save_probabilities:
+            item.probs = f"probs/{name}.npz"
+            with files.atomic_path(out / item.probs) as tmp:
+                np.savez_compressed(tmp, probs=np.round(probs.numpy() * 255).astype(np.uint8))
+        write_predicted_item(out, item)
+        return "images_done"
+
+    def info(self) -> PredictionsInfo:
+        """``dataset.json`` of this run's predictions folder."""
+        return PredictionsInfo(label_set=self.label_set.name, parser_checkpoint=self.checkpoint,
+                               parser_sha256=self.checkpoint_sha256, predict_config=self.config,
+                               fingerprint=self.fingerprint)
+
+    def finalize(self, out: str | Path) -> dict:
+        """people.json and dataset.json from the records (:func:`finalize_predictions`)."""
+        return finalize_predictions(out, self.info())

@@ -1,0 +1,229 @@
+"""The predictions folder of ``partsynth predict``: a parser's label maps for any photos,
+written so that the folder is itself a partsynth dataset (``data show``, ``data score`` and
+training read it).
+
+Layout::
+
+    dataset.json        {"format": "partsynth", "label_set", "predicted": true,
+                         "parser_checkpoint", "parser_sha256", "predict_config", "fingerprint"}
+    people.json         one entry per photo: {"person_id": item name, "image": absolute path,
+                         "label": "labels/<item>.png", "keypoints": 16 x [x, y, 2] (joint
+                         networks) | null, "split": null, "meta": {"keypoint_confidence"}};
+                         unreadable photos as {"status": "skipped", "reason"}
+    items/<item>.json   per-photo record, written last (:class:`PredictedItem`)
+    labels/<item>.png   palette PNG at the photo's own size, class ids of label_set
+    overlays/<item>.jpg photo blended with its label map (and keypoints), when asked for
+    probs/<item>.npz    ``probs``: uint8 (C, H, W) = round(255 x probability), when asked for
+
+Item names are :func:`pipeline.synth_dataset.item_name` of the photo's absolute path.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pipeline import files
+from pipeline.errors import ConfigError, DataError
+from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, read_dataset_info
+from pipeline.skeleton import NUM_JOINTS
+from pipeline.synth_dataset import ITEMS_DIR, item_files, item_name, item_path
+
+PREDICT_FORMAT_VERSION = 1
+OUTPUT_DIRS = ("labels", "overlays", "probs")
+OWN_ENTRIES = frozenset({DATASET_FILE, PEOPLE_FILE, ITEMS_DIR, *OUTPUT_DIRS})
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class PredictedItem:
+    """One photo's predictions.
+
+    Attributes:
+        image: absolute path of the photo; image_size: (h, w) pixels ((0, 0) if unreadable).
+        image_sha256: hex SHA-256 of the photo's bytes (a replaced photo is redone).
+        fingerprint: checkpoint hash + options of the run that wrote it (a rerun with other
+            options redoes the photo).
+        label, overlay, probs: paths relative to the folder, or None.
+        label_sha256: hex SHA-256 of the label PNG (a changed file is redone).
+        keypoints: joint networks: 16 x [x, y, confidence] in the photo's pixels.
+        error: why the photo could not be parsed (unreadable, corrupt), else None.
+    """
+
+    image: str
+    image_size: tuple[int, int]
+    fingerprint: str
+    image_sha256: str = ""
+    label: str | None = None
+    label_sha256: str | None = None
+    overlay: str | None = None
+    probs: str | None = None
+    keypoints: list[list[float]] | None = None
+    error: str | None = None
+    version: int = PREDICT_FORMAT_VERSION
+
+    def to_json(self) -> dict:
+        return dict(asdict(self), image_size=list(self.image_size))
+
+    @classmethod
+    def from_json(cls, d: dict, path: Path) -> PredictedItem:
+        """Raises DataError naming ``path`` when ``d`` is not a predicted item."""
+        if not isinstance(d, dict) or "image" not in d or "fingerprint" not in d:
+            raise DataError(path, "not a partsynth prediction record (no image or fingerprint)")
+        if int(d.get("version", 1)) > PREDICT_FORMAT_VERSION:
+            raise DataError(path, f"record format {d['version']} is newer than this partsynth")
+        return cls(**{k: d.get(k) for k in ("image", "fingerprint", "image_sha256", "label", "label_sha256", "overlay", "probs",
+                                            "keypoints", "error")},
+                   image_size=tuple(d.get("image_size") or (0, 0)), version=int(d.get("version", 1)))
+
+
+@dataclass
+class PredictionsInfo:
+    """``dataset.json`` of a predictions folder."""
+
+    label_set: str
+    parser_checkpoint: str
+    parser_sha256: str
+    predict_config: dict = field(default_factory=dict)
+    fingerprint: str = ""
+
+    def to_json(self) -> dict:
+        return dict(asdict(self), format=FORMAT, predicted=True, synthetic=False,
+                    predict_format_version=PREDICT_FORMAT_VERSION,
+                    description="label maps predicted by a partsynth parser")
+
+
+def list_photos(data: str | Path) -> list[Path]:
+    """The photos to parse: ``data`` itself when it is a file; the images of a recognised
+    dataset layout (each once, in reader order); else every file with an image suffix
+    (:data:`IMAGE_SUFFIXES`, any case) under the folder, hidden folders excluded, in path
+    order.  Paths are absolute.  Raises ConfigError when ``data`` is missing or holds no
+    photo."""
+    from pipeline.layouts import detect_layout, iter_records
+
+    data = Path(data)
+    if data.is_file():
+        return [data.resolve()]
+    if not data.is_dir():
+        raise ConfigError(f"{data}: no such file or folder")
+    try:
+        detect_layout(data)
+        photos = list(dict.fromkeys(Path(r.image_path).resolve() for r in iter_records(data, skip_bad=True)))
+    except DataError:
+        photos = sorted(p.resolve() for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(data).parts))
+    if not photos:
+        raise ConfigError(f"{data}: no photos ({', '.join(IMAGE_SUFFIXES)})")
+    return photos
+
+
+def write_predicted_item(root: str | Path, item: PredictedItem) -> Path:
+    """Write ``item`` atomically to ``root/items/<item name>.json``; returns the path."""
+    path = item_path(root, item.image)
+    files.write_json(path, item.to_json())
+    return path
+
+
+def read_predicted_item(path: str | Path) -> PredictedItem:
+    """One record; DataError naming the file when unreadable or not a record."""
+    return PredictedItem.from_json(files.read_json(path), Path(path))
+
+
+def predicted_item_intact(root: str | Path, image: str | Path, fingerprint: str, image_sha256: str) -> bool:
+    """True when ``root`` holds this photo's record with ``fingerprint`` and the photo's
+    current ``image_sha256``, and every file it names exists, the label PNG with its
+    recorded hash."""
+    root = Path(root)
+    path = item_path(root, image)
+    if not path.is_file():
+        return False
+    try:
+        item = read_predicted_item(path)
+    except DataError:
+        return False
+    if item.fingerprint != fingerprint or item.image_sha256 != image_sha256:
+        return False
+    if item.label and not ((root / item.label).is_file()
+                           and files.file_sha256(root / item.label) == item.label_sha256):
+        return False
+    return all((root / rel).is_file() for rel in (item.overlay, item.probs) if rel)
+
+
+def claim_predictions_output(out: str | Path, data: str | Path) -> None:
+    """Check that ``out`` may receive predictions for ``data``: new, empty, a predictions
+    folder (``dataset.json`` with ``predicted``), or holding only this format's entries
+    (a run killed before its end).  It may not be the photos' folder, be inside it (its
+    label PNGs would be parsed as photos next time) or contain it.
+    Raises ConfigError in one line naming the folder or the foreign entry, or ``data``
+    when it does not exist."""
+    out, data = Path(out).resolve(), Path(data).resolve()
+    if not data.exists():
+        raise ConfigError(f"{data}: no such file or folder")
+    source = data if data.is_dir() else data.parent
+    if out == source or out in source.parents or source in out.parents:
+        raise ConfigError(f"{out}: the output folder may not be the photos' folder, be inside it or contain it "
+                          f"({data})")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    entries = {p.name for p in out.iterdir() if not p.name.startswith(files.TEMP_PREFIX)}
+    if (out / DATASET_FILE).is_file():
+        try:
+            predicted = read_dataset_info(out).get("predicted")
+        except DataError as e:
+            predicted, entries = False, {f"{DATASET_FILE} ({e.problem})"}
+        if not predicted:
+            raise ConfigError(f"{out}: not empty and not a partsynth predictions folder ({DATASET_FILE} is not "
+                              "one); choose an empty or new folder")
+    foreign = sorted(entries - OWN_ENTRIES)
+    if foreign:
+        raise ConfigError(f"{out}: not empty and not a partsynth predictions folder (holds "
+                          f"{', '.join(foreign[:3])}); choose an empty or new folder")
+    for path in item_files(out):
+        try:
+            read_predicted_item(path)
+        except DataError as e:
+            raise ConfigError(f"{path}: {e.problem}; this file is not ours: move it out of {out}") from None
+
+
+def remove_stale_predictions(root: str | Path, images: set[str]) -> list[str]:
+    """Delete the records and files of photos no longer in the input (``images``:
+    absolute paths).  Returns the photos removed."""
+    root = Path(root)
+    removed = []
+    for path in item_files(root):
+        item = read_predicted_item(path)
+        if item.image in images:
+            continue
+        for rel in (item.label, item.overlay, item.probs):
+            if rel:
+                (root / rel).unlink(missing_ok=True)
+        path.unlink()
+        removed.append(item.image)
+    return removed
+
+
+def finalize_predictions(root: str | Path, info: PredictionsInfo) -> dict:
+    """Write ``people.json`` and ``dataset.json`` of ``root`` from its item records (each
+    atomically).  Returns totals {"images", "images_parsed", "images_failed"} and
+    ``failed``: [[photo, reason]].  Raises DataError naming a malformed record."""
+    root = Path(root)
+    people, failed = [], []
+    for path in item_files(root):
+        item = read_predicted_item(path)
+        name = item_name(item.image)
+        if item.error or not item.label:
+            failed.append([item.image, item.error or "no label map"])
+            people.append({"person_id": name, "image": item.image, "label": None, "status": "skipped",
+                           "reason": item.error or "no label map", "split": None})
+            continue
+        kp = None if item.keypoints is None else [[x, y, 2] for x, y, _ in item.keypoints]
+        if kp is not None and len(kp) != NUM_JOINTS:
+            raise DataError(path, f"expected {NUM_JOINTS} keypoints, got {len(kp)}")
+        people.append({"person_id": name, "image": item.image, "label": item.label, "keypoints": kp, "split": None,
+                       "meta": {"keypoint_confidence": None if item.keypoints is None
+                                else [round(c, 4) for _, _, c in item.keypoints]}})
+    files.write_json(root / PEOPLE_FILE, people)
+    files.write_json(root / DATASET_FILE, info.to_json())
+    return {"images": len(people), "images_parsed": len(people) - len(failed), "images_failed": len(failed),
+            "failed": failed}
