@@ -32,7 +32,8 @@ def _predictor(cfg_json: str) -> Predictor:
     cfg = PredictConfig.model_validate_json(cfg_json)
     torch.set_num_threads(cfg.threads_per_task)
     return Predictor(cfg.checkpoint, scales=cfg.scales, flip=cfg.flip, overlays=cfg.overlays,
-                     save_probabilities=cfg.save_probabilities, device=cfg.device)
+                     save_probabilities=cfg.save_probabilities, device=cfg.device, engine=cfg.engine,
+                     threads=cfg.threads_per_task)
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)

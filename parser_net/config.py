@@ -117,7 +117,8 @@ class ParserTrainConfig(TrainRunConfig):
 class PredictConfig(RunConfig):
     """A ``partsynth predict`` run: parse every photo of ``data`` into ``out``."""
 
-    checkpoint: str = Field(description="parser or joint checkpoint (last.pt of train-parser)")
+    checkpoint: str = Field(description="parser or joint checkpoint (last.pt of train-parser; with --engine onnx "
+                                        "the .onnx of export-model)")
     data: str = Field(description="a photo, a folder of photos, or a dataset in any supported layout")
     out: str = Field(description="predictions folder (resumable; a partsynth dataset)")
     scales: tuple[float, ...] = Field((1.0,), min_length=1, description="test scales, e.g. 0.75 1 1.25")
@@ -126,8 +127,10 @@ class PredictConfig(RunConfig):
     save_probabilities: bool = Field(False, description="also write class probabilities (uint8 npz)")
     chunk_size: int = Field(32, ge=1, description="photos per flow task on average (speed only)")
     workers: int = Field(1, ge=1, description="flow tasks at a time")
-    threads_per_task: int = Field(2, ge=1, description="torch threads per task")
+    threads_per_task: int = Field(2, ge=1, description="torch (or ONNX Runtime) threads per task")
     device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
+    engine: Literal["torch", "onnx"] = Field("torch", description="torch, or ONNX Runtime on the CPU "
+                                                                  "(partsynth[onnx])")
 
     @field_validator("scales")
     @classmethod

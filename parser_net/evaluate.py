@@ -37,7 +37,7 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, long_side: 
     """
     h, w = image.shape[:2]
     device = next(model.parameters(), torch.empty(0)).device
-    total = None
+    total, n = None, 0
     for s in scales:
         x = to_tensor(resize_long_side(image, max(8, round(long_side * s)), cv2.INTER_AREA))[None].to(device)
         views = [model(x)["parsing"].softmax(1)]
@@ -46,8 +46,14 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, long_side: 
             views.append(flipped[:, torch.as_tensor(flip_perm, device=device)])
         for p in views:
             p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)[0]
-            total = p if total is None else total + p
-    return (total / total.sum(0, keepdim=True)).cpu()
+            total, n = (p if total is None else total + p), n + 1
+    return (total / n).cpu()           # bilinear weights sum to 1: each view's pixels already do
+
+
+def label_map_of(probs: torch.Tensor) -> np.ndarray:
+    """uint8 (H, W) most likely class of float (C, H, W) CPU probabilities (first class on
+    ties).  numpy's argmax over the leading axis is about 4x faster than torch's here."""
+    return np.argmax(probs.numpy(), axis=0).astype(np.uint8)
 
 
 def evaluate_records(model: torch.nn.Module, records: Iterable[PersonRecord], label_set: LabelSet,
@@ -66,7 +72,7 @@ def evaluate_records(model: torch.nn.Module, records: Iterable[PersonRecord], la
             continue
         seen.add(r.image_path)
         probs = predict_probabilities(model, files.read_image(r.image_path), long_side, scales, perm)
-        cm.update(r.label_map, probs.argmax(0).numpy())
+        cm.update(r.label_map, label_map_of(probs))
         if progress:
             progress(len(seen))
     if not seen:
@@ -142,7 +148,7 @@ def prediction_grid(models: dict[str, torch.nn.Module], records: list[PersonReco
         row = [image if photos else np.zeros_like(image)]
         for model in models.values():
             model.eval()
-            row.append(colorize(predict_probabilities(model, image, long_side).argmax(0).numpy().astype(np.uint8),
+            row.append(colorize(label_map_of(predict_probabilities(model, image, long_side)),
                                 label_set.palette))
         row.append(colorize(r.label_map, label_set.palette))
         rows.append(row)

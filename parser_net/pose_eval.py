@@ -27,7 +27,7 @@ def predict_keypoints(model: torch.nn.Module, image: np.ndarray, long_side: int,
     """Keypoints of the (single) person in an image: float32 (J, 3) x, y in the image's own
     pixels and the heatmap peak as confidence.  ``model`` returns ``{"heatmaps"}``."""
     small = resize_long_side(image, long_side, cv2.INTER_AREA)
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device
     kp = decode_heatmaps(model(to_tensor(small)[None].to(device))["heatmaps"].cpu(), stride)[0].numpy()
     sy, sx = image.shape[0] / small.shape[0], image.shape[1] / small.shape[1]
     kp[:, 0] = (kp[:, 0] + 0.5) * sx - 0.5

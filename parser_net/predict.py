@@ -20,33 +20,43 @@ from pipeline.pictures.overlay import draw_keypoints, overlay
 from pipeline.predictions import PredictedItem, PredictionsInfo, finalize_predictions, predicted_item_intact, \
     write_predicted_item
 from pipeline.synth_dataset import item_name
-from parser_net.evaluate import predict_probabilities
+from parser_net.evaluate import label_map_of, predict_probabilities
 from parser_net.networks import load_parser
 from parser_net.pose_eval import predict_keypoints
+from refine_net.onnx_export import OnnxModule, read_metadata
 
 
 class Predictor:
     """A parser checkpoint ready to parse photos with fixed test-time options."""
 
     def __init__(self, checkpoint: str | Path, *, scales: Sequence[float] = (1.0,), flip: bool = False,
-                 overlays: bool = False, save_probabilities: bool = False, device: str = "auto"):
-        """Load the parser (``last.pt`` of ``train-parser``) in eval mode on ``device``.
+                 overlays: bool = False, save_probabilities: bool = False, device: str = "auto",
+                 engine: str = "torch", threads: int | None = None):
+        """Load the parser in eval mode: ``engine="torch"``: ``last.pt`` of ``train-parser``
+        on ``device``; ``engine="onnx"``: a ``.onnx`` of ``export-model`` run by ONNX
+        Runtime on the CPU with ``threads`` threads.
 
         ``scales``/``flip``: multi-scale and mirrored testing as in ``evaluate``
         (:func:`parser_net.evaluate.predict_probabilities`); ``overlays``: also write
         JPEG overlays; ``save_probabilities``: also write the class probabilities.
-        Raises CheckpointError naming the file when it is not a parser checkpoint."""
-        self.model, ckpt = load_parser(checkpoint, device)
+        Raises CheckpointError naming the file when it is not a parser checkpoint (or
+        exported parser); ConfigError for ``onnx`` without ONNX Runtime installed."""
+        if engine == "onnx":
+            meta = read_metadata(checkpoint, kind="parser")
+            self.model, label_set, network = OnnxModule(checkpoint, threads), meta["label_set"], meta["network"]
+        else:
+            self.model, ckpt = load_parser(checkpoint, device)
+            label_set, network = ckpt.label_set, ckpt.network
         self.checkpoint = str(Path(checkpoint).resolve())
-        self.label_set = LABEL_SETS[ckpt.label_set]
-        self.long_side = int(ckpt.network["size"])
-        self.joint = ckpt.network["kind"] == "joint"
-        self.stride = int(ckpt.network["parser"]["output_stride"])
+        self.label_set = LABEL_SETS[label_set]
+        self.long_side = int(network["size"])
+        self.joint = network["kind"] == "joint"
+        self.stride = int(network["parser"]["output_stride"])
         self.scales, self.flip = tuple(float(s) for s in scales), flip
         self.overlays, self.save_probabilities = overlays, save_probabilities
         self.flip_perm = self.label_set.flip_lut()[: self.label_set.num_classes].astype(np.int64) if flip else None
         self.checkpoint_sha256 = file_sha256(checkpoint)
-        self.config = {"scales": list(self.scales), "flip": flip, "overlays": overlays,
+        self.config = {"engine": engine, "scales": list(self.scales), "flip": flip, "overlays": overlays,
                        "save_probabilities": save_probabilities, "long_side": self.long_side}
         self.fingerprint = hashlib.sha256(json.dumps({"ckpt": self.checkpoint_sha256, **self.config},
                                                      sort_keys=True).encode()).hexdigest()[:16]
@@ -59,7 +69,7 @@ class Predictor:
         the photo's pixels, heatmap peak as confidence), else None."""
         probs = predict_probabilities(self.model, image, self.long_side, self.scales, self.flip_perm)
         keypoints = predict_keypoints(self.model, image, self.long_side, self.stride) if self.joint else None
-        return probs.argmax(0).numpy().astype(np.uint8), probs, keypoints
+        return label_map_of(probs), probs, keypoints
 
     def process_images(self, photos: Sequence[str | Path], out: str | Path, force: bool = False,
                        progress: Callable[[str], None] | None = None) -> list[str]:

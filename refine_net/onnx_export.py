@@ -1,0 +1,131 @@
+"""ONNX export of the refiner and the parsers, and running an exported model with ONNX
+Runtime behind the same call as the torch network (``model(x)`` -> dict of tensors).
+
+Export uses torch's TorchScript-based exporter (``dynamo=False``: the torch.export-based
+one needs onnxscript, which this project does not install), opset 17, with the batch and,
+for parsers, the height and width as dynamic axes.  Beside ``model.onnx`` a
+``model.json`` records what a user of the file needs: the kind, label set, network record
+(input size, output stride), the input and output names, the source checkpoint's SHA-256
+and the largest difference to torch measured at export.  ONNX Runtime is the optional
+extra ``partsynth[onnx]`` (with the onnx package the exporter needs); both are imported
+only here and only when needed.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.errors import CheckpointError, ConfigError
+from pipeline.files import read_json
+
+OPSET = 17
+
+
+class _Outputs(torch.nn.Module):
+    """The named outputs of a network that returns a dict, as a tuple (ONNX outputs)."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(x)
+        return tuple(out[n] for n in self.names)
+
+
+def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str | Path, outputs: list[str],
+                dynamic_size: bool) -> Path:
+    """Write ``model`` (eval mode, returns a dict) as ONNX to ``path`` (atomically).
+
+    Args:
+        example: float32 (1, C, H, W) input used for tracing.
+        outputs: the dict keys exported, in order (e.g. ["parsing", "heatmaps"]).
+        dynamic_size: H and W dynamic (parsers) besides the batch (always dynamic).
+    Returns: ``path``.  Raises ConfigError when the onnx package is not installed."""
+    from pipeline.files import atomic_path
+
+    try:
+        import onnx  # noqa: F401 - the exporter needs it
+    except ImportError:
+        raise ConfigError("the onnx package is not installed: pip install 'partsynth[onnx]'") from None
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
+    path = Path(path)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)      # the TorchScript exporter, on purpose
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: fine
+        warnings.filterwarnings("ignore", message=".*instance_norm.*")   # instance statistics: as in eval
+        torch.onnx.export(_Outputs(model.eval(), outputs), (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                          input_names=["input"], output_names=outputs,
+                          dynamic_axes={"input": axes, **{n: axes for n in outputs}})
+    return path
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigError("ONNX Runtime is not installed: pip install 'partsynth[onnx]'") from None
+    return onnxruntime
+
+
+class OnnxModule(torch.nn.Module):
+    """An exported model run by ONNX Runtime on the CPU, called like the torch network:
+    float32 (B, C, H, W) tensor in, {output name: float32 tensor} out.  It has no
+    parameters (callers that look for a device get the CPU)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        super().__init__()
+        ort = _ort()
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        values = self.session.run(None, {"input": np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)})
+        return {n: torch.from_numpy(v) for n, v in zip(self.outputs, values)}
+
+
+def max_abs_diff(model: torch.nn.Module, onnx_model: OnnxModule, inputs: list[torch.Tensor]) -> float:
+    """Largest absolute difference between the torch and the ONNX Runtime outputs (all
+    outputs, all ``inputs``)."""
+    worst = 0.0
+    with torch.no_grad():
+        for x in inputs:
+            ref, got = model.eval()(x), onnx_model(x)
+            for name, value in got.items():
+                worst = max(worst, float((ref[name] - value).abs().max()))
+    return worst
+
+
+def metadata_path(onnx_path: str | Path) -> Path:
+    """``model.json`` beside ``model.onnx``."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def write_metadata(onnx_path: str | Path, meta: dict) -> Path:
+    """Write the export's metadata JSON beside the ONNX file; returns its path."""
+    from pipeline.files import write_json
+
+    path = metadata_path(onnx_path)
+    write_json(path, meta)
+    return path
+
+
+def read_metadata(onnx_path: str | Path, kind: str | None = None) -> dict:
+    """The metadata written at export.  Raises CheckpointError naming the file when the
+    ONNX file or its JSON is missing, or the model is not of ``kind``."""
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise CheckpointError(onnx_path, "ONNX model not found")
+    path = metadata_path(onnx_path)
+    if not path.is_file():
+        raise CheckpointError(onnx_path, f"no {path.name} beside it: export models with 'partsynth export-model'")
+    meta = read_json(path)
+    if kind is not None and meta.get("kind") != kind:
+        raise CheckpointError(onnx_path, f"this is an exported {meta.get('kind')}; a {kind} is needed here")
+    return meta

@@ -1,0 +1,61 @@
+"""export-model (ONNX) and predict --engine onnx: same outputs as torch, named errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime", reason="partsynth[onnx] not installed")
+
+from flows.cli import main as cli  # noqa: E402
+from parser_net.export import export_checkpoint  # noqa: E402
+from parser_net.networks import load_parser  # noqa: E402
+from parser_net.predict import Predictor  # noqa: E402
+from pipeline import files  # noqa: E402
+from pipeline.errors import CheckpointError  # noqa: E402
+from refine_net.onnx_export import OnnxModule  # noqa: E402
+
+
+@pytest.mark.parametrize("fixture", ["tiny_parser", "tiny_joint", "tiny_refiner"])
+def test_export_matches_torch(fixture, request, tmp_path):
+    ckpt = request.getfixturevalue(fixture)
+    meta = export_checkpoint(ckpt, tmp_path / "m.onnx")
+    assert meta["max_abs_diff"] < 1e-4 and len(meta["checked_shapes"]) == 2
+    assert json.loads((tmp_path / "m.json").read_text())["checkpoint_sha256"] == files.file_sha256(ckpt)
+    expected = {"tiny_parser": ["parsing"], "tiny_joint": ["parsing", "heatmaps"], "tiny_refiner": ["parsing"]}
+    assert OnnxModule(tmp_path / "m.onnx").outputs == expected[fixture]
+    if fixture != "tiny_refiner":           # parsers take any size, not only the traced one
+        model, _ = load_parser(ckpt)
+        x = torch.randn(3, 3, 40, 56)
+        with torch.no_grad():
+            ref = model(x)
+        got = OnnxModule(tmp_path / "m.onnx")(x)
+        assert all(float((ref[k] - got[k]).abs().max()) < 1e-4 for k in got)
+
+
+def test_predict_with_onnx_runtime_gives_the_torch_labels(tiny_joint, demo_dir, tmp_path):
+    export_checkpoint(tiny_joint, tmp_path / "j.onnx")
+    photos = sorted((demo_dir / "images").iterdir())[:4]
+    runs = {}
+    for engine, ckpt in (("torch", tiny_joint), ("onnx", tmp_path / "j.onnx")):
+        pred = Predictor(ckpt, engine=engine, flip=True)
+        assert pred.process_images(photos, tmp_path / engine) == ["images_done"] * 4
+        pred.finalize(tmp_path / engine)
+        runs[engine] = json.loads((tmp_path / engine / "people.json").read_text())
+    for a, b in zip(runs["torch"], runs["onnx"]):
+        la, lb = (files.read_label_png(tmp_path / e / p["label"]) for e, p in (("torch", a), ("onnx", b)))
+        assert (la == lb).mean() > 0.99
+        assert np.abs(np.array(a["keypoints"]) - np.array(b["keypoints"])).max() < 0.5
+
+
+def test_export_and_onnx_errors(tiny_refiner, tiny_parser, demo_dir, tmp_path, capsys):
+    assert cli(["export-model", str(tiny_refiner), "--onnx", str(tmp_path / "r.onnx")]) == 0
+    assert "max abs diff to torch" in capsys.readouterr().out
+    with pytest.raises(CheckpointError, match="exported refiner; a parser is needed"):
+        Predictor(tmp_path / "r.onnx", engine="onnx")
+    (tmp_path / "lone.onnx").write_bytes((tmp_path / "r.onnx").read_bytes())
+    with pytest.raises(CheckpointError, match="lone.json beside it"):
+        Predictor(tmp_path / "lone.onnx", engine="onnx")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    assert cli(["export-model", str(tmp_path / "junk.pt")]) == 1
+    assert "junk.pt" in capsys.readouterr().err
