@@ -12,6 +12,7 @@ import argparse
 import json
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pipeline.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 def progress_bar():
@@ -28,6 +30,31 @@ def progress_bar():
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), transient=True)
+
+
+def with_item_progress(description: str, total: int, out: str | Path, run: Callable[[], T]) -> T:
+    """``run()`` under a progress bar that counts the item records appearing in ``out``
+    (``out/items/*.json``: one per image done), refreshed every half second."""
+    import threading
+
+    from pipeline.synth_dataset import item_files
+
+    done = threading.Event()
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=total)
+
+        def watch():
+            while not done.wait(0.5):
+                bar.update(task, completed=len(item_files(out)))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            return run()
+        finally:
+            done.set()
+            watcher.join()
+            bar.update(task, completed=len(item_files(out)))
 
 
 def interrupted(message: str) -> None:

@@ -1,10 +1,9 @@
 """``partsynth predict`` (a trained parser's label maps for any photos) and ``partsynth export-model``."""
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from flows.options import add_config_options, config_from_args, interrupted, progress_bar
+from flows.options import add_config_options, config_from_args, interrupted, with_item_progress
 from parser_net.config import PredictConfig
 
 
@@ -24,23 +23,14 @@ def cmd_predict(args) -> int:
     else:
         load_checkpoint(cfg.checkpoint, kind="parser")
     total = len(list_photos(cfg.data))
-    out, done = Path(cfg.out), threading.Event()
+    out = Path(cfg.out)
+
+    def run():
+        with temporary_server():
+            return predict_labels.with_options(task_runner=predict_runner(cfg))(cfg, force=args.force)
+
     try:
-        with progress_bar() as bar:
-            task = bar.add_task("parsing", total=total)
-
-            def watch():
-                while not done.wait(0.5):
-                    bar.update(task, completed=len(item_files(out)))
-
-            watcher = threading.Thread(target=watch, daemon=True)
-            watcher.start()
-            try:
-                with temporary_server():
-                    totals = predict_labels.with_options(task_runner=predict_runner(cfg))(cfg, force=args.force)
-            finally:
-                done.set()
-                watcher.join()
+        totals = with_item_progress("parsing", total, out, run)
     except KeyboardInterrupt:
         interrupted(f"interrupted; {len(item_files(out))} of {total} photos done in {cfg.out}: rerun to resume")
     print(f"{cfg.out}: {totals['images_parsed']} photos parsed ({totals['images_done']} now, "

@@ -3,11 +3,10 @@ command line."""
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 from flows.experiment_config import ExperimentConfig
-from flows.options import add_config_options, config_from_args, interrupted, progress_bar, validate_config
+from flows.options import add_config_options, config_from_args, interrupted, validate_config, with_item_progress
 from flows.server import temporary_server
 from pipeline.errors import ConfigError
 from pipeline.synth_dataset import item_files, skip_summary
@@ -52,25 +51,14 @@ def cmd_synthesize(args) -> int:
     people = keypoint_only_people(cfg.data, cfg.layout, relabel=cfg.relabel, split=cfg.split)
     total = len({str(r.image_path) for r in people})
     out = Path(cfg.out)
-    done = threading.Event()
+
+    def run():
+        flow = synthesize_labels.with_options(task_runner=task_runner(args.dask_address, args.workers))
+        with temporary_server():
+            return flow(cfg, force=args.force)
+
     try:
-        with progress_bar() as bar:
-            task = bar.add_task("synthesizing", total=total)
-
-            def watch():
-                while not done.wait(0.5):
-                    bar.update(task, completed=len(item_files(out)))
-
-            watcher = threading.Thread(target=watch, daemon=True)
-            watcher.start()
-            try:
-                flow = synthesize_labels.with_options(task_runner=task_runner(args.dask_address, args.workers))
-                with temporary_server():
-                    totals = flow(cfg, force=args.force)
-            finally:
-                done.set()
-                watcher.join()
-                bar.update(task, completed=len(item_files(out)))
+        totals = with_item_progress("synthesizing", total, out, run)
     except KeyboardInterrupt:
         done_items = len(item_files(out))
         interrupted(f"interrupted; {done_items} of {total} images done in {cfg.out}: rerun to resume")

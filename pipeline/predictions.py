@@ -26,7 +26,7 @@ from pipeline import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, read_dataset_info
 from pipeline.skeleton import NUM_JOINTS
-from pipeline.synth_dataset import ITEMS_DIR, item_files, item_name, item_path
+from pipeline.synth_dataset import ITEMS_DIR, check_records, item_files, item_name, item_path
 
 PREDICT_FORMAT_VERSION = 1
 OUTPUT_DIRS = ("labels", "overlays", "probs")
@@ -179,11 +179,7 @@ def claim_predictions_output(out: str | Path, data: str | Path) -> None:
     if foreign:
         raise ConfigError(f"{out}: not empty and not a partsynth predictions folder (holds "
                           f"{', '.join(foreign[:3])}); choose an empty or new folder")
-    for path in item_files(out):
-        try:
-            read_predicted_item(path)
-        except DataError as e:
-            raise ConfigError(f"{path}: {e.problem}; this file is not ours: move it out of {out}") from None
+    check_records(out, read_predicted_item)
 
 
 def remove_stale_predictions(root: str | Path, images: set[str]) -> list[str]:

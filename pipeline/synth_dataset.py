@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -355,9 +356,15 @@ def claim_output(out: str | Path, data: str | Path) -> None:
             held = ", ".join(foreign[:3] or sorted(names)[:3])
             raise ConfigError(f"{out}: not empty and not a partsynth synthesized dataset (holds {held}); "
                               "choose an empty or new folder")
+    check_records(out, read_item)
+
+
+def check_records(out: Path, read: Callable[[Path], object]) -> None:
+    """Read every item record of ``out`` with ``read``; raises ConfigError naming the first
+    that is not ours (a user's file in ``items/``)."""
     for path in item_files(out):
         try:
-            read_item(path)
+            read(path)
         except DataError as e:
             raise ConfigError(f"{path}: {e.problem}; this file is not ours: move it out of {out}") from None
 

@@ -21,7 +21,19 @@ from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.layouts import iter_records
 from pipeline.metrics import ConfusionMatrix
 from pipeline.records import ReadReport
-from pipeline.synth_dataset import read_items, read_synth_info
+from pipeline.synth_dataset import item_files, read_items, read_synth_info
+
+
+def _label_files(folder: Path) -> tuple[str, list[tuple[str, str | None]]]:
+    """(label set, [(image, label PNG relative to ``folder`` or None)]) of a synthesized
+    dataset or a predictions folder (:mod:`pipeline.predictions`)."""
+    from pipeline.predictions import read_predicted_item
+    from pipeline.readers.folder import read_dataset_info
+
+    if (folder / "dataset.json").is_file() and read_dataset_info(folder).get("predicted"):
+        items = [read_predicted_item(p) for p in item_files(folder)]
+        return read_dataset_info(folder)["label_set"], [(i.image, i.label) for i in items]
+    return read_synth_info(folder).label_set, [(i.image, i.label) for i in read_items(folder)]
 
 
 def score_synthesis(synth_dir: str | Path, truth: str | Path, split: str | None = "val",
@@ -30,7 +42,8 @@ def score_synthesis(synth_dir: str | Path, truth: str | Path, split: str | None 
 
     Args:
         synth_dir: a synthesized dataset (:mod:`pipeline.synth_dataset`) made from ``truth``
-            with ``relabel`` (or from the same photos).
+            with ``relabel`` (or from the same photos), or a predictions folder of
+            ``partsynth predict`` on ``truth``'s photos (:mod:`pipeline.predictions`).
         truth: the labelled dataset, read in the synthesized set's label set.
         split: the ground-truth split scored (None: every labelled image).
         layout: force the layout of ``truth``.
@@ -43,8 +56,8 @@ def score_synthesis(synth_dir: str | Path, truth: str | Path, split: str | None 
     (what a parser trains on).
     Raises: ConfigError when no image of ``synth_dir`` has ground truth in ``truth``;
     DataError for a label PNG whose size differs from its ground truth."""
-    info = read_synth_info(synth_dir)
-    lset = LABEL_SETS[info.label_set]
+    label_set, labels = _label_files(Path(synth_dir))
+    lset = LABEL_SETS[label_set]
     gt_of: dict[str, np.ndarray] = {}
     for r in iter_records(truth, layout, skip_bad=True, report=ReadReport(), label_set=lset.name):
         if r.label_map is not None and (split is None or r.split == split):
@@ -52,12 +65,12 @@ def score_synthesis(synth_dir: str | Path, truth: str | Path, split: str | None 
     parts, silhouette = ConfusionMatrix(lset.num_classes), ConfusionMatrix(2)
     kept = ConfusionMatrix(lset.num_classes)
     images = unlabelled = ignored = pixels = 0
-    for item in read_items(synth_dir):
-        gt = gt_of.get(str(Path(item.image).resolve()))
+    for image, label in labels:
+        gt = gt_of.get(str(Path(image).resolve()))
         if gt is None:
             continue
-        if item.label:
-            path = Path(synth_dir) / item.label
+        if label:
+            path = Path(synth_dir) / label
             pred = files.read_label_png(path)
             if pred.shape != gt.shape:
                 raise DataError(path, f"label map {pred.shape} differs from its ground truth {gt.shape}")

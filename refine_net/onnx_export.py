@@ -82,6 +82,8 @@ class OnnxModule(torch.nn.Module):
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        # no busy-waiting between runs: the torch post-processing needs the same cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
 

@@ -9,16 +9,19 @@ from flows.experiment import run_experiment
 from flows.experiment_config import ExperimentConfig, preset_values
 from flows.options import config_from_args, validate_config
 from flows.run_cli import experiment_config
+from flows.predict import predict_labels
 from flows.synthesis import synthesize_labels
 from flows.training import train_parser, train_refiner
-from parser_net.config import ParserTrainConfig
+from parser_net.config import ParserTrainConfig, PredictConfig
 from pipeline.errors import ConfigError
 from refine_net.checkpoint import load_checkpoint
 from refine_net.config import RefinerTrainConfig, SynthConfig
 
 COMMANDS = {"train-refiner": (RefinerTrainConfig, train_refiner, ["--data", "D", "--out", "O"]),
             "train-parser": (ParserTrainConfig, train_parser, ["--data", "D", "--out", "O", "--synthetic", "S1", "S2"]),
-            "synthesize": (SynthConfig, synthesize_labels, ["--checkpoint", "C", "--data", "D", "--out", "O"])}
+            "synthesize": (SynthConfig, synthesize_labels, ["--checkpoint", "C", "--data", "D", "--out", "O"]),
+            "predict": (PredictConfig, predict_labels, ["--checkpoint", "C", "--data", "D", "--out", "O", "--scales", "0.75",
+                                                        "1", "--engine", "onnx"])}
 
 
 def cli_config(command: str, argv: list[str]):

@@ -117,3 +117,17 @@ def test_predict_command_and_its_errors(prefect_harness, tiny_parser, tiny_refin
     assert cli(["predict", "--checkpoint", str(tiny_parser), "--data", str(photos), "--out", str(tmp_path / "p4"),
                 "--scales", "0"]) == 1
     assert "--scales" in capsys.readouterr().err
+
+
+def test_scored_predictions_equal_evaluate(tiny_parser, demo_dir, tmp_path):
+    """predict on a labelled dataset, then data score, gives evaluate's numbers."""
+    from parser_net.evaluate import evaluate_checkpoint
+    from pipeline.synth_score import score_synthesis
+
+    pred = Predictor(tiny_parser)
+    pred.process_images(list_photos(demo_dir), tmp_path / "pred")
+    pred.finalize(tmp_path / "pred")
+    scored = score_synthesis(tmp_path / "pred", demo_dir, split=None)
+    evaluated, n, _ = evaluate_checkpoint(str(tiny_parser), str(demo_dir))
+    assert scored["images"] == n == 12
+    assert scored["mean_iou"] == pytest.approx(evaluated.mean_iou, abs=1e-9)
