@@ -12,6 +12,7 @@ only here and only when needed.
 """
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -47,10 +48,8 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str | Path,
     Returns: ``path``.  Raises ConfigError when the onnx package is not installed."""
     from pipeline.files import atomic_path
 
-    try:
-        import onnx  # noqa: F401 - the exporter needs it
-    except ImportError:
-        raise ConfigError("the onnx package is not installed: pip install 'partsynth[onnx]'") from None
+    if importlib.util.find_spec("onnx") is None:                 # the exporter needs it
+        raise ConfigError("the onnx package is not installed: pip install 'partsynth[onnx]'")
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
     path = Path(path)
     with atomic_path(path) as tmp, warnings.catch_warnings():
