@@ -96,7 +96,8 @@ def add_config_options(parser: argparse.ArgumentParser, model: type[BaseModel], 
         if name in skip:
             continue
         kind = _unwrap_optional(field.annotation)
-        default = "" if field.default is None else f" (default: {field.default})"
+        default = " (required)" if field.is_required() else "" if field.default is None else \
+            f" (default: {field.default})"
         kw: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=(field.description or "") + default)
         if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
