@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.parser_cli import add_parser_commands
 
     add_parser_commands(sub)
+    from flows.annotation_cli import add_annotation_commands
+
+    add_annotation_commands(sub)
     from flows.predict_cli import add_predict_commands
 
     add_predict_commands(sub)
