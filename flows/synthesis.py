@@ -35,7 +35,7 @@ from pipeline.synth_dataset import (claim_output, item_intact, item_name, remove
                                     top_level_intact, write_read_skips)
 from refine_net.checkpoint import Checkpoint, load_checkpoint
 from refine_net.config import SynthConfig
-from refine_net.synthesize import Synthesizer, bank_data_of, synthesis_prior_config
+from refine_net.synthesize import Synthesizer, bank_folders, synthesis_prior_config
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
@@ -66,11 +66,12 @@ def list_images(data: str, layout: str | None, signature: str, relabel: bool = F
 
 
 @task(cache_policy=CACHED, persist_result=True)
-def index_bank(bank_data: str, bank_split: str | None, prior: dict, label_set: str, signature: str,
+def index_bank(bank_data: list[str], bank_split: str | None, prior: dict, label_set: str, signature: str,
                code: str) -> str:
-    """Build the prior bank (pose index + part patches) in the refiner's ``label_set`` and
-    pickle it in the cache folder; returns the file.  Cached on the bank's files
-    (``signature``), split, prior config, label set and code."""
+    """Build the prior bank (pose index + part patches) of the labelled datasets
+    ``bank_data`` in the refiner's ``label_set`` and pickle it in the cache folder;
+    returns the file.  Cached on the bank's files (``signature``), split, prior config,
+    label set and code."""
     bank = bank_from_dataset(bank_data, bank_split, PriorConfig(**prior), label_set=label_set)
     key = hashlib.sha256(json.dumps([bank_data, bank_split, prior, label_set, signature, code],
                                     sort_keys=True).encode())
@@ -78,7 +79,7 @@ def index_bank(bank_data: str, bank_split: str | None, prior: dict, label_set: s
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             pickle.dump(bank, f, protocol=pickle.HIGHEST_PROTOCOL)
-    get_run_logger().info("bank of %d exemplars from %s (%s) -> %s", len(bank.exemplars), bank_data,
+    get_run_logger().info("bank of %d exemplars from %s (%s) -> %s", len(bank.exemplars), ", ".join(bank_data),
                           bank_split or "all splits", path)
     return str(path)
 
@@ -86,9 +87,9 @@ def index_bank(bank_data: str, bank_split: str | None, prior: dict, label_set: s
 def bank_for(cfg: SynthConfig, ckpt: Checkpoint) -> str:
     """The cached prior bank file of a synthesis run with the refiner ``ckpt`` (built on
     first use)."""
-    bank_data = bank_data_of(cfg, ckpt)
-    return index_bank(bank_data, cfg.bank_split, asdict(synthesis_prior_config(ckpt, cfg.k)), ckpt.label_set,
-                      tree_signature(bank_data), code_fingerprint())
+    folders = bank_folders(cfg, ckpt)
+    return index_bank(folders, cfg.bank_split, asdict(synthesis_prior_config(ckpt, cfg.k)), ckpt.label_set,
+                      "+".join(tree_signature(f) for f in folders), code_fingerprint())
 
 
 @functools.lru_cache(maxsize=2)

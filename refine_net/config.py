@@ -100,6 +100,8 @@ class SynthConfig(RunConfig):
     data: str = Field(description="dataset (any supported layout) whose people without labels get labels")
     out: str = Field(description="output dataset folder (resumable, cached)")
     bank_data: str | None = Field(None, description="labelled bank (default: the refiner's training data)")
+    extra_bank_data: tuple[str, ...] = Field((), description="further labelled folders joined to the bank, e.g. "
+                                                            "people corrected with import-labels")
     bank_split: str | None = Field("train", description="bank split for priors ('all' or none: every person)")
     k: int = Field(3, description="nearest neighbours per prior")
     keypoint_margin: float = Field(0.5, description="skip people with a joint farther outside the image than this "

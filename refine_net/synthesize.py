@@ -51,15 +51,21 @@ def bank_data_of(cfg: SynthConfig, ckpt: Checkpoint) -> str:
     return cfg.bank_data or ckpt.network["bank_data"]
 
 
+def bank_folders(cfg: SynthConfig, ckpt: Checkpoint) -> list[str]:
+    """Every labelled dataset of a synthesis run's bank: :func:`bank_data_of`, then
+    ``cfg.extra_bank_data``."""
+    return [bank_data_of(cfg, ckpt), *cfg.extra_bank_data]
+
+
 def build_bank(cfg: SynthConfig, ckpt: Checkpoint) -> PriorBank:
     """The prior bank of a synthesis run, read in the refiner's label set.  Raises
-    ConfigError when no labelled person with keypoints is left."""
-    return bank_from_dataset(bank_data_of(cfg, ckpt), cfg.bank_split, synthesis_prior_config(ckpt, cfg.k),
+    ConfigError when a bank dataset has no labelled person with keypoints."""
+    return bank_from_dataset(bank_folders(cfg, ckpt), cfg.bank_split, synthesis_prior_config(ckpt, cfg.k),
                              label_set=ckpt.label_set)
 
 
 #: options added after format version 1 was released, with their "off" values
-LATER_OPTIONS = {"support_dilation": None, "min_pixel_confidence": 0.0, "relabel": False}
+LATER_OPTIONS = {"support_dilation": None, "min_pixel_confidence": 0.0, "relabel": False, "extra_bank_data": ()}
 
 
 @dataclass

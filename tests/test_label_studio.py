@@ -103,3 +103,17 @@ def test_export_and_import_commands(synth, tmp_path, capsys):
     assert "2 images imported" in capsys.readouterr().out
     assert cli(["export", str(tmp_path / "lab"), "--out", str(tmp_path / "x")]) == 1     # not synthesized
     assert "not a synthesized partsynth dataset" in capsys.readouterr().err
+
+
+def test_corrected_people_join_the_next_bank(synth, checkpoint, demo_dir, tmp_path):
+    export_label_studio(synth, tmp_path / "ls")
+    tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    (tmp_path / "export.json").write_text(json.dumps(annotated(tasks)))
+    import_label_studio(tmp_path / "export.json", tmp_path / "corrected")
+    base = dict(checkpoint=str(checkpoint), data=str(demo_dir), out=str(tmp_path / "o"))
+    before = Synthesizer(SynthConfig(**base))
+    after = Synthesizer(SynthConfig(**base, extra_bank_data=(str(tmp_path / "corrected"),)))
+    assert len(after.bank.exemplars) == len(before.bank.exemplars) + 8           # the 8 corrected people
+    assert after.fingerprint != before.fingerprint
+    with pytest.raises(ConfigError, match="no labelled people"):
+        Synthesizer(SynthConfig(**base, extra_bank_data=(str(tmp_path / "ls"),)))
