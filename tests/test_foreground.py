@@ -11,7 +11,7 @@ from pipeline.synth_dataset import read_items
 from pipeline.synth_score import score_synthesis
 from refine_net.config import SynthConfig
 from refine_net.synthesize import Synthesizer
-from tests.checks import assert_scores_consistent
+from checks import assert_scores_consistent
 
 
 def square_prior(size=21, lo=8, hi=13, classes=3):

@@ -20,7 +20,7 @@ from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer
 from refine_net.train import epoch_lr, main
 
-from tests.conftest import TINY_REFINER as TINY
+from conftest import TINY_REFINER as TINY
 
 
 def test_unet_forward_backward_finite():
