@@ -26,7 +26,8 @@ from pipeline import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, read_dataset_info
 from pipeline.skeleton import NUM_JOINTS
-from pipeline.synth_dataset import ITEMS_DIR, check_records, item_files, item_name, item_path
+from pipeline.synth_dataset import (ITEMS_DIR, check_records, item_files, item_name, item_path, label_file_intact,
+                                    read_record_or_none)
 
 PREDICT_FORMAT_VERSION = 1
 OUTPUT_DIRS = ("labels", "overlays", "probs")
@@ -133,19 +134,11 @@ def predicted_item_intact(root: str | Path, image: str | Path, fingerprint: str,
     current ``image_sha256``, and every file it names exists, the label PNG with its
     recorded hash."""
     root = Path(root)
-    path = item_path(root, image)
-    if not path.is_file():
+    item = read_record_or_none(root, image, read_predicted_item)
+    if item is None or item.fingerprint != fingerprint or item.image_sha256 != image_sha256:
         return False
-    try:
-        item = read_predicted_item(path)
-    except DataError:
-        return False
-    if item.fingerprint != fingerprint or item.image_sha256 != image_sha256:
-        return False
-    if item.label and not ((root / item.label).is_file()
-                           and files.file_sha256(root / item.label) == item.label_sha256):
-        return False
-    return all((root / rel).is_file() for rel in (item.overlay, item.probs) if rel)
+    return label_file_intact(root, item.label, item.label_sha256) and \
+        all((root / rel).is_file() for rel in (item.overlay, item.probs) if rel)
 
 
 def claim_predictions_output(out: str | Path, data: str | Path) -> None:

@@ -300,23 +300,32 @@ def read_read_skips(root: str | Path) -> list[dict]:
     return files.read_json(path) if path.is_file() else []
 
 
+def read_record_or_none(root: str | Path, image_path: str | Path, read: Callable[[Path], object]):
+    """The item record of ``image_path`` in ``root`` read with ``read``, or None when it
+    is missing or unreadable (the image is then redone)."""
+    path = item_path(root, image_path)
+    if not path.is_file():
+        return None
+    try:
+        return read(path)
+    except DataError:
+        return None
+
+
+def label_file_intact(root: Path, label: str | None, sha256: str | None) -> bool:
+    """True when there is no label file, or it exists with the recorded hash."""
+    return not label or ((root / label).is_file() and files.file_sha256(root / label) == sha256)
+
+
 def item_intact(root: str | Path, image_path: str | Path, fingerprint: str | None = None) -> bool:
     """True when ``root`` holds a readable item record for this image (with ``fingerprint``
     when given) whose label PNG and probabilities exist, the PNG with the recorded hash.
     A deleted, changed or foreign file makes it False (the image is then redone)."""
     root = Path(root)
-    path = item_path(root, image_path)
-    if not path.is_file():
+    item = read_record_or_none(root, image_path, read_item)
+    if item is None or (fingerprint is not None and item.fingerprint != fingerprint):
         return False
-    try:
-        item = read_item(path)
-    except DataError:
-        return False
-    if fingerprint is not None and item.fingerprint != fingerprint:
-        return False
-    if item.label and not ((root / item.label).is_file() and files.file_sha256(root / item.label) == item.label_sha256):
-        return False
-    return not item.probs or (root / item.probs).is_file()
+    return label_file_intact(root, item.label, item.label_sha256) and (not item.probs or (root / item.probs).is_file())
 
 
 def top_level_intact(root: str | Path) -> bool:
