@@ -27,7 +27,7 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, read_dataset_info
 from pipeline.skeleton import NUM_JOINTS
 from pipeline.synth_dataset import (ITEMS_DIR, check_records, item_files, item_name, item_path, label_file_intact,
-                                    read_record_or_none)
+                                    read_record_or_none, remove_stale_items)
 
 PREDICT_FORMAT_VERSION = 1
 OUTPUT_DIRS = ("labels", "overlays", "probs")
@@ -178,18 +178,7 @@ def claim_predictions_output(out: str | Path, data: str | Path) -> None:
 def remove_stale_predictions(root: str | Path, images: set[str]) -> list[str]:
     """Delete the records and files of photos no longer in the input (``images``:
     absolute paths).  Returns the photos removed."""
-    root = Path(root)
-    removed = []
-    for path in item_files(root):
-        item = read_predicted_item(path)
-        if item.image in images:
-            continue
-        for rel in (item.label, item.overlay, item.probs):
-            if rel:
-                (root / rel).unlink(missing_ok=True)
-        path.unlink()
-        removed.append(item.image)
-    return removed
+    return remove_stale_items(root, images, read_predicted_item, ("label", "overlay", "probs"))
 
 
 def finalize_predictions(root: str | Path, info: PredictionsInfo) -> dict:

@@ -378,16 +378,19 @@ def check_records(out: Path, read: Callable[[Path], object]) -> None:
             raise ConfigError(f"{path}: {e.problem}; this file is not ours: move it out of {out}") from None
 
 
-def remove_stale_items(root: str | Path, images: set[str]) -> list[str]:
-    """Delete the records, label PNGs and probabilities of images no longer in the input
-    (``images``: absolute paths of the current images).  Returns the removed images."""
+def remove_stale_items(root: str | Path, images: set[str], read: Callable[[Path], object] | None = None,
+                       fields: tuple[str, ...] = ("label", "probs")) -> list[str]:
+    """Delete the records and the files they name (their ``fields``: label PNGs and
+    probabilities here; overlays too for predictions) of images no longer in the input
+    (``images``: absolute paths of the current images).  ``read`` reads a record (default
+    :func:`read_item`).  Returns the removed images."""
     root = Path(root)
     removed = []
     for path in item_files(root):
-        item = read_item(path)
+        item = (read or read_item)(path)
         if item.image in images:
             continue
-        for rel in (item.label, item.probs):
+        for rel in (getattr(item, f) for f in fields):
             if rel:
                 (root / rel).unlink(missing_ok=True)
         path.unlink()
