@@ -12,7 +12,7 @@ cache key.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 #: a chunk is cut at ``MAX_FACTOR * size`` items even without a natural boundary
 MAX_FACTOR = 4
@@ -49,3 +49,20 @@ def content_chunks(keys: Sequence[str], size: int) -> list[list[int]]:
     if current:
         chunks.append(current)
     return chunks
+
+
+def run_chunks(task, chunks: list[list], intact: Callable[[list], bool], args: Callable[[list], tuple],
+               log, unit: str = "images") -> list[str]:
+    """Submit ``task(*args(chunk))`` for every chunk, bypassing Prefect's cache where
+    ``intact(chunk)`` is False, wait for them in order logging "done/total", and return one
+    status per item: the task's (a list, one per item of its chunk), or ``images_reused``
+    for every item of a chunk served from the cache."""
+    redo = task.with_options(refresh_cache=True)
+    futures = [(task if intact(chunk) else redo).submit(*args(chunk)) for chunk in chunks]
+    total, done, statuses = sum(len(c) for c in chunks), 0, []
+    for f, chunk in zip(futures, chunks):
+        result = f.result()
+        statuses += ["images_reused"] * len(chunk) if f.state.name == "Cached" else result
+        done += len(chunk)
+        log.info("%d/%d %s", done, total, unit)
+    return statuses

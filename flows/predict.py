@@ -17,13 +17,13 @@ from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.caching import CACHED, code_fingerprint, retry_on_io
-from flows.chunking import content_chunks
+from flows.chunking import content_chunks, run_chunks
 from pipeline.files import file_sha256
 from pipeline.predictions import claim_predictions_output, list_photos, predicted_item_intact, \
     remove_stale_predictions
 from pipeline.synth_dataset import remove_partial_files
 from parser_net.config import PredictConfig
-from parser_net.predict import Predictor
+from parser_net.predict import Predictor, photo_sha256
 
 
 @functools.lru_cache(maxsize=2)
@@ -37,11 +37,12 @@ def _predictor(cfg_json: str) -> Predictor:
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
-def predict_chunk(photos: list[str], photo_sha256: list[str], cfg: PredictConfig, checkpoint_sha256: str,
+def predict_chunk(photos: list[str], photo_hashes: list[str], cfg: PredictConfig, checkpoint_sha256: str,
                   code: str, force: bool = False) -> list[str]:
     """Parse a chunk of photos into ``cfg.out``; one status per photo.  Cached on the
     photos' paths and content, the config, the checkpoint's hash and the code."""
-    return _predictor(cfg.model_dump_json()).process_images(photos, cfg.out, force=force)
+    return _predictor(cfg.model_dump_json()).process_images(photos, cfg.out, force=force,
+                                                            image_sha256=photo_hashes)
 
 
 @flow(name="predict-labels", log_prints=True)
@@ -65,20 +66,12 @@ def predict_labels(cfg: PredictConfig, force: bool = False) -> dict:
         log.warning("removed the predictions of %d photos no longer in %s", len(removed), cfg.data)
     log.info("%d photos in %s", len(photos), cfg.data)
     sha, code = file_sha256(cfg.checkpoint), code_fingerprint()
-    shas = {p: file_sha256(p) if Path(p).is_file() else "" for p in photos}
+    shas = {p: photo_sha256(p) for p in photos}
     chunks = [[photos[i] for i in c] for c in content_chunks(photos, cfg.chunk_size)]
-    redo = predict_chunk.with_options(refresh_cache=True)
-    futures = []
-    for chunk in chunks:
-        intact = not force and all(predicted_item_intact(out, p, predictor.fingerprint, shas[p]) for p in chunk)
-        futures.append((predict_chunk if intact else redo).submit(chunk, [shas[p] for p in chunk], cfg, sha, code,
-                                                                  force))
-    statuses, done = [], 0
-    for f, chunk in zip(futures, chunks):
-        result = f.result()
-        statuses += ["images_reused"] * len(chunk) if f.state.name == "Cached" else result
-        done += len(chunk)
-        log.info("%d/%d photos", done, len(photos))
+    statuses = run_chunks(
+        predict_chunk, chunks,
+        lambda chunk: not force and all(predicted_item_intact(out, p, predictor.fingerprint, shas[p]) for p in chunk),
+        lambda chunk: (chunk, [shas[p] for p in chunk], cfg, sha, code, force), log, "photos")
     totals = predictor.finalize(out)
     totals.update({s: statuses.count(s) for s in ("images_done", "images_reused")}, images_removed=len(removed))
     for photo, reason in totals["failed"]:

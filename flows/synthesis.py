@@ -25,13 +25,13 @@ from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.caching import CACHED, cache_dir, code_fingerprint, retry_on_io
-from flows.chunking import content_chunks
+from flows.chunking import content_chunks, run_chunks
 from pipeline.files import atomic_path, file_sha256, tree_signature
 from pipeline.layouts import keypoint_only_people
 from pipeline.priors.bank import PriorConfig, bank_from_dataset
 from pipeline.readers.folder import json_to_keypoints, keypoints_to_json
 from pipeline.records import PersonRecord, ReadReport
-from pipeline.synth_dataset import (claim_output, item_intact, item_name, remove_partial_files, remove_stale_items,
+from pipeline.synth_dataset import (claim_output, item_intact, remove_partial_files, remove_stale_items,
                                     top_level_intact, write_read_skips)
 from refine_net.checkpoint import Checkpoint, load_checkpoint
 from refine_net.config import SynthConfig
@@ -112,17 +112,15 @@ def _people(image: dict) -> list[PersonRecord]:
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
 def synthesize_chunk(images: list[dict], cfg: SynthConfig, checkpoint_sha256: str, bank_path: str, code: str,
-                     force: bool = False) -> list[dict]:
+                     force: bool = False) -> list[str]:
     """Label the people of a chunk of images (:func:`flows.chunking.content_chunks`) into
-    ``cfg.out``, ``cfg.batch_size`` people per refiner pass; returns [{item, status}] per
+    ``cfg.out``, ``cfg.batch_size`` people per refiner pass; returns one status per
     image.  Images already done with intact files are not redone (``images_reused``), so
     a chunk rerun for one new or damaged image relabels only that image.  Cached on the
     images' content and keypoints, the run config, the checkpoint's hash, the bank and
     the code; the flow bypasses the cache when an image's files are missing or changed."""
     synth = _synthesizer(cfg.model_dump_json(), bank_path)
-    batch = [(Path(im["image"]), _people(im)) for im in images]
-    statuses = synth.process_images(batch, Path(cfg.out), force=force)
-    return [{"item": item_name(path), "status": s} for (path, _), s in zip(batch, statuses)]
+    return synth.process_images([(Path(im["image"]), _people(im)) for im in images], Path(cfg.out), force=force)
 
 
 @task(cache_policy=CACHED, persist_result=True)
@@ -176,15 +174,9 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     log.info("%d images with keypoint-only people in %s", len(images), cfg.data)
     sha = file_sha256(cfg.checkpoint)
     chunks = [[images[i] for i in c] for c in content_chunks([im["image"] for im in images], cfg.chunk_size)]
-    redo = synthesize_chunk.with_options(refresh_cache=True)
-    futures = [(redo if force or not all(item_intact(out_path, im["image"]) for im in chunk) else synthesize_chunk)
-               .submit(chunk, cfg, sha, bank_path, code, force) for chunk in chunks]
-    results, done = [], 0
-    for f, chunk in zip(futures, chunks):
-        statuses = [r["status"] for r in f.result()]
-        results += ["images_reused"] * len(chunk) if f.state.name == "Cached" else statuses
-        done += len(chunk)
-        log.info("%d/%d images", done, len(images))
+    results = run_chunks(synthesize_chunk, chunks,
+                         lambda chunk: not force and all(item_intact(out_path, im["image"]) for im in chunk),
+                         lambda chunk: (chunk, cfg, sha, bank_path, code, force), log)
     fresh = force or bool(removed) or any(r != "images_reused" for r in results) or not top_level_intact(out_path)
     totals = finalize_dataset.with_options(refresh_cache=fresh)(
         cfg, bank_path, [im["image"] for im in images], code)

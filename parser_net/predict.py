@@ -17,13 +17,18 @@ from pipeline.errors import DataError
 from pipeline.files import file_sha256
 from pipeline.labels import LABEL_SETS
 from pipeline.pictures.overlay import draw_keypoints, overlay
-from pipeline.predictions import PredictedItem, PredictionsInfo, finalize_predictions, predicted_item_intact, \
-    write_predicted_item
-from pipeline.synth_dataset import item_name
+from pipeline.predictions import PredictedItem, PredictionsInfo, finalize_predictions, predicted_item_intact
+from pipeline.synth_dataset import item_name, write_item
 from parser_net.evaluate import label_map_of, predict_probabilities
 from parser_net.networks import load_parser
 from parser_net.pose_eval import predict_keypoints
 from refine_net.onnx_export import OnnxModule, read_metadata
+
+
+def photo_sha256(photo: str | Path) -> str:
+    """Hex SHA-256 of a photo's bytes; "" when it is not a file (it is then recorded as
+    failed)."""
+    return file_sha256(photo) if Path(photo).is_file() else ""
 
 
 class Predictor:
@@ -72,17 +77,19 @@ class Predictor:
         return label_map_of(probs), probs, keypoints
 
     def process_images(self, photos: Sequence[str | Path], out: str | Path, force: bool = False,
-                       progress: Callable[[str], None] | None = None) -> list[str]:
+                       progress: Callable[[str], None] | None = None,
+                       image_sha256: Sequence[str] | None = None) -> list[str]:
         """Parse ``photos`` into the predictions folder ``out``, one at a time (files
         atomic, record last).  Returns one status per photo: ``images_reused`` (already
         done by a run with this fingerprint, files intact; unless ``force``),
         ``images_failed`` (unreadable or corrupt: recorded with the reason) or
-        ``images_done``.  ``progress`` gets each photo's item name."""
+        ``images_done``.  ``progress`` gets each photo's item name.  ``image_sha256``:
+        the photos' hashes when the caller has them (:func:`photo_sha256` otherwise)."""
         out = Path(out)
+        shas = image_sha256 if image_sha256 is not None else [photo_sha256(p) for p in photos]
         statuses = []
-        for photo in photos:
+        for photo, sha in zip(photos, shas):
             photo = str(photo)
-            sha = file_sha256(photo) if Path(photo).is_file() else ""
             if not force and predicted_item_intact(out, photo, self.fingerprint, sha):
                 statuses.append("images_reused")
             else:
@@ -97,7 +104,7 @@ class Predictor:
         try:
             image = files.read_image(photo)
         except DataError as e:
-            write_predicted_item(out, PredictedItem(photo, (0, 0), self.fingerprint, image_sha256, error=e.problem))
+            write_item(out, PredictedItem(photo, (0, 0), self.fingerprint, image_sha256, error=e.problem))
             return "images_failed"
         label_map, probs, keypoints = self.predict(image)
         item = PredictedItem(photo, tuple(image.shape[:2]), self.fingerprint, image_sha256, label=f"labels/{name}.png")
@@ -116,7 +123,7 @@ class Predictor:
             item.probs = f"probs/{name}.npz"
             with files.atomic_path(out / item.probs) as tmp:
                 np.savez_compressed(tmp, probs=np.round(probs.numpy() * 255).astype(np.uint8))
-        write_predicted_item(out, item)
+        write_item(out, item)
         return "images_done"
 
     def info(self) -> PredictionsInfo:

@@ -10,7 +10,8 @@ Layout::
                          "label": "labels/<item>.png", "keypoints": 16 x [x, y, 2] (joint
                          networks) | null, "split": null, "meta": {"keypoint_confidence"}};
                          unreadable photos as {"status": "skipped", "reason"}
-    items/<item>.json   per-photo record, written last (:class:`PredictedItem`)
+    items/<item>.json   per-photo record, written last (:class:`PredictedItem`, by
+                        :func:`pipeline.synth_dataset.write_item`)
     labels/<item>.png   palette PNG at the photo's own size, class ids of label_set
     overlays/<item>.jpg photo blended with its label map (and keypoints), when asked for
     probs/<item>.npz    ``probs``: uint8 (C, H, W) = round(255 x probability), when asked for
@@ -26,7 +27,7 @@ from pipeline import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, read_dataset_info
 from pipeline.skeleton import NUM_JOINTS
-from pipeline.synth_dataset import (ITEMS_DIR, check_records, item_files, item_name, item_path, label_file_intact,
+from pipeline.synth_dataset import (ITEMS_DIR, check_records, item_files, item_name, label_file_intact,
                                     read_record_or_none, remove_stale_items)
 
 PREDICT_FORMAT_VERSION = 1
@@ -115,13 +116,6 @@ def list_photos(data: str | Path) -> list[Path]:
     if not photos:
         raise ConfigError(f"{data}: no photos ({', '.join(IMAGE_SUFFIXES)})")
     return photos
-
-
-def write_predicted_item(root: str | Path, item: PredictedItem) -> Path:
-    """Write ``item`` atomically to ``root/items/<item name>.json``; returns the path."""
-    path = item_path(root, item.image)
-    files.write_json(path, item.to_json())
-    return path
 
 
 def read_predicted_item(path: str | Path) -> PredictedItem:

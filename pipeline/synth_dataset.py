@@ -189,8 +189,10 @@ def item_path(root: str | Path, image_path: str | Path) -> Path:
     return Path(root) / ITEMS_DIR / f"{item_name(image_path)}.json"
 
 
-def write_item(root: str | Path, item: SynthItem) -> Path:
-    """Write ``item`` atomically to its :func:`item_path`; returns the path."""
+def write_item(root: str | Path, item) -> Path:
+    """Write ``item`` (a :class:`SynthItem`, or any record with ``image`` and ``to_json()``
+    such as :class:`pipeline.predictions.PredictedItem`) atomically to its
+    :func:`item_path`; returns the path."""
     path = item_path(root, item.image)
     files.write_json(path, item.to_json())
     return path

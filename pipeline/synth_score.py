@@ -28,11 +28,12 @@ def _label_files(folder: Path) -> tuple[str, list[tuple[str, str | None]]]:
     """(label set, [(image, label PNG relative to ``folder`` or None)]) of a synthesized
     dataset or a predictions folder (:mod:`pipeline.predictions`)."""
     from pipeline.predictions import read_predicted_item
-    from pipeline.readers.folder import read_dataset_info
+    from pipeline.readers.folder import DATASET_FILE, read_dataset_info
 
-    if (folder / "dataset.json").is_file() and read_dataset_info(folder).get("predicted"):
+    info = read_dataset_info(folder) if (folder / DATASET_FILE).is_file() else {}
+    if info.get("predicted"):
         items = [read_predicted_item(p) for p in item_files(folder)]
-        return read_dataset_info(folder)["label_set"], [(i.image, i.label) for i in items]
+        return info["label_set"], [(i.image, i.label) for i in items]
     return read_synth_info(folder).label_set, [(i.image, i.label) for i in read_items(folder)]
 
 
