@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.predict_cli import add_predict_commands
 
     add_predict_commands(sub)
+    from flows.keypoints_cli import add_keypoints_commands
+
+    add_keypoints_commands(sub)
     from flows.run_cli import add_run_commands
 
     add_run_commands(sub)

@@ -46,10 +46,21 @@ def cmd_run(args) -> int:
 def cmd_synthesize(args) -> int:
     cfg = config_from_args(SynthConfig, args)             # a bad option fails before the heavy imports
     from flows.synthesis import synthesize_labels, task_runner
+    from pipeline.estimated_poses import is_photo_folder
     from pipeline.layouts import keypoint_only_people
+    from pipeline.predictions import list_photos
 
-    people = keypoint_only_people(cfg.data, cfg.layout, relabel=cfg.relabel, split=cfg.split)
-    total = len({str(r.image_path) for r in people})
+    if is_photo_folder(cfg.data, cfg.layout):           # keypoints first (BlazePose), into OUT/keypoints
+        from pipeline.blazepose import mediapipe_pose
+
+        try:
+            mediapipe_pose()
+        except ConfigError as e:
+            raise ConfigError(f"{cfg.data} is a folder of photos without keypoints; {e}") from None
+        total = len(list_photos(cfg.data))
+    else:
+        people = keypoint_only_people(cfg.data, cfg.layout, relabel=cfg.relabel, split=cfg.split)
+        total = len({str(r.image_path) for r in people})
     out = Path(cfg.out)
 
     def run():

@@ -26,12 +26,15 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.caching import CACHED, cache_dir, code_fingerprint, retry_on_io
 from flows.chunking import content_chunks, run_chunks
+from pipeline.errors import ConfigError
+from pipeline.estimated_poses import is_photo_folder
 from pipeline.files import atomic_path, file_sha256, tree_signature
+from pipeline.keypoints_config import KeypointsConfig
 from pipeline.layouts import keypoint_only_people
 from pipeline.priors.bank import PriorConfig, bank_from_dataset
 from pipeline.readers.folder import json_to_keypoints, keypoints_to_json
 from pipeline.records import PersonRecord, ReadReport
-from pipeline.synth_dataset import (claim_output, item_intact, remove_partial_files, remove_stale_items,
+from pipeline.synth_dataset import (KEYPOINTS_DIR, claim_output, item_intact, remove_partial_files, remove_stale_items,
                                     top_level_intact, write_read_skips)
 from refine_net.checkpoint import Checkpoint, load_checkpoint
 from refine_net.config import SynthConfig
@@ -141,6 +144,22 @@ def task_runner(dask_address: str | None, workers: int):
     return ThreadPoolTaskRunner(max_workers=workers)
 
 
+def photos_with_keypoints(cfg: SynthConfig, force: bool) -> SynthConfig:
+    """Estimate the keypoints of the photo folder ``cfg.data`` into ``cfg.out/keypoints``
+    (:func:`flows.keypoints.estimate_keypoints`) and return ``cfg`` reading that folder.
+    Raises ConfigError in one line when partsynth[pose] is not installed."""
+    from flows.keypoints import estimate_keypoints
+    from pipeline.blazepose import mediapipe_pose
+
+    try:
+        mediapipe_pose()
+    except ConfigError as e:
+        raise ConfigError(f"{cfg.data} is a folder of photos without keypoints; {e}") from None
+    kp_out = str(Path(cfg.out) / KEYPOINTS_DIR)
+    estimate_keypoints(KeypointsConfig(data=cfg.data, out=kp_out), force=force)
+    return cfg.model_copy(update={"data": kp_out, "layout": "partsynth"})
+
+
 @flow(name="synthesize-labels", log_prints=True)
 def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     """Label every keypoint-only person of ``cfg.data`` with the refiner at
@@ -151,14 +170,22 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     regenerated, and so are the summary files.  ``force`` recomputes everything.  Images
     no longer in the input lose their records and labels.
 
+    A plain folder of photos (no layout partsynth reads, so no keypoints) first goes
+    through the ``estimate-keypoints`` flow into ``cfg.out/keypoints`` (BlazePose, one
+    person per photo; for person boxes run ``partsynth keypoints --boxes`` and synthesize
+    from its folder), whose people are then labelled.
+
     Returns: totals (images, people labelled, people skipped), per-status image counts
     (``images_reused``: served from cache or from intact files) and ``images_removed``.
     Raises: CheckpointError when ``cfg.checkpoint`` is not a refiner checkpoint;
-    ConfigError when ``cfg.out`` is the input or a non-empty folder that is not ours."""
+    ConfigError when ``cfg.out`` is the input or a non-empty folder that is not ours, or
+    when photos need keypoints and partsynth[pose] is not installed."""
     log = get_run_logger()
     out_path = Path(cfg.out)
     claim_output(out_path, cfg.data)
     ckpt = load_checkpoint(cfg.checkpoint, kind="refiner")          # a clear error before any work
+    if is_photo_folder(cfg.data, cfg.layout):
+        cfg = photos_with_keypoints(cfg, force)
     out_path.mkdir(parents=True, exist_ok=True)
     stale = remove_partial_files(out_path)
     if stale:

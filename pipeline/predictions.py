@@ -20,6 +20,7 @@ Item names are :func:`pipeline.synth_dataset.item_name` of the photo's absolute 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -136,10 +137,18 @@ def predicted_item_intact(root: str | Path, image: str | Path, fingerprint: str,
 
 
 def claim_predictions_output(out: str | Path, data: str | Path) -> None:
-    """Check that ``out`` may receive predictions for ``data``: new, empty, a predictions
-    folder (``dataset.json`` with ``predicted``), or holding only this format's entries
-    (a run killed before its end).  It may not be the photos' folder, be inside it (its
-    label PNGs would be parsed as photos next time) or contain it.
+    """Check that ``out`` may receive predictions for ``data`` (:func:`claim_item_folder`
+    with ``dataset.json``'s ``predicted``).  Raises ConfigError in one line."""
+    claim_item_folder(out, data, "predicted", OWN_ENTRIES, read_predicted_item, "predictions folder")
+
+
+def claim_item_folder(out: str | Path, data: str | Path, marker: str, own: frozenset[str],
+                      read: Callable[[Path], object], what: str) -> None:
+    """Check that ``out`` may receive a per-photo folder (predictions, keypoints) for
+    ``data``: new, empty, such a folder (``dataset.json`` with ``marker`` true), or holding
+    only the entries ``own`` (a run killed before its end) whose records ``read`` accepts.
+    It may not be the photos' folder, be inside it (its PNGs would be read as photos next
+    time) or contain it.
     Raises ConfigError in one line naming the folder or the foreign entry, or ``data``
     when it does not exist."""
     out, data = Path(out).resolve(), Path(data).resolve()
@@ -156,17 +165,17 @@ def claim_predictions_output(out: str | Path, data: str | Path) -> None:
     entries = {p.name for p in out.iterdir() if not p.name.startswith(files.TEMP_PREFIX)}
     if (out / DATASET_FILE).is_file():
         try:
-            predicted = read_dataset_info(out).get("predicted")
+            ours = read_dataset_info(out).get(marker)
         except DataError as e:
-            predicted, entries = False, {f"{DATASET_FILE} ({e.problem})"}
-        if not predicted:
-            raise ConfigError(f"{out}: not empty and not a partsynth predictions folder ({DATASET_FILE} is not "
-                              "one); choose an empty or new folder")
-    foreign = sorted(entries - OWN_ENTRIES)
+            ours, entries = False, {f"{DATASET_FILE} ({e.problem})"}
+        if not ours:
+            raise ConfigError(f"{out}: not empty and not a partsynth {what} ({DATASET_FILE} is not one); "
+                              "choose an empty or new folder")
+    foreign = sorted(entries - own)
     if foreign:
-        raise ConfigError(f"{out}: not empty and not a partsynth predictions folder (holds "
-                          f"{', '.join(foreign[:3])}); choose an empty or new folder")
-    check_records(out, read_predicted_item)
+        raise ConfigError(f"{out}: not empty and not a partsynth {what} (holds {', '.join(foreign[:3])}); "
+                          "choose an empty or new folder")
+    check_records(out, read)
 
 
 def remove_stale_predictions(root: str | Path, images: set[str]) -> list[str]:

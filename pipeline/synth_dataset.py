@@ -45,8 +45,10 @@ MANIFEST_FILE = "manifest.parquet"
 #: the input items the reader could not use, [{"file", "reason"}], rewritten by every run
 READ_SKIPS_FILE = "skipped.json"
 #: what a synthesized dataset folder holds (besides temporary files of our own)
+#: where ``synthesize --data PHOTOS`` keeps the keypoints it estimated first (a keypoints folder)
+KEYPOINTS_DIR = "keypoints"
 OWN_ENTRIES = frozenset({DATASET_FILE, PEOPLE_FILE, ITEMS_DIR, "labels", "probs", ANNOTATIONS_FILE, MANIFEST_FILE,
-                         READ_SKIPS_FILE, "inspect"})
+                         READ_SKIPS_FILE, "inspect", KEYPOINTS_DIR})
 STATUSES = ("ok", "skipped")
 
 
@@ -363,7 +365,7 @@ def claim_output(out: str | Path, data: str | Path) -> None:
     else:       # dataset.json deleted, or a run killed before its end: only our files, with our records
         names = {p.name for p in entries}
         foreign = sorted(names - OWN_ENTRIES)
-        if foreign or not (names <= {ITEMS_DIR, "labels", "probs"} or item_files(out)):
+        if foreign or not (names <= {ITEMS_DIR, "labels", "probs", KEYPOINTS_DIR} or item_files(out)):
             held = ", ".join(foreign[:3] or sorted(names)[:3])
             raise ConfigError(f"{out}: not empty and not a partsynth synthesized dataset (holds {held}); "
                               "choose an empty or new folder")
@@ -383,7 +385,7 @@ def check_records(out: Path, read: Callable[[Path], object]) -> None:
 def remove_stale_items(root: str | Path, images: set[str], read: Callable[[Path], object] | None = None,
                        fields: tuple[str, ...] = ("label", "probs")) -> list[str]:
     """Delete the records and the files they name (their ``fields``: label PNGs and
-    probabilities here; overlays too for predictions) of images no longer in the input
+    probabilities here; overlays too for predictions; a field may hold a list of paths) of images no longer in the input
     (``images``: absolute paths of the current images).  ``read`` reads a record (default
     :func:`read_item`).  Returns the removed images."""
     root = Path(root)
@@ -392,9 +394,10 @@ def remove_stale_items(root: str | Path, images: set[str], read: Callable[[Path]
         item = (read or read_item)(path)
         if item.image in images:
             continue
-        for rel in (getattr(item, f) for f in fields):
-            if rel:
-                (root / rel).unlink(missing_ok=True)
+        for value in (getattr(item, f) for f in fields):
+            for rel in value if isinstance(value, list) else [value]:
+                if rel:
+                    (root / rel).unlink(missing_ok=True)
         path.unlink()
         removed.append(item.image)
     return removed

@@ -131,7 +131,7 @@ def test_bad_keypoints_are_skipped_with_reason(prefect_harness, demo_dir, tiny_r
 
     report = ReadReport()
     assert len([r for r in iter_records(out, report=report) if r.label_map is not None]) == 6
-    assert report.counts["skipped_in_synthesis"] == 2
+    assert report.counts["skipped_when_written"] == 2
     assert cli(["synthesize", "--checkpoint", str(tiny_refiner), "--data", str(data), "--out", str(out),
                 "--workers", "1", "--strict"]) == 1
 

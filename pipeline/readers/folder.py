@@ -18,11 +18,14 @@ FORMAT = "partsynth"
 
 
 def read_dataset_info(root: Path) -> dict:
-    """``dataset.json`` of a partsynth folder; DataError if missing or not this format."""
+    """``dataset.json`` of a partsynth folder; DataError if missing, not this format, or
+    without a known ``label_set`` (null only in a ``keypoints_only`` folder)."""
     path = root / DATASET_FILE
     info = files.read_json(path)
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise DataError(path, f"not a {FORMAT} dataset description (format must be {FORMAT!r})")
+    if info.get("label_set") is None and info.get("keypoints_only"):
+        return info
     if info.get("label_set") not in LABEL_SETS:
         raise DataError(path, f"unknown label_set {info.get('label_set')!r}; known: {sorted(LABEL_SETS)}")
     return info
@@ -37,8 +40,10 @@ def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
         dataset.json   {"format": "partsynth", "label_set": "pascal10", "synthetic": bool, ...}
         people.json    [{"person_id", "image", "label" | null, "keypoints": [[x, y, v] x 16]
                          | null, "split"}]   paths relative to the folder; entries with
-                       "status": "skipped" (people synthesis could not label, with their
-                       "reason") are counted as ``skipped_in_synthesis``, not yielded
+                       "status": "skipped" (people the writing command could not label,
+                       photos where keypoint estimation found no one, with their
+                       "reason") are counted as ``skipped_when_written``, not yielded;
+                       ``label_set`` is null in a ``keypoints_only`` folder
         images/, labels/  (label PNGs: palette, class ids of label_set)
 
     Keypoints are canonical (x, y in pixels, v in {0, 1, 2}; missing joints as
@@ -48,15 +53,16 @@ def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
     """
     root = Path(root)
     info = read_dataset_info(root)
-    label_set = LABEL_SETS[info["label_set"]]
+    label_set = LABEL_SETS.get(info["label_set"])
     people_path = root / PEOPLE_FILE
     people = files.read_json(people_path)
     if not isinstance(people, list):
         raise DataError(people_path, "expected a list of people")
     for entry in people:
         if isinstance(entry, dict) and entry.get("status") == "skipped":
-            if report is not None:                   # a person synthesis could not label
-                report.counts["skipped_in_synthesis"] += 1
+            if report is not None:    # a person its writer could not label, a photo without a person
+                report.counts["skipped_when_written"] += 1
+                report.skipped.append((str(entry.get("image")), str(entry.get("reason") or "skipped when written")))
             continue
 
         def one(entry=entry):
@@ -66,6 +72,9 @@ def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
             size = files.image_size(image)
             lm = None
             if entry.get("label"):
+                if label_set is None:
+                    raise DataError(people_path, f"person {entry['person_id']} has a label in a keypoints-only "
+                                                 "dataset (label_set null)")
                 label_path = root / entry["label"]
                 lm = files.read_label_png(label_path)
                 if lm.shape != size:
@@ -83,11 +92,19 @@ def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
                 derived = np.array(entry.get("derived") or [False] * NUM_JOINTS, dtype=bool)
             return PersonRecord(image, size, str(entry["person_id"]), FORMAT, lm, kp, derived,
                                 label_set.name if lm is not None else None, entry.get("split"),
-                                dict(entry.get("meta") or {}, synthetic=bool(info.get("synthetic"))))
+                                _meta(root, entry, info))
 
         rec = guard(one, skip_bad=skip_bad, report=report)
         if rec is not None:
             yield rec
+
+
+def _meta(root: Path, entry: dict, info: dict) -> dict:
+    """A person's ``meta`` with ``synthetic`` and its ``person_mask`` made absolute."""
+    meta = dict(entry.get("meta") or {}, synthetic=bool(info.get("synthetic")))
+    if meta.get("person_mask"):
+        meta["person_mask"] = str(root / meta["person_mask"])
+    return meta
 
 
 def keypoints_to_json(kp: np.ndarray) -> list:
