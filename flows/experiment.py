@@ -10,6 +10,7 @@ from prefect import flow, task
 from prefect.logging import get_run_logger
 
 from flows.experiment_config import ExperimentConfig
+from flows.keypoints import estimate_keypoints, keypoints_runner
 from flows.reports import payoff_verdict, publish_scores, report_dir, synthesis_score_line
 from flows.synthesis import synthesize_labels, task_runner
 from flows.training import evaluate_task, train_parser, train_refiner
@@ -22,6 +23,16 @@ def prediction_grid_task(checkpoints: dict[str, str], data: str, out: str, photo
 
     write_image(out, checkpoint_grid(checkpoints, data, split="val", n=n, photos=photos))
     return out
+
+
+@task
+def link_photos_task(data: str, folder: str) -> int:
+    """Link ``data``'s photos without pixel labels into ``folder`` (raw photos); returns how many."""
+    from pipeline.layouts import link_unlabelled_photos
+
+    n = len(link_unlabelled_photos(data, folder))
+    get_run_logger().info("%d photos of %s without labels linked into %s as raw photos", n, data, folder)
+    return n
 
 
 @task
@@ -40,7 +51,11 @@ def run_experiment(cfg: ExperimentConfig, dask_address: str | None = None) -> di
     ``synthetic_labels`` (scores of the val people's synthetic labels, or None) and
     ``verdict`` (one line: do synthetic people help the parser?)."""
     log = get_run_logger()
+    if cfg.raw_photos_from:
+        link_photos_task(cfg.raw_photos_from, cfg.raw_photos())
     ckpt = train_refiner(cfg.refiner())
+    for kp in cfg.keypoint_runs():                       # person masks first, when synthesis clips to them
+        estimate_keypoints.with_options(task_runner=keypoints_runner(kp))(kp)
     synthesize = synthesize_labels.with_options(task_runner=task_runner(dask_address, cfg.threads))
     synth_scores = None
     if cfg.score_synthesis:

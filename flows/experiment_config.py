@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from parser_net.config import ParserTrainConfig
 from pipeline.errors import ConfigError
+from pipeline.keypoints_config import KeypointsConfig
 from refine_net.config import DeviceName, Profile, RefinerTrainConfig, RunConfig, SynthConfig
 
 #: what each preset trains, and how long (CPU profile); the data comes from ``preset_config``
@@ -17,6 +18,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # LSP's synthetic people hurt the CCP parser, CCP's own do not (docs/results.md, issue 14)
     "ccp": dict(refiner_epochs=20, parser_iterations=1500, finetune_iterations=500, photos_in_grids=False,
                 parser_synthetic=("ccp",)),
+    # the ccp preset's keypoint-only CCP people as raw photos: keypoints and person masks from BlazePose
+    "ccp-photos": dict(parser_synthetic=("ccp",), person_masks=True),
 }
 
 
@@ -37,6 +40,12 @@ class ExperimentConfig(RunConfig):
     threads: int = Field(2, description="torch threads and synthesis workers")
     score_synthesis: bool = Field(True, description="also label the val people as if keypoint-only and score the "
                                                     "synthetic labels against their ground truth")
+    raw_photos_from: str | None = Field(None, description="a dataset whose photos without pixel labels are linked "
+                                                          "into work/photos/<name> and labelled from the photos "
+                                                          "alone (BlazePose keypoints, partsynth[pose]): a folder "
+                                                          "of raw photos with no keypoints")
+    person_masks: bool = Field(False, description="estimate BlazePose person masks of the synthesized sets' photos "
+                                                  "(partsynth[pose]) and clip their synthetic labels to them")
     photos_in_grids: bool = Field(True, description="show the photographs in the prediction grid")
     reports: str = Field("reports", description="report folder root (reports/<flow run name>/)")
     device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
@@ -73,9 +82,30 @@ class ExperimentConfig(RunConfig):
         return self._synthesis(checkpoint, self.labelled, "val_as_keypoint_only", relabel=True, split="val")
 
     def _synthesis(self, checkpoint: str, data: str, name: str, **options) -> SynthConfig:
-        """Synthesis of ``data`` into ``work/synth/<name>`` with the train-split bank."""
+        """Synthesis of ``data`` into ``work/synth/<name>`` with the train-split bank (and
+        the person masks of :meth:`keypoints` with ``person_masks``)."""
+        masks = self.keypoints(data).out if self.person_masks and data != self.raw_photos() else None
         return SynthConfig(checkpoint=checkpoint, data=data, out=str(Path(self.work) / "synth" / name),
-                           bank_split="train", threads_per_task=1, device=self.device, **options)
+                           bank_split="train", threads_per_task=1, device=self.device, person_masks=masks, **options)
+
+    def raw_photos(self) -> str | None:
+        """``work/photos/<name>``, the folder of links to ``raw_photos_from``'s unlabelled
+        photos, or None."""
+        return str(Path(self.work) / "photos" / Path(self.raw_photos_from).name) if self.raw_photos_from else None
+
+    def keypoint_runs(self) -> list[KeypointsConfig]:
+        """The keypoint estimations the synthesis runs need for their person masks (one
+        per dataset; none without ``person_masks``).  The raw-photo folder is left out:
+        its synthesis estimates its keypoints, masks included, itself."""
+        if not self.person_masks:
+            return []
+        sets = ((self.labelled,) if self.score_synthesis else ()) + self.keypoint_only
+        return [self.keypoints(d) for d in dict.fromkeys(sets) if d != self.raw_photos()]
+
+    def keypoints(self, data: str) -> KeypointsConfig:
+        """BlazePose keypoints and person masks of ``data``'s photos into ``work/keypoints/<name>``."""
+        return KeypointsConfig(data=data, out=str(Path(self.work) / "keypoints" / Path(data).name),
+                               workers=self.threads)
 
     def parser(self, name: str, synthetic: tuple[str, ...] = ()) -> ParserTrainConfig:
         """A parser run in ``work/<name>``: real labels only, or mixed with ``synthetic``
@@ -91,8 +121,11 @@ def preset_values(name: str, data_root: str | None = None) -> dict:
     when absent), a few minutes on 2 cores.  ``ccp``: ``DATA_ROOT/ccp`` (labelled people
     train the refiner and the parsers; val is scored) with the keypoint-only people of
     ``DATA_ROOT/ccp`` and ``DATA_ROOT/lsp`` (both labelled; CCP's train the
-    semi-supervised parser).  Raises ConfigError for another name or a
-    missing ``data_root``."""
+    semi-supervised parser).  ``ccp-photos``: as ``ccp``, but CCP's photos without pixel
+    labels come as raw photos (linked into ``work/photos/ccp``; their shipped keypoints are
+    not read): BlazePose estimates their keypoints and person masks, to which their
+    synthetic labels (and the val people's) are clipped; LSP is left out.  Raises
+    ConfigError for another name or a missing ``data_root``."""
     if name == "demo":
         from pipeline.demo import DEFAULT_DEMO_DIR, ensure_demo
 
@@ -107,4 +140,9 @@ def preset_values(name: str, data_root: str | None = None) -> dict:
                 raise ConfigError(f"{root / sub}: not found (expected the layout of ../shared/data)")
         return dict(PRESETS["ccp"], labelled=str(root / "ccp"), keypoint_only=(str(root / "ccp"), str(root / "lsp")),
                     work=str(Path("data/runs/ccp")))
+    if name == "ccp-photos":
+        values = preset_values("ccp", data_root)
+        work = str(Path("data/runs/ccp-photos"))
+        photos = str(Path(work) / "photos" / "ccp")
+        return dict(values, **PRESETS["ccp-photos"], work=work, raw_photos_from=values["labelled"], keypoint_only=(photos,))
     raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")

@@ -152,7 +152,7 @@ def cmd_schedule(args) -> int:
 
 def add_run_commands(sub) -> None:
     r = sub.add_parser("run", help="the main job: refiner -> synthetic labels -> parsers -> report")
-    r.add_argument("--preset", choices=["demo", "ccp"], default="demo")
+    r.add_argument("--preset", choices=["demo", "ccp", "ccp-photos"], default="demo")
     r.add_argument("--data-root", type=Path, help="for --preset ccp: the folder holding ccp/ and lsp/")
     r.add_argument("--dask-address", help="tcp://HOST:PORT of a Dask scheduler for synthesis")
     add_config_options(r, ExperimentConfig)
@@ -182,7 +182,7 @@ def add_run_commands(sub) -> None:
     c.add_argument("--data", type=Path, help="keypoint-only folder to label on every run")
     c.add_argument("--out", type=Path)
     c.add_argument("--bank-split", default="train")
-    c.add_argument("--preset", choices=["demo", "ccp"], help="also serve the main job with this preset")
+    c.add_argument("--preset", choices=["demo", "ccp", "ccp-photos"], help="also serve the main job with this preset")
     c.add_argument("--data-root", type=Path)
     c.add_argument("--work", type=Path)
     c.set_defaults(func=cmd_schedule)

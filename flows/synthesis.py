@@ -27,7 +27,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.caching import CACHED, cache_dir, code_fingerprint, retry_on_io
 from flows.chunking import content_chunks, run_chunks
 from pipeline.errors import ConfigError
-from pipeline.estimated_poses import is_photo_folder
+from pipeline.estimated_poses import PersonMasks, is_photo_folder
 from pipeline.files import atomic_path, file_sha256, tree_signature
 from pipeline.keypoints_config import KeypointsConfig
 from pipeline.layouts import keypoint_only_people
@@ -43,15 +43,19 @@ from refine_net.synthesize import Synthesizer, bank_folders, synthesis_prior_con
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
 def list_images(data: str, layout: str | None, signature: str, relabel: bool = False,
-                split: str | None = None) -> dict:
+                split: str | None = None, person_masks: str | None = None) -> dict:
     """Keypoint-only people of ``data`` grouped by image: ``images``, plain dicts (``image``,
     ``image_sha256``, ``people``: person_id, image_size, keypoints, derived, split, source),
     and ``skipped``, the [file, reason] of every item the reader could not use (missing or
     unreadable photo, bad keypoints entry).  ``relabel`` lists labelled people too (labels
     dropped, :func:`pipeline.layouts.keypoint_only_people`); ``split`` keeps one split's
-    people.  ``signature``
-    (:func:`pipeline.files.tree_signature` of ``data``) keys the cache."""
+    people.  A person's ``person_mask`` is its record's own (a keypoints folder) or the
+    matching one of the keypoints folder ``person_masks``
+    (:class:`pipeline.estimated_poses.PersonMasks`), with its SHA-256 so that a changed
+    mask relabels its image.  ``signature`` (:func:`pipeline.files.tree_signature` of
+    ``data`` and ``person_masks``) keys the cache."""
     report = ReadReport()
+    masks = PersonMasks(person_masks) if person_masks else None
     by_image: OrderedDict[str, dict] = OrderedDict()
     for r in keypoint_only_people(data, layout, report, relabel, split):
         path = str(Path(r.image_path).resolve())
@@ -60,12 +64,20 @@ def list_images(data: str, layout: str | None, signature: str, relabel: bool = F
             "person_id": r.person_id, "image_size": list(r.image_size), "source": r.source_format,
             "keypoints": keypoints_to_json(r.keypoints) if r.keypoints is not None else None,
             "derived": r.keypoints_derived.tolist() if r.keypoints_derived is not None else None,
-            "split": r.split})
+            "split": r.split, **_mask_fields(r, masks)})
     if report.skipped:
         log = get_run_logger()
         log.warning("%s: %s", data, report.summary())
         report.log_skipped(log)
     return {"images": list(by_image.values()), "skipped": [list(s) for s in report.skipped]}
+
+
+def _mask_fields(r: PersonRecord, masks: PersonMasks | None) -> dict:
+    """``person_mask`` (absolute path or None) and ``person_mask_sha256`` of a record."""
+    mask = (r.meta or {}).get("person_mask")
+    if mask is None and masks is not None and r.keypoints is not None:
+        mask = masks.find(r.image_path, r.keypoints)
+    return {"person_mask": mask, "person_mask_sha256": file_sha256(mask) if mask else None}
 
 
 @task(cache_policy=CACHED, persist_result=True)
@@ -110,7 +122,7 @@ def _people(image: dict) -> list[PersonRecord]:
     return [PersonRecord(Path(image["image"]), tuple(p["image_size"]), p["person_id"], p["source"],
                          keypoints=None if p["keypoints"] is None else json_to_keypoints(p["keypoints"]),
                          keypoints_derived=None if p["derived"] is None else np.array(p["derived"], bool),
-                         split=p["split"]) for p in image["people"]]
+                         split=p["split"], meta={"person_mask": p.get("person_mask")}) for p in image["people"]]
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
@@ -191,7 +203,8 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     if stale:
         log.info("removed %d partial files of an interrupted run", len(stale))
     code = code_fingerprint()
-    listed = list_images(cfg.data, cfg.layout, tree_signature(cfg.data), cfg.relabel, cfg.split)
+    signature = tree_signature(cfg.data) + (f"+{tree_signature(cfg.person_masks)}" if cfg.person_masks else "")
+    listed = list_images(cfg.data, cfg.layout, signature, cfg.relabel, cfg.split, cfg.person_masks)
     images = listed["images"]
     write_read_skips(out_path, listed["skipped"])
     removed = remove_stale_items(out_path, {im["image"] for im in images})

@@ -235,3 +235,45 @@ def is_photo_folder(path: str | Path, layout: str | None = None) -> bool:
         return False
     except DataError:
         return any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*") if p.is_file())
+
+
+class PersonMasks:
+    """The person masks of a keypoints folder, looked up by photo and pose: synthesis of
+    another dataset of the same photos (CCP with its own keypoints, say) clips its labels
+    to them.
+
+    Args:
+        root: a folder written by ``partsynth keypoints``.
+    Raises: DataError naming ``root`` when it is not one.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        if not is_keypoints_folder(self.root):
+            raise DataError(self.root, "not a partsynth keypoints folder (run partsynth keypoints first)")
+        self._by_image: dict[str, list[tuple[np.ndarray, str]]] = {}
+        for entry in files.read_json(self.root / PEOPLE_FILE):
+            if entry.get("status") == "skipped" or not (entry.get("meta") or {}).get("person_mask"):
+                continue
+            kp = np.array([[np.nan if c is None else c for c in row] for row in entry["keypoints"]], np.float32)
+            self._by_image.setdefault(str(Path(entry["image"]).resolve()), []).append(
+                (kp, str(self.root / entry["meta"]["person_mask"])))
+
+    def find(self, image: str | Path, keypoints: np.ndarray, max_offset: float = 0.2) -> str | None:
+        """The mask file of the person of ``image`` whose estimated keypoints lie nearest
+        ``keypoints`` (float (16, 3) pixels): the median distance over the joints both
+        have must be below ``max_offset`` x the diagonal of ``keypoints``' bounding box.
+        None when the photo has no estimated person that close."""
+        present = np.isfinite(keypoints[:, :2]).all(1) & (keypoints[:, 2] > 0)
+        if not present.any():
+            return None
+        pts = keypoints[present, :2]
+        scale = float(np.linalg.norm(pts.max(0) - pts.min(0))) or 1.0
+        best, best_d = None, np.inf
+        for kp, mask in self._by_image.get(str(Path(image).resolve()), []):
+            both = present & np.isfinite(kp[:, :2]).all(1)
+            if both.any():
+                d = float(np.median(np.linalg.norm(kp[both, :2] - keypoints[both, :2], axis=1)))
+                if d < best_d:
+                    best, best_d = mask, d
+        return best if best_d < max_offset * scale else None

@@ -118,3 +118,44 @@ def keypoint_only_people(data: str | Path, layout: str | None = None,
     if relabel:
         return [dataclasses.replace(r, label_map=None) for r in recs]
     return [r for r in recs if r.label_map is None]
+
+
+def link_unlabelled_photos(data: str | Path, folder: str | Path) -> list[Path]:
+    """Make ``folder`` a plain folder of photos: one symbolic link per photo of the dataset
+    ``data`` that has no labelled person (CCP's keypoint-only photos, say), named as the
+    photo, so that the photos can be treated as raw photos without keypoints.  Links no
+    longer wanted are removed; each link is made under a temporary name and renamed.
+
+    Returns: the linked photos (absolute paths, reader order).
+    Raises: ConfigError when ``folder`` holds anything but symbolic links, or two photos
+        share a file name; DataError as the dataset's reader does.
+    """
+    from pipeline.files import TEMP_PREFIX
+
+    folder = Path(folder)
+    labelled = set()
+    photos: dict[str, Path] = {}
+    layout = detect_layout(data)
+    options = {"load_labels": False} if layout == "ccp" else {}          # CCP: the .mat path says enough
+    for r in iter_records(data, layout, skip_bad=True, report=ReadReport(), **options):
+        path = Path(r.image_path).resolve()
+        if r.label_map is not None or (r.meta or {}).get("label_path"):
+            labelled.add(path)
+        photos.setdefault(path.name, path)
+        if photos[path.name] != path:
+            raise ConfigError(f"{data}: two photos named {path.name}; cannot link them into one folder")
+    wanted = {name: p for name, p in photos.items() if p not in labelled}
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in folder.iterdir():
+        if not entry.is_symlink():
+            raise ConfigError(f"{folder}: holds {entry.name}, which is not a link; choose an empty or new folder")
+        if entry.name not in wanted or entry.resolve() != wanted[entry.name]:
+            entry.unlink()
+    for name, target in wanted.items():
+        link = folder / name
+        if not link.is_symlink():
+            tmp = folder / f"{TEMP_PREFIX}{name}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(target)
+            tmp.replace(link)
+    return list(wanted.values())

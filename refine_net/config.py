@@ -115,6 +115,13 @@ class SynthConfig(RunConfig):
     min_pixel_confidence: float = Field(0.0, ge=0.0, le=1.0,
                                         description="mark a person's pixels whose refined class probability is "
                                                     "below this as ignore (255): parsers then skip them")
+    person_masks: str | None = Field(None, description="keypoints folder (partsynth keypoints) of the same photos: "
+                                                       "each label is clipped to its person's mask (people read "
+                                                       "from a keypoints folder use their own masks)")
+    person_mask_mode: Literal["fill", "clip", "off"] = Field(
+        "fill", description="with person masks: clip each label to its person's mask and give the mask's pixels "
+                            "left background the nearest part's class (fill), only clip (clip), or ignore the "
+                            "masks (off)")
     relabel: bool = Field(False, description="label every person, labelled ones too (their labels are ignored), "
                                              "to score synthesis against ground truth")
     split: str | None = Field(None, description="label only the people of this split (default: every split)")

@@ -29,7 +29,7 @@ from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.priors.bank import PriorBank, PriorConfig, bank_from_dataset, crop_image
 from pipeline.priors.paste import NO_OWNER, paste_people
 from pipeline.priors.pose import apply_affine, keypoint_problem, person_box
-from pipeline.priors.support import clip_to_support, prior_support
+from pipeline.priors.support import apply_person_masks, clip_to_support, prior_support
 from pipeline.records import PersonRecord
 from pipeline.synth_dataset import (SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_intact,
                                     item_name, remove_partial_files, write_item)
@@ -65,18 +65,34 @@ def build_bank(cfg: SynthConfig, ckpt: Checkpoint) -> PriorBank:
 
 
 #: options added after format version 1 was released, with their "off" values
-LATER_OPTIONS = {"support_dilation": None, "min_pixel_confidence": 0.0, "relabel": False, "extra_bank_data": ()}
+LATER_OPTIONS = {"support_dilation": None, "min_pixel_confidence": 0.0, "relabel": False, "extra_bank_data": (),
+                 "person_masks": None, "person_mask_mode": "fill"}
+
+
+def read_person_mask(rec: PersonRecord, image_size: tuple[int, int]) -> np.ndarray | None:
+    """bool (H, W) person mask of ``rec`` (``meta["person_mask"]``: a uint8 PNG, >= 128 is
+    the person), or None without one.  Raises DataError naming the PNG when it is
+    unreadable or its size differs from the image's."""
+    path = (rec.meta or {}).get("person_mask")
+    if not path:
+        return None
+    mask = files.read_label_png(path)
+    if mask.shape != tuple(image_size):
+        raise DataError(path, f"person mask size {mask.shape} differs from image size {tuple(image_size)}")
+    return mask >= 128
 
 
 @dataclass
 class _Pending:
     """One image between reading and the refiner: its record, and per person reaching the
-    refiner the crop box, the input (3 + C, S, S) and the prior (C, S, S) or None."""
+    refiner the crop box, the input (3 + C, S, S), the prior (C, S, S) or None and the
+    person mask bool (H, W) or None."""
 
     item: SynthItem
     boxes: list = field(default_factory=list)
     inputs: list[torch.Tensor] = field(default_factory=list)
     priors: list[np.ndarray | None] = field(default_factory=list)
+    masks: list[np.ndarray | None] = field(default_factory=list)
 
 
 class Synthesizer:
@@ -136,7 +152,7 @@ class Synthesizer:
         image = files.read_image(image_path)
         matched = [self._match(rec, image_path, image.shape[:2]) for rec in people]
         pending = _Pending(SynthItem(str(image_path), tuple(image.shape[:2]), [p for p, _ in matched]))
-        for m in (m for _, m in matched if m is not None):
+        for rec, m in ((rec, m) for rec, (_, m) in zip(people, matched) if m is not None):
             box, kp, ids = m
             x = image_to_tensor(crop_image(image, box, self.prior_cfg.size))
             prior = None
@@ -147,6 +163,7 @@ class Synthesizer:
             pending.boxes.append(box)
             pending.inputs.append(x)
             pending.priors.append(prior)
+            pending.masks.append(None if self.cfg.person_mask_mode == "off" else read_person_mask(rec, image.shape[:2]))
         return pending
 
     @torch.no_grad()
@@ -173,6 +190,8 @@ class Synthesizer:
             probs = [clip_to_support(p, prior_support(q, self.cfg.support_dilation))
                      for p, q in zip(probs, pending.priors)]
         pasted = paste_people(item.image_size, probs, pending.boxes)
+        if self.cfg.person_mask_mode != "off":
+            apply_person_masks(pasted.label_map, pasted.owner, pending.masks, self.cfg.person_mask_mode == "fill")
         uncertain = (pasted.owner != NO_OWNER) & (pasted.confidence < self.cfg.min_pixel_confidence)
         pasted.label_map[uncertain] = IGNORE
         for j, person in enumerate([p for p in item.persons if p.status == "ok"]):

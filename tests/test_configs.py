@@ -9,11 +9,13 @@ from flows.experiment import run_experiment
 from flows.experiment_config import ExperimentConfig, preset_values
 from flows.options import config_from_args, validate_config
 from flows.run_cli import experiment_config
+from flows.keypoints import estimate_keypoints
 from flows.predict import predict_labels
 from flows.synthesis import synthesize_labels
 from flows.training import train_parser, train_refiner
 from parser_net.config import ParserTrainConfig, PredictConfig
 from pipeline.errors import ConfigError
+from pipeline.keypoints_config import KeypointsConfig
 from refine_net.checkpoint import load_checkpoint
 from refine_net.config import RefinerTrainConfig, SynthConfig
 
@@ -21,7 +23,9 @@ COMMANDS = {"train-refiner": (RefinerTrainConfig, train_refiner, ["--data", "D",
             "train-parser": (ParserTrainConfig, train_parser, ["--data", "D", "--out", "O", "--synthetic", "S1", "S2"]),
             "synthesize": (SynthConfig, synthesize_labels, ["--checkpoint", "C", "--data", "D", "--out", "O"]),
             "predict": (PredictConfig, predict_labels, ["--checkpoint", "C", "--data", "D", "--out", "O", "--scales", "0.75",
-                                                        "1", "--engine", "onnx"])}
+                                                        "1", "--engine", "onnx"]),
+            "keypoints": (KeypointsConfig, estimate_keypoints, ["--data", "D", "--out", "O", "--boxes", "B",
+                                                                "--min-box-score", "0.3"])}
 
 
 def cli_config(command: str, argv: list[str]):
@@ -106,3 +110,23 @@ def test_checkpoint_holds_the_resolved_training_config(tiny_refiner):
     saved = json.loads((tiny_refiner.parent / "config.json").read_text())
     assert RefinerTrainConfig.model_validate(saved["train"]) == cfg
     assert saved["bank_data"] == ckpt.network["bank_data"] and saved["bank_data"].startswith("/")
+
+
+def test_the_raw_photos_preset_estimates_keypoints_once_per_dataset(shared_data, tmp_path):
+    from pipeline.layouts import link_unlabelled_photos
+
+    cfg = validate_config(ExperimentConfig, preset_values("ccp-photos", str(shared_data)))
+    raw = cfg.raw_photos()
+    assert cfg.keypoint_only == (raw,) and cfg.trains_parser(raw) and cfg.person_masks
+    assert [k.data for k in cfg.keypoint_runs()] == [cfg.labelled]           # the photos' synthesis does its own
+    assert cfg.synthesis("C", raw).person_masks is None
+    assert cfg.synthesis_check("C").person_masks == cfg.keypoint_runs()[0].out
+    links = tmp_path / "photos"
+    linked = link_unlabelled_photos(shared_data / "ccp", links)
+    assert len(linked) == len(list(links.iterdir())) > 1000
+    assert all(int(p.stem) > 1004 for p in linked) and all(p.is_symlink() for p in links.iterdir())
+    (links / "0001.jpg").symlink_to(shared_data / "ccp" / "photos" / "0001.jpg")          # a stale link goes
+    assert len(link_unlabelled_photos(shared_data / "ccp", links)) == len(list(links.iterdir()))
+    (links / "mine.txt").write_text("x")
+    with pytest.raises(ConfigError, match="mine.txt, which is not a link"):
+        link_unlabelled_photos(shared_data / "ccp", links)

@@ -1,12 +1,14 @@
 """Foreground control (prior support clipping) and scoring synthesized labels against
 ground truth (synthesize --relabel, data score)."""
+import dataclasses
+
 import numpy as np
 import pytest
 
 from pipeline import files
 from pipeline.errors import ConfigError
 from pipeline.layouts import iter_records, keypoint_only_people
-from pipeline.priors.support import clip_to_support, prior_support
+from pipeline.priors.support import apply_person_masks, clip_to_support, prior_support
 from pipeline.synth_dataset import read_items
 from pipeline.synth_score import score_synthesis
 from refine_net.config import SynthConfig
@@ -128,3 +130,59 @@ def test_each_labelling_option_changes_the_fingerprint(demo_dir, checkpoint, tmp
         {}, {"support_dilation": 0}, {"support_dilation": 4}, {"min_pixel_confidence": 0.5}, {"relabel": True})]
     assert len(set(prints)) == len(prints)
     assert Synthesizer(SynthConfig(**base, split="val")).fingerprint == prints[0]   # same people, same labels
+
+
+def test_person_masks_clip_outside_and_fill_inside_from_the_nearest_part():
+    label = np.zeros((10, 12), np.uint8)
+    label[2:8, 2:6] = 3                           # person 0: class 3 on columns 2-5
+    label[2:8, 6:8] = 5                           # and class 5 on columns 6-7
+    label[0, 0] = 255                             # ignore stays ignore
+    owner = np.where(label > 0, 0, -1).astype(np.int16)
+    mask = np.zeros_like(label, bool)
+    mask[2:8, 3:10] = True                        # the person mask: misses column 2, reaches column 9
+    clipped = label.copy()
+    apply_person_masks(clipped, owner.copy(), [mask], fill=False)
+    assert (clipped[2:8, 2] == 0).all() and (clipped[2:8, 3:6] == 3).all() and clipped[0, 0] == 255
+    filled, own = label.copy(), owner.copy()
+    apply_person_masks(filled, own, [mask], fill=True)
+    assert (filled[2:8, 2] == 0).all() and (filled[2:8, 8:10] == 5).all() and (own[2:8, 8:10] == 0).all()
+    assert (filled[~mask & (label != 255)] == 0).all()
+    untouched = label.copy()
+    apply_person_masks(untouched, owner.copy(), [None])
+    assert (untouched == label).all()
+    with pytest.raises(ValueError, match="differs"):
+        apply_person_masks(label.copy(), owner.copy(), [mask[:5]])
+
+
+def test_synthesis_clips_to_the_person_masks_of_a_keypoints_folder(checkpoint, demo_dir, tmp_path):
+    """Person masks from a keypoints folder of the same photos (here: a box around each
+    demo person's keypoints, written as partsynth keypoints would) keep every label inside."""
+    from pipeline.estimated_poses import PersonMasks
+
+    people = keypoint_only_people(demo_dir)[:6]
+    kp_dir = tmp_path / "kp"
+    (kp_dir / "masks").mkdir(parents=True)
+    entries = []
+    for i, r in enumerate(people):
+        mask = np.zeros(r.image_size, np.uint8)
+        pts = r.keypoints[np.isfinite(r.keypoints[:, 0]), :2]
+        (x0, y0), (x1, y1) = pts.min(0).astype(int), pts.max(0).astype(int)
+        mask[y0:y1, x0:x1] = 255
+        files.write_label_png(kp_dir / "masks" / f"{i}.png", mask)
+        entries.append({"person_id": r.person_id, "image": str(r.image_path), "label": None, "split": None,
+                        "keypoints": [[float(x), float(y), float(v)] for x, y, v in r.keypoints],
+                        "meta": {"person_mask": f"masks/{i}.png"}})
+    files.write_json(kp_dir / "people.json", entries)
+    files.write_json(kp_dir / "dataset.json", {"format": "partsynth", "label_set": None, "keypoints_only": True})
+    masks = PersonMasks(kp_dir)
+    assert masks.find(people[0].image_path, people[0].keypoints) == str(kp_dir / "masks" / "0.png")
+    assert masks.find(people[0].image_path, people[0].keypoints + [40, 0, 0]) is None       # another person
+    cfg = SynthConfig(checkpoint=str(checkpoint), data=str(demo_dir), out=str(tmp_path / "s"),
+                      person_masks=str(kp_dir), person_mask_mode="clip")
+    recs = [dataclasses.replace(r, meta={"person_mask": masks.find(r.image_path, r.keypoints)}) for r in people]
+    Synthesizer(cfg).run(recs, cfg.out)
+    for item in read_items(cfg.out):
+        lab = files.read_label_png(tmp_path / "s" / item.label)
+        i = next(i for i, r in enumerate(people) if str(r.image_path) == item.image)
+        inside = files.read_label_png(kp_dir / "masks" / f"{i}.png") >= 128
+        assert lab[~inside].max() == 0 and lab[inside].max() > 0
