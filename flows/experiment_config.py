@@ -15,9 +15,10 @@ from refine_net.config import DeviceName, Profile, RefinerTrainConfig, RunConfig
 #: what each preset trains, and how long (CPU profile); the data comes from ``preset_config``
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": dict(refiner_epochs=6, parser_iterations=300, finetune_iterations=100),
-    # LSP's synthetic people hurt the CCP parser, CCP's own do not (docs/results.md, issue 14)
+    # LSP's synthetic people hurt the CCP parser, CCP's own do not; BlazePose person masks make
+    # the synthetic labels better (docs/results.md, issue 14)
     "ccp": dict(refiner_epochs=20, parser_iterations=1500, finetune_iterations=500, photos_in_grids=False,
-                parser_synthetic=("ccp",)),
+                parser_synthetic=("ccp",), person_masks=True),
     # the ccp preset's keypoint-only CCP people as raw photos: keypoints and person masks from BlazePose
     "ccp-photos": dict(parser_synthetic=("ccp",), person_masks=True),
 }

@@ -30,6 +30,14 @@ def cmd_run(args) -> int:
     from parser_net.evaluate import scores_markdown
 
     cfg = experiment_config(args)
+    if cfg.person_masks or cfg.raw_photos_from:          # BlazePose is needed: say so before hours of work
+        from pipeline.blazepose import mediapipe_pose
+
+        try:
+            mediapipe_pose()
+        except ConfigError as e:
+            hint = "" if cfg.raw_photos_from else " (or pass --no-person-masks)"
+            raise ConfigError(f"this run estimates keypoints or person masks ({args.preset} preset){hint}; {e}") from None
     t = time.time()
     with temporary_server():
         result = run_experiment(cfg, dask_address=args.dask_address)

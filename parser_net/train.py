@@ -26,6 +26,7 @@ from pipeline.labels import LABEL_SETS, LabelSet
 from pipeline.layouts import iter_records
 from pipeline.readers.folder import read_dataset_info
 from pipeline.records import PersonRecord, ReadReport
+from pipeline.synth_dataset import training_data_signature
 from parser_net.config import ParserTrainConfig
 from parser_net.dataset import ParsingItem, draw_batch, load_items, sample_indices
 from parser_net.evaluate import evaluate_records
@@ -36,6 +37,7 @@ from parser_net.pose_eval import evaluate_pose, heatmap_targets
 from parser_net.structure import MERGED_REGIONS, structure_sensitive_loss
 from refine_net.checkpoint import Checkpoint, rng_state, save_checkpoint
 from refine_net.checkpoint import resume as resume_run
+from refine_net.checkpoint import set_aside_stale_run
 from refine_net.device import setup_run
 from refine_net.schedule import poly_lr, set_lr
 
@@ -146,9 +148,12 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
     optimizer = make_optimizer(cfg, model)
     saved_cfg = cfg.model_dump(mode="json")
     ckpt_path = out / "last.pt"
+    signature = training_data_signature([cfg.data, *cfg.synthetic, *([cfg.pose_data] if cfg.pose_data else [])])
+    set_aside_stale_run(out, signature)
     step, history = resume_run(ckpt_path, "parser", saved_cfg, RESUMABLE_CHANGES, model, optimizer, resume)
     resolved = {"train": saved_cfg, "parser": asdict(pcfg), "label_set": pool.label_set.name,
-                "n_real": len(real), "n_synthetic": len(synth), "skipped": pool.report.records()}
+                "n_real": len(real), "n_synthetic": len(synth), "skipped": pool.report.records(),
+                "data_signature": signature}
     write_json(out / "config.json", resolved)
     log.info("training %s on %d real + %d synthetic images for %d steps on %s", cfg.arch, len(real), len(synth),
              cfg.iterations, device)

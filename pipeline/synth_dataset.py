@@ -417,3 +417,21 @@ def skip_summary(root: str | Path) -> dict[str, tuple[int, str]]:
     for reason, where in entries:
         groups.setdefault(re.sub(r"[-+]?\d[\d.e+-]*", "#", reason), []).append(where)
     return {r: (len(v), v[0]) for r, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))}
+
+
+def training_data_signature(paths: list[str | Path]) -> str:
+    """16 hex digits that change when the data a network trains on changes.
+
+    A folder written by partsynth (``items/`` beside ``dataset.json``: synthesized,
+    predicted or imported people) is hashed by the content of its ``people.json`` and item
+    records, which carry every label file's hash, so that a rerun that rewrites the same
+    labels keeps the signature; any other path by :func:`pipeline.files.tree_signature`
+    (names, sizes, modification times).  Raises DataError for a missing path."""
+    h = hashlib.sha256()
+    for path in map(Path, paths):
+        if (path / DATASET_FILE).is_file() and (path / ITEMS_DIR).is_dir():
+            for f in [path / PEOPLE_FILE, *item_files(path)]:
+                h.update(f.name.encode() + b"\0" + (f.read_bytes() if f.is_file() else b"") + b"\n")
+        else:
+            h.update(files.tree_signature(path).encode())
+    return h.hexdigest()[:16]

@@ -21,7 +21,9 @@ Shared by both networks: :mod:`parser_net` builds on this package's torch helper
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -158,3 +160,26 @@ def resume(path: Path, kind: str, cfg: dict, may_change: frozenset[str], model: 
     logging.getLogger("partsynth").info("resuming %s after %d %s", path, ckpt.step,
                                         "epochs" if kind == "refiner" else "steps")
     return ckpt.step, ckpt.history
+
+
+def set_aside_stale_run(out: Path, data_signature: str) -> Path | None:
+    """Keep a run from resuming on data it was not trained on.
+
+    When ``out/last.pt`` exists and ``out/config.json`` records another ``data_signature``
+    (or none: a run from before signatures), rename the checkpoint to
+    ``last.stale-<old signature>.pt`` (nothing is deleted) so that training starts afresh.
+    Returns the renamed file, or None when the run may resume."""
+    last = out / "last.pt"
+    if not last.exists():
+        return None
+    try:
+        old = json.loads((out / "config.json").read_text(encoding="utf-8")).get("data_signature")
+    except (OSError, ValueError, AttributeError):
+        old = None
+    if old == data_signature:
+        return None
+    stale = out / f"last.stale-{old or 'unsigned'}.pt"
+    os.replace(last, stale)
+    logging.getLogger("partsynth").warning("%s was trained on other data (signature %s, now %s): kept as %s, "
+                                           "training afresh", last, old, data_signature, stale.name)
+    return stale

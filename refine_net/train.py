@@ -22,8 +22,10 @@ from pipeline.layouts import iter_records
 from pipeline.metrics import ConfusionMatrix, ParsingScores
 from pipeline.priors.bank import PriorBank, PriorConfig
 from pipeline.records import ReadReport
+from pipeline.synth_dataset import training_data_signature
 from refine_net.checkpoint import Checkpoint, load_checkpoint, rng_state, save_checkpoint
 from refine_net.checkpoint import resume as resume_run
+from refine_net.checkpoint import set_aside_stale_run
 from refine_net.config import RefinerTrainConfig
 from refine_net.dataset import RefineDataset, make_samples
 from refine_net.device import resolve_device, setup_run
@@ -157,11 +159,13 @@ def main(cfg: RefinerTrainConfig, progress: Callable[[str, int, int], None] | No
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     saved_cfg = cfg.model_dump(mode="json")
     ckpt_path = out / "last.pt"
+    signature = training_data_signature([cfg.data])
+    set_aside_stale_run(out, signature)
     start, history = resume_run(ckpt_path, "refiner", saved_cfg, RESUMABLE_CHANGES, model, optimizer, resume)
     network = {"refine": asdict(refine_cfg), "prior": asdict(prior_cfg),
                "bank_data": str(Path(cfg.data).resolve())}
     write_json(out / "config.json", {"train": saved_cfg, **network, "label_set": bank.label_set,
-                                     "skipped": report.records()})
+                                     "skipped": report.records(), "data_signature": signature})
     gen = torch.Generator().manual_seed(cfg.seed)
     t0 = time.time() - sum(h["seconds"] for h in history)
     for epoch in range(start, cfg.epochs):

@@ -1,5 +1,6 @@
 """Parsers: shapes, losses, augmentation, training/resume and evaluation on a tiny CCP folder."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -146,6 +147,16 @@ def test_train_resume_and_cli_evaluate_on_unseen_ccp_folder(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert_scores_consistent(metrics["val"], images=1)
+    # the same run on changed data trains afresh; the old checkpoint is kept aside
+    assert train_parser(ParserTrainConfig(out_dir=str(tmp_path / "a"), **common), pool) == full
+    assert not list((tmp_path / "a").glob("last.stale-*.pt"))
+    photo = next((data / "photos").iterdir())
+    os.utime(photo, ns=(photo.stat().st_atime_ns, photo.stat().st_mtime_ns + 10**9))
+    signed = json.loads((tmp_path / "a" / "config.json").read_text())["data_signature"]
+    again = train_parser(ParserTrainConfig(out_dir=str(tmp_path / "a"), **common), pool)
+    (stale,) = (tmp_path / "a").glob("last.stale-*.pt")
+    assert stale.name == f"last.stale-{signed}.pt" and again.stat().st_mtime_ns >= stale.stat().st_mtime_ns
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["data_signature"] != signed
 
     unseen = tmp_path / "unseen"
     write_ccp(unseen, n=3, size=(30, 20), bright_hair=True)
