@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 #: a chunk is cut at ``MAX_FACTOR * size`` items even without a natural boundary
 MAX_FACTOR = 4
@@ -49,6 +50,22 @@ def content_chunks(keys: Sequence[str], size: int) -> list[list[int]]:
     if current:
         chunks.append(current)
     return chunks
+
+
+def prepare_output(out: Path, items: set[str], remove_stale: Callable[[Path, set[str]], list[str]], log,
+                   what: str, source: str) -> list[str]:
+    """Create the per-photo output folder ``out``, delete the partial files of an
+    interrupted run and the outputs of photos no longer in ``items`` (``remove_stale``),
+    logging how many (``what``: "predictions", "keypoints"; ``source``: the input).
+    Returns the photos removed."""
+    from pipeline.synth_dataset import remove_partial_files
+
+    out.mkdir(parents=True, exist_ok=True)
+    remove_partial_files(out)
+    removed = remove_stale(out, items)
+    if removed:
+        log.warning("removed the %s of %d photos no longer in %s", what, len(removed), source)
+    return removed
 
 
 def run_chunks(task, chunks: list[list], intact: Callable[[list], bool], args: Callable[[list], tuple],

@@ -12,7 +12,7 @@ from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.caching import CACHED, code_fingerprint, retry_on_io
-from flows.chunking import content_chunks, run_chunks
+from flows.chunking import content_chunks, prepare_output, run_chunks
 from pipeline.blazepose import BlazePose
 from pipeline.estimated_poses import (claim_keypoints_output, estimate_photos, estimated_item_intact,
                                       estimator_fingerprint, finalize_keypoints, remove_stale_estimates)
@@ -20,7 +20,6 @@ from pipeline.files import file_sha256
 from pipeline.keypoints_config import KeypointsConfig
 from pipeline.person_boxes import read_person_boxes
 from pipeline.predictions import list_photos
-from pipeline.synth_dataset import remove_partial_files
 
 
 @functools.lru_cache(maxsize=2)
@@ -59,11 +58,7 @@ def estimate_keypoints(cfg: KeypointsConfig, force: bool = False) -> dict:
     photos = [str(p) for p in list_photos(cfg.data)]
     boxes = read_person_boxes(cfg.boxes, photos, cfg.min_box_score) if cfg.boxes else None
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_partial_files(out)
-    removed = remove_stale_estimates(out, set(photos))
-    if removed:
-        log.warning("removed the keypoints of %d photos no longer in %s", len(removed), cfg.data)
+    removed = prepare_output(out, set(photos), remove_stale_estimates, log, "keypoints", cfg.data)
     log.info("%d photos in %s%s", len(photos), cfg.data,
              "" if boxes is None else f", {sum(map(len, boxes.values()))} person boxes from {cfg.boxes}")
     options, code = cfg.estimator_options(), code_fingerprint()

@@ -17,11 +17,10 @@ from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.caching import CACHED, code_fingerprint, retry_on_io
-from flows.chunking import content_chunks, run_chunks
+from flows.chunking import content_chunks, prepare_output, run_chunks
 from pipeline.files import file_sha256
 from pipeline.predictions import claim_predictions_output, list_photos, predicted_item_intact, \
     remove_stale_predictions
-from pipeline.synth_dataset import remove_partial_files
 from parser_net.config import PredictConfig
 from parser_net.predict import Predictor, photo_sha256
 
@@ -59,11 +58,7 @@ def predict_labels(cfg: PredictConfig, force: bool = False) -> dict:
     photos = [str(p) for p in list_photos(cfg.data)]
     predictor = _predictor(cfg.model_dump_json())            # a clear checkpoint error before any work
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_partial_files(out)
-    removed = remove_stale_predictions(out, set(photos))
-    if removed:
-        log.warning("removed the predictions of %d photos no longer in %s", len(removed), cfg.data)
+    removed = prepare_output(out, set(photos), remove_stale_predictions, log, "predictions", cfg.data)
     log.info("%d photos in %s", len(photos), cfg.data)
     sha, code = file_sha256(cfg.checkpoint), code_fingerprint()
     shas = {p: photo_sha256(p) for p in photos}

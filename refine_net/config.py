@@ -59,6 +59,8 @@ class RefinerTrainConfig(TrainRunConfig):
     and saved in every checkpoint.  The ``train`` split trains, ``val`` is scored."""
 
     data: str = Field(description="labelled dataset with keypoints (train/val splits)")
+    extra_data: tuple[str, ...] = Field((), description="further labelled folders whose people all train (e.g. "
+                                                        "people corrected with import-labels); val stays data's")
     out_dir: str = Field(description="run folder (last.pt, config.json, history.json)",
                          json_schema_extra={"flag": "--out"})
     profile: Profile = Field("cpu", description="cpu: 128 px, 32 filters, depth 5; gpu: 256 px, 64 filters, "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -120,9 +120,12 @@ def labelled_people(data: str, label_set: str | None, report: ReadReport) -> lis
 
 def prepare(cfg: RefinerTrainConfig, report: ReadReport | None = None):
     """Bank of train people, training and val datasets (val priors from the train bank).
-    Bad items of ``cfg.data`` are skipped into ``report``."""
+    The people of ``cfg.extra_data`` join the train split whatever their own split.  Bad
+    items are skipped into ``report``."""
     report = report if report is not None else ReadReport()
     recs = labelled_people(cfg.data, cfg.label_set, report)
+    for extra in cfg.extra_data:
+        recs += [replace(r, split="train") for r in labelled_people(extra, cfg.label_set, report)]
     report.refuse(cfg.strict)
     train = [r for r in recs if r.split == "train"]
     val = [r for r in recs if r.split == "val"]
@@ -159,7 +162,7 @@ def main(cfg: RefinerTrainConfig, progress: Callable[[str, int, int], None] | No
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     saved_cfg = cfg.model_dump(mode="json")
     ckpt_path = out / "last.pt"
-    signature = training_data_signature([cfg.data])
+    signature = training_data_signature([cfg.data, *cfg.extra_data])
     set_aside_stale_run(out, signature)
     start, history = resume_run(ckpt_path, "refiner", saved_cfg, RESUMABLE_CHANGES, model, optimizer, resume)
     network = {"refine": asdict(refine_cfg), "prior": asdict(prior_cfg),

@@ -192,3 +192,14 @@ def test_killed_and_restarted_synthesis_ends_identical(demo_dir, checkpoint, tmp
     assert not stale.exists()  # the rerun removed the killed run's partial file
     assert _snapshot(tmp_path / "resumed") == _snapshot(tmp_path / "full")
     assert not [p for p in (tmp_path / "full").rglob("*") if ".tmp" in p.name]
+
+
+def test_extra_labelled_folders_join_the_train_split(demo_dir):
+    from refine_net.train import prepare
+
+    base = RefinerTrainConfig(data=str(demo_dir), out_dir="unused", **TINY)
+    bank, _, _, val = prepare(base)
+    labelled = [r for r in iter_records(demo_dir) if r.label_map is not None and r.keypoints is not None]
+    assert len(bank.exemplars) == sum(r.split == "train" for r in labelled)
+    more, _, _, val2 = prepare(base.model_copy(update={"extra_data": (str(demo_dir),)}))
+    assert len(more.exemplars) == len(bank.exemplars) + len(labelled) and len(val2) == len(val)
