@@ -115,15 +115,15 @@ def cmd_data_show(args) -> int:
     from pipeline.pictures.dataset_grid import people_grid
     from pipeline.layouts import iter_records
 
-    recs = [r for r in iter_records(args.path, args.layout, skip_bad=True)
-            if r.label_map is not None and r.keypoints is not None]
+    recs = [r for r in iter_records(args.path, args.layout, skip_bad=True) if r.keypoints is not None
+            and (r.label_map is not None or r.meta.get("person_mask"))]
     if args.ids:
         recs = [r for r in recs if r.person_id in set(args.ids)]
     elif len(recs) > args.n:
         pick = np.random.default_rng(args.seed).choice(len(recs), args.n, replace=False)
         recs = [recs[i] for i in sorted(pick)]
     if not recs:
-        print("error: no labelled people with keypoints to show", file=sys.stderr)
+        print("error: no people with keypoints and a label map or person mask to show", file=sys.stderr)
         return 1
     files.write_image(args.out, people_grid(recs, args.tile, photos=not args.no_photos))
     print(f"wrote {args.out} ({len(recs)} people)")

@@ -145,6 +145,8 @@ def test_keypoints_command_then_synthesize_from_raw_photos(prefect_harness, blaz
     assert cli(["keypoints", str(photos), "--out", str(out), "--workers", "1"]) == 0
     printed = capsys.readouterr().out
     assert "3 people in 5 photos" in printed and "skipped" in printed and "broken.jpg" in printed
+    assert cli(["data", "show", str(out), "--out", str(tmp_path / "grid.png")]) == 0       # keypoints + masks
+    assert files.read_image(tmp_path / "grid.png").shape[1] > 0
     (out / "notes.txt").write_text("mine")
     assert cli(["keypoints", str(photos), "--out", str(out)]) == 1      # a foreign file: refused in one line
     assert "not a partsynth keypoints folder" in capsys.readouterr().err
@@ -153,3 +155,16 @@ def test_keypoints_command_then_synthesize_from_raw_photos(prefect_harness, blaz
     assert (synth / "keypoints" / "dataset.json").is_file()
     labelled = [r for r in iter_records(synth) if r.label_map is not None]
     assert len(labelled) == 3
+
+
+def test_synthesize_on_photos_without_mediapipe_says_so_in_one_line(tiny_refiner, demo_dir, tmp_path, monkeypatch,
+                                                                     capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(next((demo_dir / "images").iterdir()), photos)
+    monkeypatch.setitem(sys.modules, "mediapipe", None)
+    assert cli(["synthesize", "--checkpoint", str(tiny_refiner), "--data", str(photos), "--out",
+                str(tmp_path / "s")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "is a folder of photos without keypoints" in err and "mediapipe==0.10.14" in err and "\n" not in err
+    assert not (tmp_path / "s").exists()
