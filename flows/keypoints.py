@@ -23,14 +23,14 @@ from pipeline.predictions import list_photos
 
 
 @functools.lru_cache(maxsize=2)
-def _estimator(model_complexity: int, min_detection_confidence: float, box_padding: float) -> BlazePose:
-    """One BlazePose per option set, shared by a worker's tasks (one graph per thread)."""
-    return BlazePose(model_complexity, min_detection_confidence, box_padding)
+def _estimator(model_complexity: int, min_detection_confidence: float, box_padding: float, graphs: int) -> BlazePose:
+    """One BlazePose per option set, shared by the tasks of every run (``graphs`` at a time)."""
+    return BlazePose(model_complexity, min_detection_confidence, box_padding, max_graphs=graphs)
 
 
 def estimator_of(cfg: KeypointsConfig) -> BlazePose:
     """The BlazePose of ``cfg`` (ConfigError for a model that would download or a missing mediapipe)."""
-    return _estimator(cfg.model_complexity, cfg.min_detection_confidence, cfg.box_padding)
+    return _estimator(cfg.model_complexity, cfg.min_detection_confidence, cfg.box_padding, cfg.workers)
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)

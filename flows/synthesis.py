@@ -160,7 +160,7 @@ def photos_with_keypoints(cfg: SynthConfig, force: bool) -> SynthConfig:
     """Estimate the keypoints of the photo folder ``cfg.data`` into ``cfg.out/keypoints``
     (:func:`flows.keypoints.estimate_keypoints`) and return ``cfg`` reading that folder.
     Raises ConfigError in one line when partsynth[pose] is not installed."""
-    from flows.keypoints import estimate_keypoints
+    from flows.keypoints import estimate_keypoints, keypoints_runner
     from pipeline.blazepose import mediapipe_pose
 
     try:
@@ -168,7 +168,8 @@ def photos_with_keypoints(cfg: SynthConfig, force: bool) -> SynthConfig:
     except ConfigError as e:
         raise ConfigError(f"{cfg.data} is a folder of photos without keypoints; {e}") from None
     kp_out = str(Path(cfg.out) / KEYPOINTS_DIR)
-    estimate_keypoints(KeypointsConfig(data=cfg.data, out=kp_out), force=force)
+    kp = KeypointsConfig(data=cfg.data, out=kp_out)
+    estimate_keypoints.with_options(task_runner=keypoints_runner(kp))(kp, force=force)
     return cfg.model_copy(update={"data": kp_out, "layout": "partsynth"})
 
 

@@ -12,6 +12,8 @@ mediapipe is imported lazily: the rest of partsynth installs and runs without it
 """
 from __future__ import annotations
 
+import contextlib
+import queue
 import threading
 from dataclasses import dataclass
 
@@ -94,14 +96,18 @@ class BlazePose:
         model_complexity: must be 1 (the only model inside the mediapipe wheel).
         min_detection_confidence: mediapipe's person-detector threshold in [0, 1].
         box_padding: see :func:`crop_box`.
+        max_graphs: at most this many mediapipe graphs (about 130 MB each) run at a time;
+            further threads wait for a free one.
     Raises: ConfigError for another ``model_complexity`` (0 and 2 would download a model),
         a threshold outside [0, 1], or a missing / wrong mediapipe.
 
-    One mediapipe graph per thread (graphs are not thread-safe); each is made on first use.
+    A mediapipe graph is not thread-safe: each call borrows one from a pool, made on first
+    need, so memory stays bounded however many threads call (a thread pool that gave every
+    task a new thread and graph held 9 GiB for 1,094 photos).
     """
 
     def __init__(self, model_complexity: int = BUNDLED_COMPLEXITY, min_detection_confidence: float = 0.5,
-                 box_padding: float = 0.25):
+                 box_padding: float = 0.25, max_graphs: int = 2):
         if model_complexity != BUNDLED_COMPLEXITY:
             raise ConfigError(f"model_complexity {model_complexity} is not inside the mediapipe wheel and would be "
                               f"downloaded at run time; only {BUNDLED_COMPLEXITY} (BlazePose full) runs offline")
@@ -109,23 +115,35 @@ class BlazePose:
             raise ConfigError(f"min_detection_confidence must lie in [0, 1], got {min_detection_confidence}")
         self.min_detection_confidence = float(min_detection_confidence)
         self.box_padding = float(box_padding)
+        if max_graphs < 1:
+            raise ConfigError(f"max_graphs must be >= 1, got {max_graphs}")
         self._pose_module = mediapipe_pose()
-        self._local = threading.local()
+        self._free: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._made, self.max_graphs = 0, max_graphs
 
+    @contextlib.contextmanager
     def _graph(self):
-        graph = getattr(self._local, "graph", None)
-        if graph is None:
-            graph = self._local.graph = self._pose_module.Pose(
-                static_image_mode=True, model_complexity=BUNDLED_COMPLEXITY, smooth_landmarks=False,
-                enable_segmentation=True, smooth_segmentation=False,
-                min_detection_confidence=self.min_detection_confidence)
-        return graph
+        """Borrow a graph: a free one, a new one while fewer than ``max_graphs`` exist, else
+        wait for one."""
+        with self._lock:
+            make = self._free.empty() and self._made < self.max_graphs
+            self._made += make
+        graph = self._pose_module.Pose(
+            static_image_mode=True, model_complexity=BUNDLED_COMPLEXITY, smooth_landmarks=False,
+            enable_segmentation=True, smooth_segmentation=False,
+            min_detection_confidence=self.min_detection_confidence) if make else self._free.get()
+        try:
+            yield graph
+        finally:
+            self._free.put(graph)
 
     def _one(self, rgb: np.ndarray, box: tuple[int, int, int, int], size: tuple[int, int],
              path, score: float | None) -> EstimatedPerson | str:
         x0, y0, x1, y1 = box
         crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-        result = self._graph().process(crop)
+        with self._graph() as graph:
+            result = graph.process(crop)
         if result.pose_landmarks is None:
             return "no person found" + ("" if score is None else f" in box {list(box)}")
         lm = np.array([[p.x, p.y, p.visibility] for p in result.pose_landmarks.landmark], dtype=np.float32)
@@ -165,8 +183,8 @@ class BlazePose:
         return people
 
     def close(self) -> None:
-        """Release this thread's mediapipe graph."""
-        graph = getattr(self._local, "graph", None)
-        if graph is not None:
-            graph.close()
-            self._local.graph = None
+        """Release the idle mediapipe graphs (call when no thread is estimating)."""
+        while not self._free.empty():
+            self._free.get_nowait().close()
+            with self._lock:
+                self._made -= 1

@@ -168,3 +168,17 @@ def test_synthesize_on_photos_without_mediapipe_says_so_in_one_line(tiny_refiner
     err = capsys.readouterr().err.strip()
     assert "is a folder of photos without keypoints" in err and "mediapipe==0.10.14" in err and "\n" not in err
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.shared_data
+def test_threads_share_a_bounded_pool_of_graphs(shared_data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _mediapipe_or_skip()
+    bp = BlazePose(max_graphs=2)
+    rgb = files.read_image(shared_data / "ccp" / "photos" / "0004.jpg")
+    with ThreadPoolExecutor(6) as pool:
+        found = list(pool.map(lambda _: bp.estimate(rgb)[0], range(12)))
+    assert bp._made <= 2 and all(np.allclose(p.landmarks, found[0].landmarks) for p in found)
+    bp.close()
+    assert bp._made == 0
