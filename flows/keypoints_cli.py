@@ -13,12 +13,16 @@ def run_keypoints(cfg: KeypointsConfig, force: bool = False) -> dict:
     from flows.keypoints import estimate_keypoints, estimator_of, keypoints_runner
     from flows.server import temporary_server
     from pipeline.estimated_poses import claim_keypoints_output
+    from pipeline.person_boxes import read_person_boxes
     from pipeline.predictions import list_photos
     from pipeline.synth_dataset import item_files
 
     claim_keypoints_output(cfg.out, cfg.data)
     estimator_of(cfg)
-    total = len(list_photos(cfg.data))
+    photos = list_photos(cfg.data)
+    total = len(photos)
+    if cfg.boxes:
+        read_person_boxes(cfg.boxes, photos, cfg.min_box_score)      # a bad boxes file: one line, before the server
 
     def run():
         with temporary_server():

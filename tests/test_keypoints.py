@@ -150,6 +150,8 @@ def test_keypoints_command_then_synthesize_from_raw_photos(prefect_harness, blaz
     (out / "notes.txt").write_text("mine")
     assert cli(["keypoints", str(photos), "--out", str(out)]) == 1      # a foreign file: refused in one line
     assert "not a partsynth keypoints folder" in capsys.readouterr().err
+    assert cli(["keypoints", str(photos), "--out", str(tmp_path / "kp2"), "--boxes", str(tmp_path / "no.json")]) == 1
+    assert "no.json: file not found" in capsys.readouterr().err and not (tmp_path / "kp2").exists()
     synth = tmp_path / "synth"
     assert cli(["synthesize", "--checkpoint", str(tiny_refiner), "--data", str(photos), "--out", str(synth)]) == 0
     assert (synth / "keypoints" / "dataset.json").is_file()
