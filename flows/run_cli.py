@@ -33,11 +33,8 @@ def cmd_run(args) -> int:
     if cfg.person_masks or cfg.raw_photos_from:          # BlazePose is needed: say so before hours of work
         from pipeline.blazepose import mediapipe_pose
 
-        try:
-            mediapipe_pose()
-        except ConfigError as e:
-            hint = "" if cfg.raw_photos_from else " (or pass --no-person-masks)"
-            raise ConfigError(f"this run estimates keypoints or person masks ({args.preset} preset){hint}; {e}") from None
+        hint = "" if cfg.raw_photos_from else " (or pass --no-person-masks)"
+        mediapipe_pose(f"this run estimates keypoints or person masks ({args.preset} preset){hint}")
     t = time.time()
     with temporary_server():
         result = run_experiment(cfg, dask_address=args.dask_address)
@@ -61,10 +58,7 @@ def cmd_synthesize(args) -> int:
     if is_photo_folder(cfg.data, cfg.layout):           # keypoints first (BlazePose), into OUT/keypoints
         from pipeline.blazepose import mediapipe_pose
 
-        try:
-            mediapipe_pose()
-        except ConfigError as e:
-            raise ConfigError(f"{cfg.data} is a folder of photos without keypoints; {e}") from None
+        mediapipe_pose(f"{cfg.data} is a folder of photos without keypoints")
         total = len(list_photos(cfg.data))
     else:
         people = keypoint_only_people(cfg.data, cfg.layout, relabel=cfg.relabel, split=cfg.split)

@@ -26,7 +26,6 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.caching import CACHED, cache_dir, code_fingerprint, retry_on_io
 from flows.chunking import content_chunks, run_chunks
-from pipeline.errors import ConfigError
 from pipeline.estimated_poses import PersonMasks, is_photo_folder
 from pipeline.files import atomic_path, file_sha256, tree_signature
 from pipeline.keypoints_config import KeypointsConfig
@@ -163,10 +162,7 @@ def photos_with_keypoints(cfg: SynthConfig, force: bool) -> SynthConfig:
     from flows.keypoints import estimate_keypoints, keypoints_runner
     from pipeline.blazepose import mediapipe_pose
 
-    try:
-        mediapipe_pose()
-    except ConfigError as e:
-        raise ConfigError(f"{cfg.data} is a folder of photos without keypoints; {e}") from None
+    mediapipe_pose(f"{cfg.data} is a folder of photos without keypoints")
     kp_out = str(Path(cfg.out) / KEYPOINTS_DIR)
     kp = KeypointsConfig(data=cfg.data, out=kp_out)
     estimate_keypoints.with_options(task_runner=keypoints_runner(kp))(kp, force=force)

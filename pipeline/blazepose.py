@@ -53,16 +53,19 @@ class EstimatedPerson:
     box_score: float | None = None
 
 
-def mediapipe_pose():
+def mediapipe_pose(why: str = ""):
     """The ``mediapipe.solutions.pose`` module.  Raises ConfigError in one line when
-    mediapipe is missing or not release 0.10.14."""
+    mediapipe is missing or not release 0.10.14, starting with ``why`` (the reason the
+    caller needs it, e.g. "PHOTOS is a folder of photos without keypoints") when given."""
+    lead = f"{why}; " if why else ""
     try:
         import mediapipe as mp
     except ImportError:
-        raise ConfigError(f"keypoint estimation needs mediapipe {MEDIAPIPE_VERSION}: {INSTALL_HINT}") from None
+        raise ConfigError(f"{lead}keypoint estimation needs mediapipe {MEDIAPIPE_VERSION}: {INSTALL_HINT}") from None
     version = getattr(mp, "__version__", "?")
     if version != MEDIAPIPE_VERSION or not hasattr(mp, "solutions"):
-        raise ConfigError(f"keypoint estimation needs mediapipe {MEDIAPIPE_VERSION}, found {version}: {INSTALL_HINT}")
+        raise ConfigError(f"{lead}keypoint estimation needs mediapipe {MEDIAPIPE_VERSION}, found {version}: "
+                          f"{INSTALL_HINT}")
     return mp.solutions.pose
 
 

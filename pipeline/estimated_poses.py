@@ -29,9 +29,10 @@ import numpy as np
 
 from pipeline import files
 from pipeline.errors import DataError
-from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json, read_dataset_info
+from pipeline.readers.folder import (DATASET_FILE, FORMAT, PEOPLE_FILE, json_to_keypoints, keypoints_to_json,
+                                    read_dataset_info)
 from pipeline.skeleton import from_blazepose33
-from pipeline.synth_dataset import (ITEMS_DIR, item_files, item_name, read_record_or_none,
+from pipeline.synth_dataset import (ITEMS_DIR, item_files, item_name, label_file_intact, read_record_or_none,
                                     remove_stale_items, write_item)
 
 KEYPOINTS_FORMAT_VERSION = 1
@@ -102,8 +103,7 @@ def estimated_item_intact(root: str | Path, image: str | Path, fingerprint: str,
     item = read_record_or_none(root, image, read_estimated_item)
     if item is None or item.fingerprint != fingerprint or item.image_sha256 != image_sha256:
         return False
-    return all((root / p["mask"]).is_file() and files.file_sha256(root / p["mask"]) == p.get("mask_sha256")
-               for p in item.people)
+    return all(label_file_intact(root, p["mask"], p.get("mask_sha256")) for p in item.people)
 
 
 def estimate_photo(estimator, photo: str, image_sha256: str, out: Path, fingerprint: str,
@@ -192,7 +192,8 @@ def finalize_keypoints(root: str | Path, config: dict, fingerprint: str) -> dict
     Raises DataError naming a malformed record."""
     root = Path(root)
     people, failed, misses = [], [], 0
-    for path in item_files(root):
+    records = item_files(root)
+    for path in records:
         item = read_estimated_item(path)
         misses += len(item.misses)
         if item.error or not item.people:
@@ -209,7 +210,7 @@ def finalize_keypoints(root: str | Path, config: dict, fingerprint: str) -> dict
         "estimator": ESTIMATOR, "keypoints_config": config, "fingerprint": fingerprint,
         "keypoints_format_version": KEYPOINTS_FORMAT_VERSION,
         "description": "keypoints and person masks estimated by partsynth keypoints (BlazePose)"})
-    return {"images": len(item_files(root)), "people": len(people) - len(failed), "images_failed": len(failed),
+    return {"images": len(records), "people": len(people) - len(failed), "images_failed": len(failed),
             "misses": misses, "failed": failed}
 
 
@@ -255,7 +256,7 @@ class PersonMasks:
         for entry in files.read_json(self.root / PEOPLE_FILE):
             if entry.get("status") == "skipped" or not (entry.get("meta") or {}).get("person_mask"):
                 continue
-            kp = np.array([[np.nan if c is None else c for c in row] for row in entry["keypoints"]], np.float32)
+            kp = json_to_keypoints(entry["keypoints"])
             self._by_image.setdefault(str(Path(entry["image"]).resolve()), []).append(
                 (kp, str(self.root / entry["meta"]["person_mask"])))
 

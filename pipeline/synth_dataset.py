@@ -44,9 +44,9 @@ ANNOTATIONS_FILE = "annotations.json"
 MANIFEST_FILE = "manifest.parquet"
 #: the input items the reader could not use, [{"file", "reason"}], rewritten by every run
 READ_SKIPS_FILE = "skipped.json"
-#: what a synthesized dataset folder holds (besides temporary files of our own)
 #: where ``synthesize --data PHOTOS`` keeps the keypoints it estimated first (a keypoints folder)
 KEYPOINTS_DIR = "keypoints"
+#: what a synthesized dataset folder holds (besides temporary files of our own)
 OWN_ENTRIES = frozenset({DATASET_FILE, PEOPLE_FILE, ITEMS_DIR, "labels", "probs", ANNOTATIONS_FILE, MANIFEST_FILE,
                          READ_SKIPS_FILE, "inspect", KEYPOINTS_DIR})
 STATUSES = ("ok", "skipped")
@@ -385,8 +385,9 @@ def check_records(out: Path, read: Callable[[Path], object]) -> None:
 def remove_stale_items(root: str | Path, images: set[str], read: Callable[[Path], object] | None = None,
                        fields: tuple[str, ...] = ("label", "probs")) -> list[str]:
     """Delete the records and the files they name (their ``fields``: label PNGs and
-    probabilities here; overlays too for predictions; a field may hold a list of paths) of images no longer in the input
-    (``images``: absolute paths of the current images).  ``read`` reads a record (default
+    probabilities here; overlays too for predictions; a field may hold a list of paths, as
+    a keypoints record's masks) of images no longer in the input (``images``: absolute
+    paths of the current images).  ``read`` reads a record (default
     :func:`read_item`).  Returns the removed images."""
     root = Path(root)
     removed = []
