@@ -7,7 +7,10 @@ split and PCK@0.2 on the LSP test half (im1001-im2000, ground-truth joints, neve
 Rows (same number of steps each): parser alone; parser + structure-sensitive loss; joint
 network on the real CCP people (labels + BlazePose keypoints); joint network + synthetic
 people (CCP 1005-2098 with BlazePose keypoints, LSP im0001-im1000 with ground-truth joints;
-LSP's test half is removed from the synthetic set).  Finished runs are reused.
+LSP's test half is removed from the synthetic set); SS-NAN's rows (``ssnan``, ``ssnan +
+joint loss``); the Parsing Induced Learner and its ablations (``pose pil``, ``pose self``,
+...: :mod:`parser_net.pil`) on the data of the joint + synthetic row.  Finished runs are
+reused.
 """
 from __future__ import annotations
 
@@ -25,6 +28,15 @@ ROWS = {
     "parser + structure loss": dict(model="parser", structure_loss=True),
     "joint": dict(model="joint"),
     "joint + synthetic": dict(model="joint", synthetic=True),
+    # SS-NAN's ablation (issue 17): the parser row, + neural aggregation, + the self-supervised joint loss
+    "ssnan": dict(model="parser", arch="ssnan"),
+    "ssnan + joint loss": dict(model="parser", arch="ssnan", structure_loss=True),
+    # the Parsing Induced Learner's Table 1 (issue 17), on the data of "joint + synthetic"
+    **{f"pose {a}": dict(model="joint", joint_arch=a, synthetic=True)
+       for a in ("pose", "self", "add", "multi", "concat", "mtl", "pil")},
+    # HTCorrM (issue 17): each task alone, concatenation and HNL fusion, for each main task
+    **{f"htcorrm {m} {f}": dict(model="joint", joint_arch="htcorrm", main_task=m, fusion=f, synthetic=True)
+       for m in ("parsing", "pose", "edge") for f in ("none", "concat", "hnl")},
 }
 
 
@@ -35,7 +47,7 @@ def main() -> None:
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--iterations", type=int, default=1500)
-    ap.add_argument("--finetune", type=int, default=500)
+    ap.add_argument("--finetune", type=int, default=500, help="final steps on real labels only (mixed rows)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", default="data/exp/joint_table")
     ap.add_argument("--out", default="docs/results/joint_table.json")
@@ -61,12 +73,15 @@ def main() -> None:
                 train_parser(cfg, pool)
                 print(f"{name} seed {seed}: {time.time() - t:.0f} s", flush=True)
             m = read_json(out / "metrics.json")
-            results.append({"row": name, "seed": seed, "miou": m["val"]["mean_iou"],
+            results.append({"row": name, "seed": seed, "miou": m.get("val", {}).get("mean_iou"),
                             "pck": m.get("pose", {}).get("pck"), "pck_per_joint": m.get("pose", {}).get("per_joint"),
-                            "train_seconds": m["train_seconds"]})
+                            "edges": m.get("edges"), "train_seconds": m["train_seconds"],
+                            "config": m["config"]["train"]})
             r = results[-1]
-            print(f"{name:>24} seed {seed}: mIoU {100 * r['miou']:.1f}"
-                  + (f", PCK@0.2 {100 * r['pck']:.1f}" if r["pck"] is not None else ""), flush=True)
+            print(f"{name:>24} seed {seed}:" + (f" mIoU {100 * r['miou']:.1f}" if r["miou"] is not None else "")
+                  + (f", PCK@0.2 {100 * r['pck']:.1f}" if r["pck"] is not None else "")
+                  + (f", edge ODS {r['edges']['ods']:.3f}" if r["edges"] else "")
+                  + f" ({r['train_seconds']:.0f} s)", flush=True)
     write_json(args.out, {"rows": results, "args": vars(args), "wall_seconds": time.time() - t0})
     print(json.dumps({"wrote": args.out, "wall_seconds": round(time.time() - t0)}))
 

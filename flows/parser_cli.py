@@ -25,11 +25,21 @@ def cmd_train_parser(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from pipeline.errors import ConfigError
     from pipeline.files import write_json
     from parser_net.evaluate import evaluate_checkpoint, scores_markdown
 
     results = {}
     for ckpt in args.checkpoint:
+        pose = pose_scores(str(ckpt), str(args.pose_data or args.data), args.pose_split or args.split, args.device)
+        if pose is not None:
+            print(f"{ckpt}: PCK@0.2 {100 * pose['pck']:.1f} on {pose['people']} people")
+        if not parses(str(ckpt)):                   # a pose-only network: PCK is all there is
+            if pose is None:
+                raise ConfigError(f"{ckpt}: a pose-only network, and {args.pose_data or args.data} has nobody with "
+                                  f"keypoints{f' in split {args.pose_split or args.split!r}' if args.split else ''}")
+            results[str(ckpt)] = dict(pose=pose, data=str(args.data), split=args.split)
+            continue
         with progress_bar() as bar:
             task = bar.add_task(f"evaluating {ckpt}", total=None)
             scores, n, label_set = evaluate_checkpoint(
@@ -37,11 +47,10 @@ def cmd_evaluate(args) -> int:
                 flip=args.flip, device=args.device, progress=lambda done: bar.update(task, completed=done))
         results[str(ckpt)] = dict(scores.as_dict(label_set.names), images=n, data=str(args.data),
                                   split=args.split, scales=list(args.scales), flip=args.flip)
-        pose = pose_scores(str(ckpt), str(args.pose_data or args.data), args.pose_split or args.split, args.device)
         if pose is not None:
             results[str(ckpt)]["pose"] = pose
-            print(f"{ckpt}: PCK@0.2 {100 * pose['pck']:.1f} on {pose['people']} people")
-    table = scores_markdown(results)
+    parsed = {k: v for k, v in results.items() if "mean_iou" in v}
+    table = scores_markdown(parsed) if parsed else ""
     print(table)
     if args.grid:
         write_grid(args)
@@ -67,16 +76,24 @@ def pose_scores(checkpoint: str, data: str, split: str | None, device: str = "au
     """PCK@0.2 of a joint checkpoint on the people with keypoints of ``data`` (``split``);
     None for a plain parser or when nobody has keypoints."""
     from pipeline.layouts import iter_records
-    from parser_net.networks import load_parser
+    from parser_net.networks import heatmap_stride, load_parser, network_outputs
     from parser_net.pose_eval import evaluate_pose
 
-    model, ckpt = load_parser(checkpoint, device)
-    if ckpt.network["kind"] != "joint":
+    model, ckpt = load_parser(checkpoint, device, parsing=False)
+    if "heatmaps" not in network_outputs(ckpt.network):
         return None
     recs = [r for r in iter_records(data, skip_bad=True) if r.keypoints is not None and (split is None or r.split == split)]
     if not recs:
         return None
-    return evaluate_pose(model, recs, ckpt.network["size"], ckpt.network["parser"]["output_stride"])
+    return evaluate_pose(model, recs, ckpt.network["size"], heatmap_stride(ckpt.network))
+
+
+def parses(checkpoint: str) -> bool:
+    """Whether a parser checkpoint's network outputs a parsing (pose-only PIL ablations do not)."""
+    from parser_net.networks import network_outputs
+    from refine_net.checkpoint import load_checkpoint
+
+    return "parsing" in network_outputs(load_checkpoint(checkpoint, kind="parser").network)
 
 
 def add_parser_commands(sub) -> None:

@@ -1,2 +1,2 @@
-"""Parsing networks (DeepLab/ASPP, attention to scale) and joint parsing + pose networks
+"""Parsing networks (DeepLab/ASPP, attention to scale, SS-NAN) and joint parsing + pose networks
 (JPPNet family), trained on real + synthetic labels.  See method.md sections 6-7."""

@@ -38,10 +38,19 @@ class ParserTrainConfig(TrainRunConfig):
     blocks: tuple[int, int, int, int] = Field(None, description="residual blocks per stage (profile)")
     head_width: int = Field(None, description="channels inside each ASPP branch (profile)")
     batch_size: int = Field(None, description="batch size (profile)")
-    arch: Literal["deeplab", "attention"] = Field(
-        "deeplab", description="single-scale DeepLab/ASPP or attention to scale (scales 1, 0.75, 0.5)")
+    arch: Literal["deeplab", "attention", "ssnan"] = Field(
+        "deeplab", description="single-scale DeepLab/ASPP, attention to scale (scales 1, 0.75, 0.5) or SS-NAN's "
+                               "neural aggregation over those scales and two encoder levels")
     model: Literal["parser", "joint"] = Field("parser", description="joint: JPPNet-style parsing + 16-joint pose "
                                                                      "network")
+    joint_arch: Literal["jppnet", "pose", "self", "add", "multi", "concat", "mtl", "pil", "htcorrm"] = Field(
+        "jppnet", description="joint network: jppnet (parsing + pose with refinement stages); the Parsing "
+                              "Induced Learner (pil) and its ablations: pose (pose only), self, add, multi, concat, "
+                              "mtl; or htcorrm (parsing, pose and body edges, see --main-task, --fusion)")
+    main_task: Literal["parsing", "pose", "edge"] = Field("parsing", description="htcorrm: the main task")
+    fusion: Literal["none", "concat", "hnl"] = Field(
+        "hnl", description="htcorrm: how the other tasks' features reach the main task (none: main task alone)")
+    edge_weight: float = Field(1.0, ge=0, description="htcorrm: weight of the body-edge loss")
     n_real: int | None = Field(None, description="random subset of real people (default: all)")
     n_synthetic: int | None = Field(None, description="random subset of synthetic people (default: all)")
     min_confidence: float = Field(0.0, description="drop synthetic people below this refiner confidence")

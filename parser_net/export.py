@@ -31,12 +31,12 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, check: bool = Tru
         inputs = [torch.rand(1, model.cfg.in_channels, s, s), torch.rand(2, model.cfg.in_channels, s, s)]
         outputs, dynamic = ["parsing"], False
     else:
-        from parser_net.networks import load_parser
+        from parser_net.networks import load_parser, network_outputs
 
-        model, ckpt = load_parser(checkpoint)
+        model, ckpt = load_parser(checkpoint, parsing=False)
         h = ckpt.network["size"]
         inputs = [torch.randn(1, 3, h, round(h * 3 / 4)), torch.randn(2, 3, round(h * 3 / 4), h)]
-        outputs, dynamic = (["parsing", "heatmaps"] if ckpt.network["kind"] == "joint" else ["parsing"]), True
+        outputs, dynamic = list(network_outputs(ckpt.network)), True
     out = export_onnx(model, inputs[0], out, outputs, dynamic)
     meta = {"kind": ckpt.kind, "label_set": ckpt.label_set, "network": ckpt.network, "inputs": ["input"],
             "outputs": outputs, "dynamic_size": dynamic, "checkpoint": str(Path(checkpoint).resolve()),

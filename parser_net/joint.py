@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from parser_net.htcorrm import edge_loss
 from parser_net.losses import weighted_ce
 from parser_net.model import ASPP, Encoder, ParserConfig
 from parser_net.structure import structure_sensitive_loss
@@ -102,11 +103,14 @@ def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, joint_weight: torch.T
 
 def joint_loss(output: dict[str, torch.Tensor], target: torch.Tensor, heatmaps: torch.Tensor,
                joint_weight: torch.Tensor, label_weight: torch.Tensor, pose_weight: float = 1.0,
-               structure_regions: dict | None = None) -> dict[str, torch.Tensor]:
+               structure_regions: dict | None = None, edges: torch.Tensor | None = None,
+               edge_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """Intermediate-supervised loss of every stage.
 
     Args:
-        output: :class:`JointNet` output.
+        output: :class:`JointNet`, :class:`parser_net.pil.ParsingPoseNet` or
+            :class:`parser_net.htcorrm.HTCorrM` output (a task without its ``*_stages``
+            contributes 0).
         target: int64 (B, H, W) label maps (255 ignored; all-255 for samples without labels).
         heatmaps: float (B, J, h, w) target heatmaps; joint_weight (B, J).
         label_weight: float (B,) per-sample parsing weight (0: no label map, so no parsing
@@ -115,9 +119,18 @@ def joint_loss(output: dict[str, torch.Tensor], target: torch.Tensor, heatmaps: 
             balances the tasks with such a factor).
         structure_regions: merged regions (:data:`parser_net.structure.MERGED_REGIONS`) to
             use SS-JPPNet's structure-sensitive parsing loss, or None for plain CE.
-    Returns: {"loss", "parsing", "pose"} scalars.
+        edges: uint8 (B, H, W) edge targets (:func:`parser_net.htcorrm.edge_targets`) for
+            networks with ``edge_stages`` (HTCorrM), weighted by ``edge_weight``.
+    Returns: {"loss", "parsing", "pose"} scalars, and "edges" with edge targets.
     """
-    parsing = sum(structure_sensitive_loss(p, target, structure_regions, label_weight) if structure_regions
-                  else weighted_ce(p, target, label_weight) for p in output["parsing_stages"])
-    pose = sum(heatmap_loss(h, heatmaps, joint_weight) for h in output["heatmap_stages"])
-    return {"loss": parsing + pose_weight * pose, "parsing": parsing.detach(), "pose": pose.detach()}
+    parsing = sum((structure_sensitive_loss(p, target, structure_regions, label_weight) if structure_regions
+                   else weighted_ce(p, target, label_weight) for p in output.get("parsing_stages", ())),
+                  next(iter(output.values())).sum() * 0)
+    zero = next(iter(output.values())).sum() * 0
+    pose = sum((heatmap_loss(h, heatmaps, joint_weight) for h in output.get("heatmap_stages", ())), zero)
+    total = parsing + pose_weight * pose
+    result = {"parsing": parsing.detach(), "pose": pose.detach()}
+    if edges is not None and "edge_stages" in output:
+        edge = sum(edge_loss(e, edges, label_weight) for e in output["edge_stages"])
+        total, result["edges"] = total + edge_weight * edge, edge.detach()
+    return {"loss": total, **result}

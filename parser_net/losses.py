@@ -1,6 +1,8 @@
 """Losses of the parsers (pure functions over the model's output dict)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -27,12 +29,14 @@ def weighted_ce(logits: torch.Tensor, target: torch.Tensor, sample_weight: torch
 
 
 def parsing_loss(output: dict[str, torch.Tensor], target: torch.Tensor,
-                 sample_weight: torch.Tensor | None = None, scale_weight: float = 1.0) -> torch.Tensor:
-    """:func:`weighted_ce` of ``output["parsing"]`` plus, for the attention-to-scale parser,
-    ``scale_weight`` x the same loss of every scale's logits (``output["parsing_scales"]``,
-    (S, B, C, H, W)): the extra supervision of Chen et al., CVPR 2016."""
-    loss = weighted_ce(output["parsing"], target, sample_weight)
+                 sample_weight: torch.Tensor | None = None, scale_weight: float = 1.0,
+                 pixel_loss: Callable[..., torch.Tensor] = weighted_ce) -> torch.Tensor:
+    """``pixel_loss(logits, target, sample_weight)`` (default :func:`weighted_ce`) of
+    ``output["parsing"]`` plus, for the multi-scale parsers, ``scale_weight`` x the same loss
+    of every scale's logits (``output["parsing_scales"]``, (S, B, C, H, W)): the extra
+    supervision of Chen et al., CVPR 2016, and SS-NAN's deep supervision."""
+    loss = pixel_loss(output["parsing"], target, sample_weight)
     if "parsing_scales" in output and scale_weight:
         for logits in output["parsing_scales"]:
-            loss = loss + scale_weight * weighted_ce(logits, target, sample_weight)
+            loss = loss + scale_weight * pixel_loss(logits, target, sample_weight)
     return loss

@@ -7,6 +7,7 @@
 * :class:`AttentionToScale`: the same DeepLab shared over input scales (1, 0.75, 0.5),
   fused by a learned per-pixel softmax over scales (Chen et al., "Attention to Scale",
   CVPR 2016), the multi-scale parser of the paper's VGG-16 entry.
+* SS-NAN's neural aggregation over scales and encoder levels: :mod:`parser_net.ssnan`.
 
 Both return ``{"parsing": (B, C, H, W) logits at the input size, ...}``.  Widths and depths
 come from :class:`ParserConfig` so that a CPU profile trains from scratch at 128-160 px.
@@ -109,9 +110,19 @@ class Encoder(nn.Module):
             cin = cout
         self.stages = nn.Sequential(*stages)
         self.out_channels = cin
+        self.stage_channels = tuple(w * m for m in (1, 2, 4, 8))
 
     def forward(self, x):
         return self.stages(self.stem(x))                                       # (B, 8w, H/os, W/os)
+
+    def levels(self, x: torch.Tensor, n: int = 4) -> list[torch.Tensor]:
+        """The output of the first ``n`` stages: (B, w, H/4, W/4), (B, 2w, H/8, W/8), then
+        (B, 4w, ...) and (B, 8w, ...) at the output stride (8 or 16)."""
+        out, f = [], self.stem(x)
+        for stage in list(self.stages)[:n]:
+            f = stage(f)
+            out.append(f)
+        return out
 
 
 class ASPP(nn.Module):
@@ -192,12 +203,3 @@ class AttentionToScale(nn.Module):
         return {"parsing": up(fused), "parsing_scales": torch.stack([up(t) for t in logits]),
                 "scale_attention": attention}
 
-
-MODELS = {"deeplab": DeepLab, "attention": AttentionToScale}
-
-
-def build_parser(arch: str, cfg: ParserConfig) -> nn.Module:
-    """``deeplab`` or ``attention`` (to scale); ValueError for another name."""
-    if arch not in MODELS:
-        raise ValueError(f"unknown parser {arch!r}; choose from {sorted(MODELS)}")
-    return MODELS[arch](cfg)

@@ -20,7 +20,7 @@ from pipeline.pictures.overlay import draw_keypoints, overlay
 from pipeline.predictions import PredictedItem, PredictionsInfo, finalize_predictions, predicted_item_intact
 from pipeline.synth_dataset import item_name, write_item
 from parser_net.evaluate import label_map_of, predict_probabilities
-from parser_net.networks import load_parser
+from parser_net.networks import heatmap_stride, load_parser, network_outputs
 from parser_net.pose_eval import predict_keypoints
 from refine_net.onnx_export import OnnxModule, read_metadata
 
@@ -55,8 +55,8 @@ class Predictor:
         self.checkpoint = str(Path(checkpoint).resolve())
         self.label_set = LABEL_SETS[label_set]
         self.long_side = int(network["size"])
-        self.joint = network["kind"] == "joint"
-        self.stride = int(network["parser"]["output_stride"])
+        self.joint = "heatmaps" in network_outputs(network)
+        self.stride = heatmap_stride(network) if self.joint else int(network["parser"]["output_stride"])
         self.scales, self.flip = tuple(float(s) for s in scales), flip
         self.overlays, self.save_probabilities = overlays, save_probabilities
         self.flip_perm = self.label_set.flip_lut()[: self.label_set.num_classes].astype(np.int64) if flip else None

@@ -32,7 +32,9 @@ from parser_net.dataset import ParsingItem, draw_batch, load_items, sample_indic
 from parser_net.evaluate import evaluate_records
 from parser_net.joint import joint_loss
 from parser_net.losses import parsing_loss
-from parser_net.networks import build_network, network_record
+from parser_net.edge_eval import evaluate_edges
+from parser_net.htcorrm import edge_targets
+from parser_net.networks import build_network, heatmap_stride, network_outputs, network_record
 from parser_net.pose_eval import evaluate_pose, heatmap_targets
 from parser_net.structure import MERGED_REGIONS, structure_sensitive_loss
 from refine_net.checkpoint import Checkpoint, rng_state, save_checkpoint
@@ -108,14 +110,14 @@ def select(pool: Pool, cfg: ParserTrainConfig) -> tuple[list[ParsingItem], list[
 
 def train_one_step(model, optimizer, x, y, weight, loss_fn: Callable | None = None, regions: dict | None = None) -> float:
     """One optimizer step on a batch; returns the loss.  ``loss_fn(output, target,
-    label_weight=...)`` returns a dict with ``loss`` (the joint network's); by default the
-    parsing loss (structure-sensitive with ``regions``)."""
+    label_weight=...)`` returns a dict with ``loss`` (the joint networks'); by default the
+    parsing loss of the output and of its scales (structure-sensitive with ``regions``)."""
     model.train()
     out = model(x)
     if loss_fn is not None:
         loss = loss_fn(out, y, label_weight=weight)["loss"]
     elif regions is not None:
-        loss = structure_sensitive_loss(out["parsing"], y, regions, weight)
+        loss = parsing_loss(out, y, weight, pixel_loss=lambda lg, t, w: structure_sensitive_loss(lg, t, regions, w))
     else:
         loss = parsing_loss(out, y, weight)
     optimizer.zero_grad(set_to_none=True)
@@ -143,7 +145,10 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
     if not real and cfg.finetune_iterations:
         raise ConfigError("fine-tuning on real labels needs real items")
     pcfg = cfg.parser_config(pool.label_set.num_classes)
-    model = build_network(cfg.model, cfg.arch, pcfg, cfg.joint_stages).to(device)
+    network = network_record(cfg.model, cfg.arch, pcfg, cfg.joint_stages, cfg.size, cfg.joint_arch,
+                             cfg.main_task, cfg.fusion)
+    model = build_network(network).to(device)
+    outputs = network_outputs(network)
     regions = MERGED_REGIONS[pool.label_set.name] if cfg.structure_loss else None
     optimizer = make_optimizer(cfg, model)
     saved_cfg = cfg.model_dump(mode="json")
@@ -157,7 +162,6 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
     write_json(out / "config.json", resolved)
     log.info("training %s on %d real + %d synthetic images for %d steps on %s", cfg.arch, len(real), len(synth),
              cfg.iterations, device)
-    network = network_record(cfg.model, cfg.arch, pcfg, cfg.joint_stages, cfg.size)
     mixed_until = cfg.iterations - cfg.finetune_iterations
     scale_max = cfg.scale_range[1]
     scale_range = (cfg.scale_range[0] / scale_max, 1.0)      # items are stored at size * scale_max
@@ -172,10 +176,12 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         set_lr(optimizer, poly_lr(cfg.lr, step, cfg.iterations))
         if cfg.model == "joint":
-            heat, joint_w = heatmap_targets(kps[0], (cfg.crop_hw[0] // cfg.output_stride,
-                                                     cfg.crop_hw[1] // cfg.output_stride), cfg.output_stride)
+            hs = heatmap_stride(network)
+            heat, joint_w = heatmap_targets(kps[0], (cfg.crop_hw[0] // hs, cfg.crop_hw[1] // hs), hs)
             loss_fn = functools.partial(joint_loss, heatmaps=heat.to(device), joint_weight=joint_w.to(device),
-                                        pose_weight=cfg.pose_weight, structure_regions=regions)
+                                        pose_weight=cfg.pose_weight, structure_regions=regions,
+                                        edges=edge_targets(y) if "edges" in outputs else None,
+                                        edge_weight=cfg.edge_weight)
         else:
             loss_fn = None
         running.append(train_one_step(model, optimizer, x, y, weight, loss_fn=loss_fn, regions=regions))
@@ -193,12 +199,15 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
             log.info("step %d/%d loss %.4f", step, cfg.iterations, history[-1]["loss"])
     metrics = {"config": resolved, "history": history,
                "train_seconds": sum(h["seconds"] for h in history)}
-    if pool.val:
+    if pool.val and "parsing" in outputs:
         scores, n = evaluate_records(model, pool.val, pool.label_set, cfg.size, cfg.eval_scales)
         metrics["val"] = dict(scores.as_dict(pool.label_set.names), images=n)
         log.info("val mIoU %.4f on %d images", scores.mean_iou, n)
-    if pool.pose_val and cfg.model == "joint":
-        metrics["pose"] = evaluate_pose(model, pool.pose_val, cfg.size, cfg.output_stride)
+    if pool.val and "edges" in outputs:
+        metrics["edges"] = evaluate_edges(model, pool.val, cfg.size)
+        log.info("edge ODS %.4f on %d images", metrics["edges"]["ods"], metrics["edges"]["images"])
+    if pool.pose_val and "heatmaps" in outputs:
+        metrics["pose"] = evaluate_pose(model, pool.pose_val, cfg.size, heatmap_stride(network))
         log.info("PCK@0.2 %.4f on %d people", metrics["pose"]["pck"], metrics["pose"]["people"])
     write_json(out / "metrics.json", metrics)
     return ckpt_path
