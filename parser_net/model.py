@@ -161,6 +161,20 @@ class DeepLab(nn.Module):
         return {"parsing": F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)}
 
 
+def shared_deeplab(cfg: ParserConfig) -> DeepLab:
+    """The DeepLab a multi-scale parser shares over ``cfg.scales``; ValueError unless the
+    scales start with 1.0 (the scale whose grid the others are resized to)."""
+    if not cfg.scales or cfg.scales[0] != 1.0:
+        raise ValueError(f"scales must start with 1.0, got {cfg.scales}")
+    return DeepLab(cfg)
+
+
+def rescale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """(B, C, H, W) bilinearly resized by ``scale`` (x itself at 1.0)."""
+    return x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False,
+                                                recompute_scale_factor=False)
+
+
 class AttentionToScale(nn.Module):
     """A DeepLab shared over input scales, fused by per-pixel soft attention over scales.
 
@@ -175,10 +189,8 @@ class AttentionToScale(nn.Module):
 
     def __init__(self, cfg: ParserConfig):
         super().__init__()
-        if not cfg.scales or cfg.scales[0] != 1.0:
-            raise ValueError(f"scales must start with 1.0, got {cfg.scales}")
         self.cfg = cfg
-        self.deeplab = DeepLab(cfg)
+        self.deeplab = shared_deeplab(cfg)
         s, c = len(cfg.scales), self.deeplab.encoder.out_channels
         self.attention = nn.Sequential(nn.Conv2d(s * c, 64, 3, padding=1), nn.ReLU(inplace=True),
                                        nn.Conv2d(64, s, 1))
@@ -186,9 +198,7 @@ class AttentionToScale(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats, logits, grid = [], [], None
         for scale in self.cfg.scales:
-            xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear",
-                                                       align_corners=False, recompute_scale_factor=False)
-            f, lg = self.deeplab.features_and_logits(xs)
+            f, lg = self.deeplab.features_and_logits(rescale(x, scale))
             if grid is None:
                 grid = lg.shape[-2:]
             feats.append(F.interpolate(f, size=grid, mode="bilinear", align_corners=False))

@@ -34,36 +34,45 @@ POSE_ARCHS: dict[str, bool] = {"pose": False, "self": False, "add": True, "multi
 KERNEL = 7
 
 
-def channelwise_conv(x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+def channelwise_conv(x: torch.Tensor, kernels: torch.Tensor, unfold: bool | None = None) -> torch.Tensor:
     """Per-sample channel-wise (depthwise) convolution with 'same' padding.
 
     Shape: x float (B, C, h, w); kernels (B, C, k, k) with k odd, or (C, k, k) shared by the
     batch.  Returns (B, C, h, w): out[b, c] = x[b, c] (*) kernels[b, c] (cross-correlation,
-    as nn.Conv2d).  Raises ValueError on mismatched channels or an even k."""
+    as nn.Conv2d).  Per-sample kernels run as one grouped convolution, or, with ``unfold``
+    (by default while exporting to ONNX, whose Conv needs kernels of known shape), as
+    patches (F.unfold) times kernels: the same numbers, more memory.
+    Raises ValueError on mismatched channels or an even k."""
     b, c, h, w = x.shape
-    k = kernels.shape[-1]
+    k = int(kernels.shape[-1])                      # a constant even while tracing
     if k % 2 == 0 or kernels.shape[-3] != c:
         raise ValueError(f"kernels {tuple(kernels.shape)} do not fit input {tuple(x.shape)} (odd k, C channels)")
     if kernels.dim() == 3:
         return F.conv2d(x, kernels[:, None], padding=k // 2, groups=c)
+    if torch.onnx.is_in_onnx_export() if unfold is None else unfold:
+        patches = F.unfold(x, k, padding=k // 2).reshape(b, c, k * k, h * w)
+        return (patches * kernels.reshape(b, c, k * k, 1)).sum(2).reshape(b, c, h, w)
     out = F.conv2d(x.reshape(1, b * c, h, w), kernels.reshape(b * c, 1, k, k), padding=k // 2, groups=b * c)
     return out.reshape(b, c, h, w)
 
 
 class ParameterAdapter(nn.Module):
     """Parsing features -> 7x7 channel-wise kernels theta~ (the paper's Fig. 3: conv, pool,
-    conv, pool, conv).  The poolings are adaptive (max to 2k x 2k, average to k x k) so that
-    any input size gives k x k kernels.  Shape: (B, F, h, w) -> (B, c, k, k)."""
+    conv, pool, conv).  The features are first resized (bilinear) to a fixed 4k x 4k grid, so
+    that any input size gives k x k kernels through the fixed 2x2 max and average poolings
+    (and the network exports to ONNX with dynamic sizes, which adaptive pooling does not).
+    Shape: (B, F, h, w) -> (B, c, k, k)."""
 
     def __init__(self, cin: int, channels: int, hidden: int, k: int = KERNEL):
         super().__init__()
+        self.grid = 4 * k
         self.net = nn.Sequential(
-            nn.Conv2d(cin, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveMaxPool2d(2 * k),
-            nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(k),
+            nn.Conv2d(cin, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.AvgPool2d(2),
             nn.Conv2d(hidden, channels, 3, padding=1))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.net(f)
+        return self.net(F.interpolate(f, size=(self.grid, self.grid), mode="bilinear", align_corners=False))
 
 
 class ResidualChannelwise(nn.Module):

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from parser_net.model import DeepLab, ParserConfig
+from parser_net.model import ParserConfig, rescale, shared_deeplab
 
 #: encoder stage (0-based) feeding the skip classifier: stride 8, 2 x width channels
 SKIP_STAGE = 1
@@ -61,10 +61,8 @@ class SSNAN(nn.Module):
 
     def __init__(self, cfg: ParserConfig):
         super().__init__()
-        if not cfg.scales or cfg.scales[0] != 1.0:
-            raise ValueError(f"scales must start with 1.0, got {cfg.scales}")
         self.cfg = cfg
-        self.deeplab = DeepLab(cfg)
+        self.deeplab = shared_deeplab(cfg)
         mid = self.deeplab.encoder.stage_channels[SKIP_STAGE]
         self.skip = nn.Sequential(nn.Conv2d(mid, cfg.head_width, 3, padding=1), nn.ReLU(inplace=True),
                                   nn.Dropout2d(cfg.dropout), nn.Conv2d(cfg.head_width, cfg.num_classes, 1))
@@ -73,9 +71,7 @@ class SSNAN(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         maps, grid = [], None
         for scale in self.cfg.scales:
-            xs = x if scale == 1.0 else F.interpolate(x, scale_factor=scale, mode="bilinear",
-                                                       align_corners=False, recompute_scale_factor=False)
-            levels = self.deeplab.encoder.levels(xs)
+            levels = self.deeplab.encoder.levels(rescale(x, scale))
             top = self.deeplab.aspp(levels[-1])
             grid = grid or top.shape[-2:]
             for lg in (top, self.skip(levels[SKIP_STAGE])):

@@ -59,3 +59,21 @@ def test_export_and_onnx_errors(tiny_refiner, tiny_parser, demo_dir, tmp_path, c
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert cli(["export-model", str(tmp_path / "junk.pt")]) == 1
     assert "junk.pt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind,arch,joint_arch,fusion", [("parser", "ssnan", "jppnet", "hnl"),
+                                                        ("joint", "deeplab", "pil", "hnl"),
+                                                        ("joint", "deeplab", "htcorrm", "hnl")])
+def test_the_parsing_family_exports_with_dynamic_batch_and_size(kind, arch, joint_arch, fusion, tmp_path):
+    """SS-NAN, PIL (per-image kernels: unfolded while exporting) and HTCorrM (HNL's L x L
+    relation map) export and match torch at sizes other than the traced one."""
+    from parser_net.model import ParserConfig
+    from parser_net.networks import build_network, network_outputs, network_record
+    from refine_net.onnx_export import export_onnx, max_abs_diff
+
+    torch.manual_seed(0)
+    pc = ParserConfig(num_classes=8, width=4, blocks=(1, 1, 1, 1), head_width=8, aspp_rates=(1, 2, 3, 4))
+    net = network_record(kind, arch, pc, 1, 64, joint_arch, "parsing", fusion)
+    model = build_network(net).eval()
+    path = export_onnx(model, torch.randn(1, 3, 64, 48), tmp_path / "m.onnx", list(network_outputs(net)), True)
+    assert max_abs_diff(model, OnnxModule(path), [torch.randn(1, 3, 64, 48), torch.randn(2, 3, 48, 64)]) < 1e-4

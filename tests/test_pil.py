@@ -20,6 +20,7 @@ def test_channelwise_conv_matches_a_per_sample_depthwise_conv():
     for b in range(3):
         ref = torch.nn.functional.conv2d(x[b:b + 1], k[b][:, None], padding=3, groups=5)
         assert torch.allclose(out[b:b + 1], ref, atol=1e-5)
+    assert torch.allclose(channelwise_conv(x, k, unfold=True), out, atol=1e-5)     # the ONNX path
     shared = channelwise_conv(x, k[0])
     assert torch.allclose(shared[1:2], torch.nn.functional.conv2d(x[1:2], k[0][:, None], padding=3, groups=5), atol=1e-5)
     with pytest.raises(ValueError):
