@@ -12,3 +12,26 @@ def assert_scores_consistent(scores: dict, images: int) -> None:
     assert scores["images"] == images
     assert scores["mean_iou"] == pytest.approx(sum(ious) / len(ious))
     assert scores["iou"]["background"] > 0
+
+
+def assert_import_round_trip(read, synth, labelled) -> None:
+    """``read(labelled, replace=False)`` imports an unchanged export of the 8 synthesized
+    images of ``synth``: every label map comes back identical, the people are train people
+    with keypoints, a second import is refused and ``replace`` overwrites."""
+    import numpy as np
+    import pytest
+
+    from pipeline import files
+    from pipeline.errors import ConfigError
+    from pipeline.layouts import iter_records
+    from pipeline.synth_dataset import read_items
+
+    assert read(labelled) == {"images": 8, "people": 8, "not_annotated": 0}
+    synthesized = {i.image: files.read_label_png(synth / i.label) for i in read_items(synth)}
+    recs = list(iter_records(labelled))
+    assert len(recs) == 8 and all(r.split == "train" and r.keypoints is not None for r in recs)
+    for r in recs:
+        assert np.array_equal(r.label_map, synthesized[str(r.image_path)])
+    with pytest.raises(ConfigError, match="already labelled"):
+        read(labelled)
+    assert read(labelled, replace=True)["people"] == 8

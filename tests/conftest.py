@@ -89,3 +89,17 @@ def tiny_parser(demo_dir, tmp_path_factory) -> Path:
 def tiny_joint(demo_dir, tmp_path_factory) -> Path:
     """A tiny joint parsing + pose network trained for 2 steps on the demo set."""
     return _train_tiny_parser(demo_dir, tmp_path_factory.mktemp("joint"), model="joint")
+
+
+@pytest.fixture(scope="session")
+def synth(checkpoint, demo_dir, tmp_path_factory) -> Path:
+    """The demo's keypoint-only people synthesized with the session's refiner (8 images)."""
+    from pipeline.layouts import keypoint_only_people
+    from refine_net.config import SynthConfig
+    from refine_net.synthesize import Synthesizer
+
+    out = tmp_path_factory.mktemp("synth") / "synth"
+    s = Synthesizer(SynthConfig(checkpoint=str(checkpoint), data=str(demo_dir), out=str(out)))
+    s.run(keypoint_only_people(demo_dir), out)
+    s.finalize(out)
+    return out

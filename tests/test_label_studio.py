@@ -8,25 +8,15 @@ import pytest
 
 pytest.importorskip("label_studio_converter", reason="partsynth[annotation] not installed")
 
+from checks import assert_import_round_trip  # noqa: E402
 from flows.cli import main as cli  # noqa: E402
-from pipeline import files  # noqa: E402
+from pipeline.annotation.common import Selection  # noqa: E402
 from pipeline.errors import ConfigError, DataError  # noqa: E402
-from pipeline.label_studio import (export_label_studio, import_label_studio, label_map_results,  # noqa: E402
-                                   results_label_map)
+from pipeline.annotation.label_studio import (export_label_studio, import_label_studio,  # noqa: E402
+                                              label_map_results, results_label_map)
 from pipeline.labels import IGNORE, LABEL_SETS  # noqa: E402
-from pipeline.layouts import iter_records, keypoint_only_people  # noqa: E402
-from pipeline.synth_dataset import read_items  # noqa: E402
 from refine_net.config import SynthConfig  # noqa: E402
 from refine_net.synthesize import Synthesizer  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def synth(checkpoint, demo_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ls") / "synth"
-    s = Synthesizer(SynthConfig(checkpoint=str(checkpoint), data=str(demo_dir), out=str(out)))
-    s.run(keypoint_only_people(demo_dir), out)
-    s.finalize(out)
-    return out
 
 
 def annotated(tasks):
@@ -57,21 +47,13 @@ def test_export_orders_by_confidence_and_import_restores_the_labels(synth, tmp_p
     config = ET.fromstring((tmp_path / "ls" / "labeling_config.xml").read_text())
     names = [label.get("value") for label in config.iter("Label")]
     assert names == [*LABEL_SETS[done["label_set"]].names[1:], "ignore"]
-    assert export_label_studio(synth, tmp_path / "few", limit=3)["tasks"] == 3
-    assert export_label_studio(synth, tmp_path / "none", max_confidence=0.0)["tasks"] == 0
+    assert export_label_studio(synth, tmp_path / "few", Selection(limit=3))["tasks"] == 3
+    assert export_label_studio(synth, tmp_path / "none", Selection(max_confidence=0.0))["tasks"] == 0
 
     (tmp_path / "export.json").write_text(json.dumps(annotated(tasks)))
-    result = import_label_studio(tmp_path / "export.json", tmp_path / "labelled")
-    assert result == {"images": 8, "people": 8, "not_annotated": 0}
-    synthesized = {i.image: files.read_label_png(synth / i.label) for i in read_items(synth)}
-    recs = list(iter_records(tmp_path / "labelled"))
-    assert len(recs) == 8 and all(r.split == "train" and r.keypoints is not None for r in recs)
-    for r in recs:
-        assert np.array_equal(r.label_map, synthesized[str(r.image_path)])
-    # the same people again: refused, then replaced on request
-    with pytest.raises(ConfigError, match="already labelled"):
-        import_label_studio(tmp_path / "export.json", tmp_path / "labelled")
-    assert import_label_studio(tmp_path / "export.json", tmp_path / "labelled", replace=True)["people"] == 8
+    assert_import_round_trip(lambda lab, replace=False: import_label_studio(tmp_path / "export.json", lab,
+                                                                            replace=replace),
+                             synth, tmp_path / "labelled")
 
 
 def test_import_errors_name_the_task(synth, tmp_path):

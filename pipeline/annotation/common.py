@@ -1,0 +1,189 @@
+"""What every annotation format shares: which synthesized images go out (and in which
+order), the partsynth facts that travel with them, class names, and the labelled folder the
+corrections come back into.
+
+Formats other than Label Studio cannot carry our per-image facts (the photo's path, its
+people's ids, keypoints, split and confidence) inside their files, so their exports write
+them beside the annotations in ``partsynth.json`` ({image file name: facts}); imports read
+it back (from beside the annotation file, or ``meta=``).
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline import files
+from pipeline.errors import ConfigError, DataError
+from pipeline.labels import IGNORE, LABEL_SETS
+from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json, read_dataset_info
+from pipeline.synth_dataset import SynthItem, item_name, read_items, read_synth_info
+
+IGNORE_NAME = "ignore"
+META_FILE = "partsynth.json"
+
+
+@dataclass
+class ExportImage:
+    """One labelled image going out: ``name`` (its file name in the export: the item name
+    plus the photo's suffix), ``photo`` (its path), ``score`` (its people's lowest
+    confidence), ``label_map`` path, and ``meta`` (the facts :class:`LabelledWriter` needs)."""
+
+    name: str
+    photo: str
+    score: float
+    label: Path
+    meta: dict
+
+    def label_map(self) -> np.ndarray:
+        """uint8 (H, W) synthesized label map (class ids, 255 undecided)."""
+        return files.read_label_png(self.label)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which images an export holds: ordered lowest confidence first (``order="confidence"``;
+    a correction is worth most there) or by ``name``; images whose people are all at or
+    above ``max_confidence`` left out; at most ``limit``; ``copy_images``: the photos are
+    copied beside the annotations."""
+
+    order: str = "confidence"
+    max_confidence: float | None = None
+    limit: int | None = None
+    copy_images: bool = False
+
+
+def select_images(synth_dir: str | Path, selection: Selection = Selection()) -> tuple[object, list[ExportImage], int]:
+    """The labelled images of a synthesized dataset to export, as ``selection`` says.
+
+    Returns (the dataset's :class:`pipeline.synth_dataset.SynthDatasetInfo`, the images, the
+    number of labelled images).  Raises DataError for a folder that is not a synthesized
+    dataset; ValueError for an unknown order."""
+    order, max_confidence, limit = selection.order, selection.max_confidence, selection.limit
+    if order not in ("confidence", "name"):
+        raise ValueError(f"order must be confidence or name, got {order!r}")
+    synth_dir = Path(synth_dir)
+    info = read_synth_info(synth_dir)
+    items = [i for i in read_items(synth_dir) if i.label]
+    scored = [(min(p.mean_max_prob for p in i.labelled), i) for i in items]
+    if order == "confidence":
+        scored.sort(key=lambda t: t[0])
+    if max_confidence is not None:
+        scored = [t for t in scored if t[0] < max_confidence]
+    picked = scored[:limit] if limit is not None else scored
+    return info, [_export_image(synth_dir, s, i, info.label_set) for s, i in picked], len(items)
+
+
+def _export_image(synth_dir: Path, score: float, item: SynthItem, label_set: str) -> ExportImage:
+    meta = {"image": item.image, "label_set": label_set, "people": [
+        {"person_id": p.person_id, "split": p.split, "confidence": p.mean_max_prob,
+         "keypoints": None if p.keypoints is None else keypoints_to_json(p.keypoints)} for p in item.labelled]}
+    return ExportImage(f"{item_name(item.image)}{Path(item.image).suffix}", item.image, score,
+                       synth_dir / item.label, meta)
+
+
+def copy_photo(image: ExportImage, folder: Path) -> Path:
+    """Copy the photo to ``folder/<image.name>``; returns the copy's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(image.photo, folder / image.name)
+    return folder / image.name
+
+
+def class_names(label_set: str) -> list[str]:
+    """The names an export uses for classes 1..C-1 (background is not annotated)."""
+    return list(LABEL_SETS[label_set].names[1:])
+
+
+def class_id(name: str, label_set: str, where: str) -> int:
+    """Class id of an annotation label name (``ignore`` -> 255).  Raises DataError naming
+    ``where`` for a name the label set does not have."""
+    if name == IGNORE_NAME:
+        return IGNORE
+    names = LABEL_SETS[label_set].names
+    if name in names[1:]:
+        return names.index(name)
+    raise DataError(where, f"unknown label {name!r} (label set {label_set}: {', '.join(names[1:])})")
+
+
+def class_name(c: int, label_set: str) -> str:
+    """Name of class id ``c`` in an export (255 -> ``ignore``)."""
+    return IGNORE_NAME if c == IGNORE else LABEL_SETS[label_set].names[c]
+
+
+def write_meta(out: Path, images: list[ExportImage]) -> None:
+    """``out/partsynth.json``: {image file name: facts} of the exported images."""
+    files.write_json(out / META_FILE, {im.name: im.meta for im in images})
+
+
+def read_meta(folder: Path, meta: str | Path | None) -> dict[str, dict]:
+    """The facts written by :func:`write_meta`: the file ``meta``, or ``folder/partsynth.json``.
+    Raises DataError when there are none."""
+    path = Path(meta) if meta is not None else folder / META_FILE
+    if not path.is_file():
+        raise DataError(path, f"no {META_FILE}: pass the one 'partsynth export' wrote (--meta)")
+    facts = files.read_json(path)
+    if not isinstance(facts, dict):
+        raise DataError(path, f"expected {{image name: facts}}, got {type(facts).__name__}")
+    return facts
+
+
+class LabelledWriter:
+    """The labelled partsynth folder corrections come back into (created, or extended):
+    ``labels/<item>.png`` per image and its people in ``people.json`` (split ``train``,
+    keypoints from the synthesis that made the pre-annotation).
+
+    Raises (from :meth:`add`) DataError naming the annotation for a label map whose size
+    differs from the photo's; ConfigError for another label set than the folder's, or a
+    person already labelled there without ``replace``."""
+
+    def __init__(self, out: str | Path, replace: bool = False):
+        self.out, self.replace = Path(out), replace
+        self.people: list[dict] = []
+        self.label_set: str | None = None
+        if (self.out / PEOPLE_FILE).is_file():
+            self.label_set = read_dataset_info(self.out)["label_set"]
+            self.people = files.read_json(self.out / PEOPLE_FILE)
+        self.known = {p["person_id"]: i for i, p in enumerate(self.people)}
+        self.images = 0
+
+    def check_label_set(self, label_set: str, where: str) -> None:
+        """Adopt ``label_set`` for a new folder; ConfigError when it differs from the folder's."""
+        if self.label_set is None:
+            self.label_set = label_set
+        elif label_set != self.label_set:
+            raise ConfigError(f"{where}: label set {label_set} differs from {self.out}'s {self.label_set}")
+
+    def add(self, meta: dict, label_map: np.ndarray | None, where: str) -> None:
+        """One corrected image: ``label_map`` uint8 (H, W) (None or empty: all background)."""
+        self.check_label_set(meta["label_set"], where)
+        with Image.open(meta["image"]) as im:
+            w, h = im.size
+        if label_map is None or label_map.size == 0:
+            label_map = np.zeros((h, w), np.uint8)
+        elif label_map.shape != (h, w):
+            raise DataError(where, f"label map {label_map.shape} differs from the photo {(h, w)} of {meta['image']}")
+        taken = [p["person_id"] for p in meta["people"] if p["person_id"] in self.known]
+        if taken and not self.replace:
+            raise ConfigError(f"{where}: {taken[0]} is already labelled in {self.out} (--replace overwrites it)")
+        rel = f"labels/{item_name(meta['image'])}.png"
+        files.write_label_png(self.out / rel, label_map, LABEL_SETS[self.label_set].palette)
+        for p in meta["people"]:
+            entry = {"person_id": p["person_id"], "image": meta["image"], "label": rel, "keypoints": p["keypoints"],
+                     "split": "train", "meta": {"corrected_from_confidence": p.get("confidence")}}
+            if p["person_id"] in self.known:
+                self.people[self.known[p["person_id"]]] = entry
+            else:
+                self.known[p["person_id"]] = len(self.people)
+                self.people.append(entry)
+        self.images += 1
+
+    def finish(self, tool: str, source: Path) -> None:
+        """Write people.json, then dataset.json (atomically).  DataError when nothing was read."""
+        if self.label_set is None:
+            raise DataError(source, "no annotated images")
+        files.write_json(self.out / PEOPLE_FILE, self.people)
+        files.write_json(self.out / DATASET_FILE, {"format": FORMAT, "label_set": self.label_set, "synthetic": False,
+                                                   "description": f"people corrected in {tool} (partsynth import-labels)"})
