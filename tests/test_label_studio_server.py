@@ -1,0 +1,105 @@
+"""A real Label Studio server: the exported tasks go in through its API with their
+predictions, every prediction is accepted as the annotation, the project comes back out
+through its export API, and import-labels restores the synthesized label maps exactly.
+
+Label Studio cannot share this project's environment (label-studio 1.23 pins numpy < 2.3,
+opencv-python-headless 4.12 and protobuf 7, which breaks mediapipe), so it runs from its own
+virtual environment: set ``PARTSYNTH_LABEL_STUDIO`` to its ``label-studio`` executable
+(``.ci/run`` builds one); the test skips when none is found.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from checks import assert_import_round_trip
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("label_studio_converter", reason="partsynth[annotation] not installed")
+requests = pytest.importorskip("requests")
+
+EMAIL, PASSWORD = "partsynth@example.com", "partsynth-test-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def label_studio(tmp_path_factory):
+    exe = os.environ.get("PARTSYNTH_LABEL_STUDIO") or shutil.which("label-studio")
+    if not exe:
+        pytest.skip("no label-studio executable (set PARTSYNTH_LABEL_STUDIO; see the module docstring)")
+    data = tmp_path_factory.mktemp("label_studio")
+    port = _free_port()
+    env = dict(os.environ, LABEL_STUDIO_BASE_DATA_DIR=str(data), LOCAL_FILES_SERVING_ENABLED="true",
+               LOCAL_FILES_DOCUMENT_ROOT="/")
+    log = open(data / "server.log", "w")
+    proc = subprocess.Popen([exe, "start", "--no-browser", "--host", "127.0.0.1", "--port", str(port),
+                             "--data-dir", str(data), "--username", EMAIL, "--password", PASSWORD],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            if proc.poll() is not None:
+                pytest.fail(f"label-studio exited with {proc.returncode}: {(data / 'server.log').read_text()[-2000:]}")
+            try:
+                if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"label-studio did not answer in 240 s: {(data / 'server.log').read_text()[-2000:]}")
+        session = requests.Session()
+        session.get(f"{base}/user/login/", timeout=30)
+        r = session.post(f"{base}/user/login/", timeout=30, headers={"Referer": f"{base}/user/login/"},
+                         data={"email": EMAIL, "password": PASSWORD,
+                               "csrfmiddlewaretoken": session.cookies.get("csrftoken")})
+        assert r.ok and session.get(f"{base}/api/current-user/whoami", timeout=30).ok, r.text[:500]
+        session.headers.update({"X-CSRFToken": session.cookies.get("csrftoken"), "Referer": base})
+        yield base, session
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_tasks_through_a_real_label_studio_come_back_unchanged(label_studio, synth, tmp_path):
+    from pipeline.annotation.label_studio import CONFIG_FILE, TASKS_FILE, export_label_studio, import_label_studio
+
+    base, api = label_studio
+    export_label_studio(synth, tmp_path / "ls")
+    tasks = json.loads((tmp_path / "ls" / TASKS_FILE).read_text())
+    project = api.post(f"{base}/api/projects", timeout=60, json={
+        "title": "partsynth round trip", "label_config": (tmp_path / "ls" / CONFIG_FILE).read_text()})
+    assert project.status_code == 201, project.text[:500]
+    pid = project.json()["id"]
+    imported = api.post(f"{base}/api/projects/{pid}/import", timeout=120, json=tasks)
+    assert imported.status_code == 201, imported.text[:500]
+    assert imported.json()["task_count"] == len(tasks) == 8
+    stored = api.get(f"{base}/api/tasks", params={"project": pid, "page_size": 100, "fields": "all"}, timeout=60)
+    assert stored.ok, stored.text[:500]
+    for task in stored.json()["tasks"]:
+        preds = api.get(f"{base}/api/predictions", params={"task": task["id"]}, timeout=60).json()
+        assert len(preds) == 1 and preds[0]["score"] == pytest.approx(
+            min(p["confidence"] for p in task["data"]["partsynth"]["people"]), abs=1e-4)
+        # the annotator accepts the pre-annotation as it is
+        done = api.post(f"{base}/api/tasks/{task['id']}/annotations", timeout=60,
+                        json={"result": preds[0]["result"], "was_cancelled": False})
+        assert done.status_code == 201, done.text[:500]
+    export = api.get(f"{base}/api/projects/{pid}/export", params={"exportType": "JSON"}, timeout=120)
+    assert export.ok, export.text[:500]
+    (tmp_path / "export.json").write_bytes(export.content)
+    assert_import_round_trip(lambda lab, replace=False: import_label_studio(tmp_path / "export.json", lab,
+                                                                            replace=replace),
+                             synth, tmp_path / "labelled")
