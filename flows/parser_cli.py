@@ -29,12 +29,18 @@ def cmd_evaluate(args) -> int:
     from pipeline.files import write_json
     from parser_net.evaluate import evaluate_checkpoint, scores_markdown
 
+    from parser_net.networks import network_outputs
+    from refine_net.checkpoint import load_checkpoint
+
     results = {}
     for ckpt in args.checkpoint:
-        pose = pose_scores(str(ckpt), str(args.pose_data or args.data), args.pose_split or args.split, args.device)
+        outputs = network_outputs(load_checkpoint(str(ckpt), kind="parser").network)
+        pose = None
+        if "heatmaps" in outputs:
+            pose = pose_scores(str(ckpt), str(args.pose_data or args.data), args.pose_split or args.split, args.device)
         if pose is not None:
             print(f"{ckpt}: PCK@0.2 {100 * pose['pck']:.1f} on {pose['people']} people")
-        if not parses(str(ckpt)):                   # a pose-only network: PCK is all there is
+        if "parsing" not in outputs:                # a pose-only network: PCK is all there is
             if pose is None:
                 raise ConfigError(f"{ckpt}: a pose-only network, and {args.pose_data or args.data} has nobody with "
                                   f"keypoints{f' in split {args.pose_split or args.split!r}' if args.split else ''}")
@@ -86,14 +92,6 @@ def pose_scores(checkpoint: str, data: str, split: str | None, device: str = "au
     if not recs:
         return None
     return evaluate_pose(model, recs, ckpt.network["size"], heatmap_stride(ckpt.network))
-
-
-def parses(checkpoint: str) -> bool:
-    """Whether a parser checkpoint's network outputs a parsing (pose-only PIL ablations do not)."""
-    from parser_net.networks import network_outputs
-    from refine_net.checkpoint import load_checkpoint
-
-    return "parsing" in network_outputs(load_checkpoint(checkpoint, kind="parser").network)
 
 
 def add_parser_commands(sub) -> None:

@@ -70,7 +70,7 @@ def network_outputs(net: dict) -> tuple[str, ...]:
 
 
 def heatmap_stride(net: dict) -> int:
-    """Input pixels per heatmap cell of a joint network's record: HTCorrM's pose encoder
+    """Input pixels per heatmap cell of a network's record: HTCorrM's pose encoder
     upsamples to stride 4; the others predict at the output stride."""
     return FEATURE_STRIDE if net.get("joint_arch") == "htcorrm" else int(net["parser"]["output_stride"])
 

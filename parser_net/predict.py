@@ -56,7 +56,7 @@ class Predictor:
         self.label_set = LABEL_SETS[label_set]
         self.long_side = int(network["size"])
         self.joint = "heatmaps" in network_outputs(network)
-        self.stride = heatmap_stride(network) if self.joint else int(network["parser"]["output_stride"])
+        self.stride = heatmap_stride(network)
         self.scales, self.flip = tuple(float(s) for s in scales), flip
         self.overlays, self.save_probabilities = overlays, save_probabilities
         self.flip_perm = self.label_set.flip_lut()[: self.label_set.num_classes].astype(np.int64) if flip else None
