@@ -46,11 +46,17 @@ class ParsingItem:
     has_label: bool = True
 
 
+def long_side_shape(image_hw: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(h, w) in pixels of an image of shape ``image_hw`` resized so that its long side is
+    ``long_side`` (aspect kept, sizes rounded, at least 1)."""
+    h, w = image_hw
+    s = long_side / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
 def resize_long_side(image: np.ndarray, long_side: int, interpolation: int) -> np.ndarray:
     """Resize (H, W[, 3]) so that max(H, W) == long_side (aspect kept, sizes rounded)."""
-    h, w = image.shape[:2]
-    s = long_side / max(h, w)
-    size_hw = (max(1, round(h * s)), max(1, round(w * s)))
+    size_hw = long_side_shape(image.shape[:2], long_side)
     return cv2.resize(image, size_hw[::-1], interpolation=interpolation)
 
 

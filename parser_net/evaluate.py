@@ -22,7 +22,8 @@ from parser_net.networks import load_parser
 
 @torch.no_grad()
 def predict_probabilities(model: torch.nn.Module, image: np.ndarray, long_side: int,
-                          scales: tuple[float, ...] = (1.0,), flip_perm: np.ndarray | None = None) -> torch.Tensor:
+                          scales: tuple[float, ...] = (1.0,), flip_perm: np.ndarray | None = None,
+                          outputs: dict | None = None) -> torch.Tensor:
     """Class probabilities of one image at its own resolution.
 
     Args:
@@ -33,6 +34,8 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, long_side: 
         flip_perm: int (C,) class permutation mapping each class to its mirror; when given,
             the horizontally flipped image is parsed too, flipped back, its classes
             permuted, and averaged in.
+        outputs: when given, filled with {scale: the network's output dict of the
+            unflipped view}, so that a joint network's heatmaps need no second forward.
     Returns: float32 (C, H, W) probabilities (softmax, averaged), summing to 1 per pixel.
     """
     h, w = image.shape[:2]
@@ -40,7 +43,10 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, long_side: 
     total, n = None, 0
     for s in scales:
         x = to_tensor(resize_long_side(image, max(8, round(long_side * s)), cv2.INTER_AREA))[None].to(device)
-        views = [model(x)["parsing"].softmax(1)]
+        out = model(x)
+        if outputs is not None:
+            outputs[s] = out
+        views = [out["parsing"].softmax(1)]
         if flip_perm is not None:
             flipped = model(x.flip(-1))["parsing"].softmax(1).flip(-1)
             views.append(flipped[:, torch.as_tensor(flip_perm, device=device)])

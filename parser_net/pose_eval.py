@@ -28,8 +28,17 @@ def predict_keypoints(model: torch.nn.Module, image: np.ndarray, long_side: int,
     pixels and the heatmap peak as confidence.  ``model`` returns ``{"heatmaps"}``."""
     small = resize_long_side(image, long_side, cv2.INTER_AREA)
     device = next(model.parameters(), torch.empty(0)).device
-    kp = decode_heatmaps(model(to_tensor(small)[None].to(device))["heatmaps"].cpu(), stride)[0].numpy()
-    sy, sx = image.shape[0] / small.shape[0], image.shape[1] / small.shape[1]
+    heatmaps = model(to_tensor(small)[None].to(device))["heatmaps"]
+    return keypoints_from_heatmaps(heatmaps, stride, small.shape[:2], image.shape[:2])
+
+
+def keypoints_from_heatmaps(heatmaps: torch.Tensor, stride: int, input_hw: tuple[int, int],
+                            image_hw: tuple[int, int]) -> np.ndarray:
+    """float32 (J, 3) keypoints in the photo's pixels (x, y, heatmap peak) from the
+    heatmaps (1, J, h, w) of the network's input of size ``input_hw`` (the photo resized
+    to ``image_hw``'s aspect; pixel centres kept) at ``stride`` input pixels per cell."""
+    kp = decode_heatmaps(heatmaps.cpu(), stride)[0].numpy()
+    sy, sx = image_hw[0] / input_hw[0], image_hw[1] / input_hw[1]
     kp[:, 0] = (kp[:, 0] + 0.5) * sx - 0.5
     kp[:, 1] = (kp[:, 1] + 0.5) * sy - 0.5
     return kp

@@ -21,7 +21,8 @@ from pipeline.predictions import PredictedItem, PredictionsInfo, finalize_predic
 from pipeline.synth_dataset import item_name, write_item
 from parser_net.evaluate import label_map_of, predict_probabilities
 from parser_net.networks import heatmap_stride, load_parser, network_outputs
-from parser_net.pose_eval import predict_keypoints
+from parser_net.dataset import long_side_shape
+from parser_net.pose_eval import keypoints_from_heatmaps, predict_keypoints
 from refine_net.onnx_export import OnnxModule, read_metadata
 
 
@@ -72,8 +73,14 @@ class Predictor:
         Returns: uint8 (H, W) label map (class ids of the checkpoint's label set), float32
         (C, H, W) probabilities, and for joint networks float32 (16, 3) keypoints (x, y in
         the photo's pixels, heatmap peak as confidence), else None."""
-        probs = predict_probabilities(self.model, image, self.long_side, self.scales, self.flip_perm)
-        keypoints = predict_keypoints(self.model, image, self.long_side, self.stride) if self.joint else None
+        outputs: dict = {}
+        probs = predict_probabilities(self.model, image, self.long_side, self.scales, self.flip_perm, outputs)
+        keypoints = None
+        if self.joint and 1.0 in outputs:        # the scale-1 view is the pose input: no second forward
+            keypoints = keypoints_from_heatmaps(outputs[1.0]["heatmaps"], self.stride,
+                                                long_side_shape(image.shape[:2], self.long_side), image.shape[:2])
+        elif self.joint:
+            keypoints = predict_keypoints(self.model, image, self.long_side, self.stride)
         return label_map_of(probs), probs, keypoints
 
     def process_images(self, photos: Sequence[str | Path], out: str | Path, force: bool = False,

@@ -11,6 +11,7 @@ from PIL import Image
 from flows.cli import main as cli
 from flows.predict import predict_labels
 from parser_net.config import PredictConfig
+from parser_net.pose_eval import predict_keypoints
 from parser_net.predict import Predictor
 from pipeline import files
 from pipeline.errors import ConfigError
@@ -77,6 +78,21 @@ def test_joint_network_predicts_keypoints_in_photo_pixels(tiny_joint, photos, tm
         assert (kp[:, :2] >= -1).all() and (kp[:, :2] <= 96).all()           # inside the 96 px photo
         assert len(person["meta"]["keypoint_confidence"]) == 16
     assert all(r.keypoints is not None for r in iter_records(out))
+
+
+def test_joint_network_runs_once_per_photo_and_matches_its_pose_forward(tiny_joint, photos):
+    pred = Predictor(tiny_joint, scales=(0.75, 1.0))
+    image = files.read_image(sorted(photos.glob("demo*.png"))[0])
+    calls = []
+    pred.model.register_forward_hook(lambda *_: calls.append(1))
+    _, _, keypoints = pred.predict(image)
+    assert len(calls) == 2                                      # one forward per scale, none for the pose
+    np.testing.assert_allclose(keypoints, predict_keypoints(pred.model, image, pred.long_side, pred.stride))
+    calls.clear()
+    pred.scales = (0.75,)                                       # no scale-1 view: the pose input is parsed apart
+    _, _, again = pred.predict(image)
+    assert len(calls) == 2
+    np.testing.assert_allclose(again, keypoints)
 
 
 def test_predict_flow_caches_chunks_and_handles_new_and_removed_photos(prefect_harness, tiny_parser, photos, tmp_path):
