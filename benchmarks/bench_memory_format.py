@@ -16,13 +16,13 @@ import time
 import torch
 
 from parser_net.config import ParserTrainConfig
-from parser_net.networks import build_network
+from parser_net.networks import build_network, network_record
 
 
 def steps_per_second(kind: str, mode: str, steps: int) -> float:
     torch.manual_seed(0)
     cfg = ParserTrainConfig(data="-", out_dir="-")
-    model = build_network(kind, "deeplab", cfg.parser_config(8))
+    model = build_network(network_record(kind, "deeplab", cfg.parser_config(8), cfg.joint_stages, cfg.size))
     if mode == "channels-last both":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)

@@ -33,9 +33,9 @@ def untrained_parser(path: Path, profile: str, size: int) -> Path:
     """A parser checkpoint with random weights of ``profile``'s sizes, fed at ``size`` px."""
     cfg = ParserTrainConfig(data=".", out_dir=str(path.parent), profile=profile, size=size)
     pcfg = cfg.parser_config(LABEL_SETS[cfg.label_set].num_classes)
-    model = build_network("parser", cfg.arch, pcfg)
-    return save_checkpoint(path, Checkpoint(kind="parser", config=cfg.model_dump(mode="json"),
-                                            network=network_record("parser", cfg.arch, pcfg, 1, size),
+    network = network_record("parser", cfg.arch, pcfg, 1, size)
+    model = build_network(network)
+    return save_checkpoint(path, Checkpoint(kind="parser", config=cfg.model_dump(mode="json"), network=network,
                                             label_set=cfg.label_set, model=model.state_dict()))
 
 
