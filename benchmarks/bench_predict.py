@@ -7,7 +7,7 @@ Uses untrained parsers of the cpu and gpu profiles' sizes (speed does not depend
 weights) fed at a 320 px long side (320 x 240, batch 1), 2 threads.  "network" times the
 forward pass alone on a fixed input; "predict" runs :class:`parser_net.predict.Predictor`
 (read photo, resize, forward, upsample to the photo, argmax, write the label PNG and the
-record) on the first --n photos of --photos.  Each figure is the median of --repeats runs,
+record) on the first --n photos of --photos, at each of --batch-sizes photos per forward pass.  Each figure is the median of --repeats runs,
 with the spread (min-max) beside it.
 """
 from __future__ import annotations
@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--profiles", nargs="+", default=["cpu", "gpu"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="photos per forward pass in predict")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (inductor, needs a C compiler)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -79,9 +80,11 @@ def main() -> None:
                     med, lo, hi = rate(lambda: [model(x) for _ in range(10)], 10, args.repeats)
                 print(f"[{profile}] network, {name}: {med:.1f} images/s ({lo:.1f}-{hi:.1f})")
             for name, pred in engines.items():
-                out = Path(tmp) / f"{profile}-{name}"
-                med, lo, hi = rate(lambda: pred.process_images(photos, out, force=True), len(photos), args.repeats)
-                print(f"[{profile}] predict, {name}: {med:.1f} photos/s ({lo:.1f}-{hi:.1f})")
+                for batch in args.batch_sizes:
+                    pred.batch_size = batch
+                    out = Path(tmp) / f"{profile}-{name}"
+                    med, lo, hi = rate(lambda: pred.process_images(photos, out, force=True), len(photos), args.repeats)
+                    print(f"[{profile}] predict, {name}, batch {batch}: {med:.1f} photos/s ({lo:.1f}-{hi:.1f})")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def _predictor(cfg_json: str) -> Predictor:
     torch.set_num_threads(cfg.threads_per_task)
     return Predictor(cfg.checkpoint, scales=cfg.scales, flip=cfg.flip, overlays=cfg.overlays,
                      save_probabilities=cfg.save_probabilities, device=cfg.device, engine=cfg.engine,
-                     threads=cfg.threads_per_task)
+                     threads=cfg.threads_per_task, batch_size=cfg.batch_size)
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)

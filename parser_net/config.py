@@ -135,6 +135,7 @@ class PredictConfig(RunConfig):
     overlays: bool = Field(False, description="also write JPEG overlays (label map, keypoints) of each photo")
     save_probabilities: bool = Field(False, description="also write class probabilities (uint8 npz)")
     chunk_size: int = Field(32, ge=1, description="photos per flow task on average (speed only)")
+    batch_size: int = Field(8, ge=1, description="photos per forward pass (speed only; same-shaped inputs are batched)")
     workers: int = Field(1, ge=1, description="flow tasks at a time")
     threads_per_task: int = Field(2, ge=1, description="torch (or ONNX Runtime) threads per task")
     device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")

@@ -22,38 +22,55 @@ from parser_net.networks import load_parser
 
 @torch.no_grad()
 def predict_probabilities(model: torch.nn.Module, image: np.ndarray, long_side: int,
-                          scales: tuple[float, ...] = (1.0,), flip_perm: np.ndarray | None = None,
-                          outputs: dict | None = None) -> torch.Tensor:
-    """Class probabilities of one image at its own resolution.
+                          scales: tuple[float, ...] = (1.0,), flip_perm: np.ndarray | None = None) -> torch.Tensor:
+    """Class probabilities float32 (C, H, W) of one uint8 (H, W, 3) RGB image at its own
+    resolution: :func:`predict_probabilities_batch` of a batch of one."""
+    return predict_probabilities_batch(model, [image], long_side, scales, flip_perm)[0]
+
+
+@torch.no_grad()
+def predict_probabilities_batch(model: torch.nn.Module, images: list[np.ndarray], long_side: int,
+                                scales: tuple[float, ...] = (1.0,), flip_perm: np.ndarray | None = None,
+                                heatmaps: list | None = None) -> list[torch.Tensor]:
+    """Class probabilities of images, each at its own resolution.
 
     Args:
-        model: a parser in eval mode returning ``{"parsing": (1, C, h, w)}``.
-        image: uint8 (H, W, 3) RGB.
-        long_side: the image is resized so that its long side is ``long_side`` x scale.
+        model: a parser in eval mode returning ``{"parsing": (B, C, h, w)}``.
+        images: uint8 (H, W, 3) RGB images of any sizes; at each scale those whose resized
+            shapes agree go through the network in one batch.
+        long_side: each image is resized so that its long side is ``long_side`` x scale.
         scales: test scales; probabilities are averaged over them (multi-scale testing).
         flip_perm: int (C,) class permutation mapping each class to its mirror; when given,
-            the horizontally flipped image is parsed too, flipped back, its classes
+            the horizontally flipped images are parsed too, flipped back, their classes
             permuted, and averaged in.
-        outputs: when given, filled with {scale: the network's output dict of the
-            unflipped view}, so that a joint network's heatmaps need no second forward.
-    Returns: float32 (C, H, W) probabilities (softmax, averaged), summing to 1 per pixel.
+        heatmaps: when given (a list as long as ``images``), filled with each image's
+            ``"heatmaps"`` (1, J, h, w) of its unflipped scale-1 view (None without one),
+            so that a joint network's keypoints need no second forward.
+    Returns: float32 (C, H, W) CPU probabilities per image (softmax, averaged), summing to 1
+    per pixel.
     """
-    h, w = image.shape[:2]
     device = next(model.parameters(), torch.empty(0)).device
-    total, n = None, 0
+    totals: list[torch.Tensor | None] = [None] * len(images)
+    perm = None if flip_perm is None else torch.as_tensor(flip_perm, device=device)
     for s in scales:
-        x = to_tensor(resize_long_side(image, max(8, round(long_side * s)), cv2.INTER_AREA))[None].to(device)
-        out = model(x)
-        if outputs is not None:
-            outputs[s] = out
-        views = [out["parsing"].softmax(1)]
-        if flip_perm is not None:
-            flipped = model(x.flip(-1))["parsing"].softmax(1).flip(-1)
-            views.append(flipped[:, torch.as_tensor(flip_perm, device=device)])
-        for p in views:
-            p = F.interpolate(p, size=(h, w), mode="bilinear", align_corners=False)[0]
-            total, n = (p if total is None else total + p), n + 1
-    return (total / n).cpu()           # bilinear weights sum to 1: each view's pixels already do
+        small = [resize_long_side(im, max(8, round(long_side * s)), cv2.INTER_AREA) for im in images]
+        groups: dict[tuple, list[int]] = {}
+        for i, im in enumerate(small):
+            groups.setdefault(im.shape, []).append(i)
+        for members in groups.values():
+            x = torch.stack([to_tensor(small[i]) for i in members]).to(device)
+            out = model(x)
+            views = [out["parsing"].softmax(1)]
+            if perm is not None:
+                views.append(model(x.flip(-1))["parsing"].softmax(1).flip(-1)[:, perm])
+            for j, i in enumerate(members):
+                if heatmaps is not None and s == 1.0:
+                    heatmaps[i] = out["heatmaps"][j:j + 1]
+                for p in views:
+                    p = F.interpolate(p[j:j + 1], size=images[i].shape[:2], mode="bilinear", align_corners=False)[0]
+                    totals[i] = p if totals[i] is None else totals[i] + p
+    n = len(scales) * (2 if perm is not None else 1)
+    return [(t / n).cpu() for t in totals]   # bilinear weights sum to 1: each view's pixels already do
 
 
 def label_map_of(probs: torch.Tensor) -> np.ndarray:

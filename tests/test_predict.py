@@ -33,7 +33,7 @@ def photos(demo_dir, tmp_path) -> Path:
 
 def test_predictor_writes_label_maps_overlays_probabilities_and_resumes(tiny_parser, photos, tmp_path):
     out = tmp_path / "pred"
-    pred = Predictor(tiny_parser, overlays=True, save_probabilities=True, scales=(0.75, 1.0), flip=True)
+    pred = Predictor(tiny_parser, overlays=True, save_probabilities=True, scales=(0.75, 1.0), flip=True, batch_size=4)
     listed = list_photos(photos)
     assert [p.name for p in listed] == ["broken.jpg"] + [f"demo0000{i}.png" for i in range(6)]
     statuses = pred.process_images(listed, out)
@@ -93,6 +93,18 @@ def test_joint_network_runs_once_per_photo_and_matches_its_pose_forward(tiny_joi
     _, _, again = pred.predict(image)
     assert len(calls) == 2
     np.testing.assert_allclose(again, keypoints)
+
+
+def test_batched_prediction_equals_one_photo_at_a_time(tiny_joint, photos):
+    images = [files.read_image(p) for p in sorted(photos.glob("demo*.png"))[:3]]
+    images.append(np.ascontiguousarray(images[0][:, :70]))          # another shape: its own forward pass
+    pred = Predictor(tiny_joint, scales=(0.75, 1.0), flip=True)
+    batched = pred.predict_batch(images)
+    for image, (label_map, probs, keypoints) in zip(images, batched):
+        one = pred.predict(image)
+        assert probs.shape == (pred.label_set.num_classes, *image.shape[:2])
+        np.testing.assert_allclose(probs.numpy(), one[1].numpy(), atol=1e-5)
+        np.testing.assert_allclose(keypoints, one[2], atol=1e-3)            # pixels; batched convs round apart
 
 
 def test_predict_flow_caches_chunks_and_handles_new_and_removed_photos(prefect_harness, tiny_parser, photos, tmp_path):
