@@ -26,6 +26,16 @@ def test_lstsq_affine_recovers_and_rejects_mirror():
     np.testing.assert_allclose(lstsq_affine(src, dst), a, atol=1e-9)
     assert lstsq_affine(src, dst * [-1, 1]) is None  # mirrored: refused
     assert lstsq_affine(src[:2], dst[:2]) is None
+    line = np.array([[0, 0], [5, 5], [10, 10.001]])                  # (nearly) collinear: no affine
+    assert lstsq_affine(line, line + 1) is None
+
+
+def test_lstsq_affine_matches_numpy_least_squares():
+    rng = np.random.default_rng(1)
+    src = rng.uniform(0, 128, (6, 2))
+    dst = src @ np.array([[0.9, 0.2], [-0.3, 1.1]]).T + [5, -3] + rng.normal(0, 2, (6, 2))
+    x = np.hstack([src, np.ones((6, 1))])
+    np.testing.assert_allclose(lstsq_affine(src, dst), np.linalg.lstsq(x, dst, rcond=None)[0].T, atol=1e-9)
 
 
 def figure(size=64, index=0):
@@ -92,6 +102,14 @@ def test_priors_sum_to_one_and_missing_joints_never_give_nan():
 def test_one_hot_mean_hand_computed():
     maps = np.array([[[0, 1]], [[1, 255]]], np.uint8)
     np.testing.assert_allclose(one_hot_mean(maps, 2), [[[0.5, 0.5]], [[0.5, 0.5]]])
+
+
+@pytest.mark.parametrize("k", [1, 3, 300])                          # 300 maps: counts beyond uint8
+def test_one_hot_mean_matches_counting(k):
+    maps = np.random.default_rng(k).choice([0, 1, 2, 3, 7, 255], size=(k, 5, 6)).astype(np.uint8)
+    expected = np.stack([(maps == c).mean(0) for c in range(8)])
+    expected[0] = 1 - expected[1:].sum(0)                           # 255 counts as background
+    np.testing.assert_allclose(one_hot_mean(maps, 8), expected, atol=1e-6)
 
 
 def test_assign_segments_respects_classes_and_nearest():

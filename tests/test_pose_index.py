@@ -89,6 +89,10 @@ def test_exact_search_with_missing_joints_matches_brute_force(tree_min_queries):
     expected = np.argsort(d, axis=1, kind="stable")[:, :5]
     np.testing.assert_allclose(res.distances, np.take_along_axis(d, expected, 1), rtol=1e-4)
     assert (res.ids != 3).all()
+    # one query at a time (the bank side cached between calls) answers as the batch did
+    for i in (0, 17, 59):
+        one = index.query(q[i], 5)
+        np.testing.assert_array_equal(one.ids[0], res.ids[i])
 
 
 @pytest.mark.parametrize("tree_min_queries", [1, 10_000])

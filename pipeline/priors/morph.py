@@ -20,11 +20,6 @@ from pipeline.skeleton import J, present
 MIN_BONE_PX = 1e-3
 
 
-def to3x3(m: np.ndarray) -> np.ndarray:
-    """(2, 3) affine -> (3, 3) homogeneous matrix."""
-    return np.vstack([m, [0.0, 0.0, 1.0]])
-
-
 def bone_affine(p1, p2, q1, q2, across_scale: float | None = None) -> np.ndarray | None:
     """dst_from_src (2, 3) mapping the source bone p1->p2 onto the destination bone q1->q2.
 
@@ -51,20 +46,37 @@ def bone_affine(p1, p2, q1, q2, across_scale: float | None = None) -> np.ndarray
     return np.array([[a00, a01, bx], [a10, a11, by]])
 
 
-def lstsq_affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray | None:
-    """Least-squares dst_from_src (2, 3) from >= 3 point pairs (n, 2); None when the points
-    are (nearly) collinear or the fit mirrors (negative determinant)."""
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    if len(src) < 3:
+def lstsq_affine(src, dst) -> np.ndarray | None:
+    """Least-squares dst_from_src (2, 3) from >= 3 point pairs (n, 2) (arrays or lists);
+    None when the points are (nearly) collinear (the centred source points' smaller
+    singular value below 1e-3 of the largest coordinate, at least 1e-3 pixel) or the fit
+    mirrors (negative determinant).
+
+    Closed form on centred points, in plain floats (n is at most 6 here, where numpy's
+    per-call costs would dominate): A = (Q^T P)(P^T P)^-1, b = mean(dst) - A mean(src)."""
+    src = [(float(x), float(y)) for x, y in src]
+    dst = [(float(x), float(y)) for x, y in dst]
+    n = len(src)
+    if n < 3:
         return None
-    x = np.hstack([src, np.ones((len(src), 1))])
-    if np.linalg.matrix_rank(x, tol=1e-3 * max(1.0, np.abs(src).max())) < 3:
+    px, py = sum(x for x, _ in src) / n, sum(y for _, y in src) / n
+    qx, qy = sum(x for x, _ in dst) / n, sum(y for _, y in dst) / n
+    sxx = sxy = syy = uxx = uxy = uyx = uyy = 0.0
+    for (x, y), (u, v) in zip(src, dst):
+        x, y, u, v = x - px, y - py, u - qx, v - qy
+        sxx, sxy, syy = sxx + x * x, sxy + x * y, syy + y * y
+        uxx, uxy, uyx, uyy = uxx + u * x, uxy + u * y, uyx + v * x, uyy + v * y
+    det = sxx * syy - sxy * sxy
+    half_trace = 0.5 * (sxx + syy)
+    smallest_eig = half_trace - math.sqrt(max(half_trace * half_trace - det, 0.0))
+    tol = 1e-3 * max(1.0, max(abs(c) for p in src for c in p))
+    if smallest_eig < tol * tol or det <= 0:
         return None
-    sol, *_ = np.linalg.lstsq(x, dst, rcond=None)
-    a = sol.T
-    if np.linalg.det(a[:, :2]) <= 0:
+    a00, a01 = (uxx * syy - uxy * sxy) / det, (uxy * sxx - uxx * sxy) / det
+    a10, a11 = (uyx * syy - uyy * sxy) / det, (uyy * sxx - uyx * sxy) / det
+    if a00 * a11 - a01 * a10 <= 0:
         return None
-    return a
+    return np.array([[a00, a01, qx - a00 * px - a01 * py], [a10, a11, qy - a10 * px - a11 * py]])
 
 
 def segment_transforms(src_kp: np.ndarray, dst_kp: np.ndarray, *, torso_affine: bool = True,
@@ -83,22 +95,24 @@ def segment_transforms(src_kp: np.ndarray, dst_kp: np.ndarray, *, torso_affine: 
     (lower arm from upper arm, ..., limbs and head from the torso).  Nothing is ever
     computed from NaN: missing joints only ever remove a transform.
     """
-    ok = present(src_kp) & present(dst_kp)
+    ok = (present(src_kp) & present(dst_kp)).tolist()
+    src, dst = src_kp[:, :2].tolist(), dst_kp[:, :2].tolist()   # plain floats for the scalar maths
     out: list[np.ndarray | None] = [None] * NUM_SEGMENTS
     scale = None
-    if ok[J["pelvis"]] and ok[J["thorax"]]:
-        ls = np.linalg.norm(src_kp[J["thorax"], :2] - src_kp[J["pelvis"], :2])
-        ld = np.linalg.norm(dst_kp[J["thorax"], :2] - dst_kp[J["pelvis"], :2])
+    pelvis, thorax = J["pelvis"], J["thorax"]
+    if ok[pelvis] and ok[thorax]:
+        ls = math.dist(src[thorax], src[pelvis])
+        ld = math.dist(dst[thorax], dst[pelvis])
         scale = ld / ls if ls > MIN_BONE_PX else None
     for i, seg in enumerate(SEGMENTS):
         t = None
         if i == SEG["torso"] and torso_affine:
-            corners = [j for j in (*TORSO_CORNERS, J["pelvis"], J["thorax"]) if ok[j]]
-            if sum(ok[list(TORSO_CORNERS)]) >= 3:
-                t = lstsq_affine(src_kp[corners, :2], dst_kp[corners, :2])
+            corners = [j for j in (*TORSO_CORNERS, pelvis, thorax) if ok[j]]
+            if sum(ok[j] for j in TORSO_CORNERS) >= 3:
+                t = lstsq_affine([src[j] for j in corners], [dst[j] for j in corners])
         if t is None and ok[seg.a] and ok[seg.b]:
             across = scale if keep_width and i != SEG["torso"] else None
-            t = bone_affine(src_kp[seg.a], src_kp[seg.b], dst_kp[seg.a], dst_kp[seg.b], across)
+            t = bone_affine(src[seg.a], src[seg.b], dst[seg.a], dst[seg.b], across)
         if t is None and seg.parent is not None:
             t = out[seg.parent]
         out[i] = t
@@ -146,17 +160,18 @@ def morph_patches(patches: list[Patch], transforms: list[np.ndarray | None], siz
         if t is None:
             continue
         h, w = p.labels.shape
-        m = to3x3(t) @ np.array([[1.0, 0, p.x0], [0, 1.0, p.y0], [0, 0, 1]])  # dst_from_patch
-        corners = np.array([[-0.5, -0.5], [w - 0.5, -0.5], [-0.5, h - 0.5], [w - 0.5, h - 0.5]])
-        d = corners @ m[:2, :2].T + m[:2, 2]
-        x0, y0 = np.floor(d.min(axis=0)).astype(int)
-        x1, y1 = np.ceil(d.max(axis=0)).astype(int) + 1
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+        (a00, a01, b0), (a10, a11, b1) = t.tolist()   # plain floats: ~10 patches per exemplar
+        b0 += a00 * p.x0 + a01 * p.y0                  # dst_from_patch
+        b1 += a10 * p.x0 + a11 * p.y0
+        corners = ((-0.5, -0.5), (w - 0.5, -0.5), (-0.5, h - 0.5), (w - 0.5, h - 0.5))
+        xs = [a00 * cx + a01 * cy + b0 for cx, cy in corners]
+        ys = [a10 * cx + a11 * cy + b1 for cx, cy in corners]
+        x0, y0 = max(math.floor(min(xs)), 0), max(math.floor(min(ys)), 0)
+        x1, y1 = min(math.ceil(max(xs)) + 1, size), min(math.ceil(max(ys)) + 1, size)
         if x1 <= x0 or y1 <= y0:
             continue
-        m = np.array([[1.0, 0, -x0], [0, 1.0, -y0], [0, 0, 1]]) @ m  # box_from_patch
-        warped = cv2.warpAffine(p.labels, m[:2], (x1 - x0, y1 - y0), flags=cv2.INTER_NEAREST,
+        box_from_patch = np.array([[a00, a01, b0 - x0], [a10, a11, b1 - y0]])
+        warped = cv2.warpAffine(p.labels, box_from_patch, (x1 - x0, y1 - y0), flags=cv2.INTER_NEAREST,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        region = out[y0:y1, x0:x1]
-        np.copyto(region, warped, where=warped > 0)
+        np.copyto(out[y0:y1, x0:x1], warped, where=warped > 0)
     return out

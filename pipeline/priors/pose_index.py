@@ -104,6 +104,7 @@ class PoseIndex:
         self.workers = workers
         self.tree_min_queries = tree_min_queries
         self._trees: dict[bytes, tuple[np.ndarray, KDTree]] = {}
+        self._features: dict[bytes, tuple[np.ndarray, ...]] = {}
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -115,6 +116,22 @@ class PoseIndex:
             data = self.coords[rows][:, mask].reshape(len(rows), -1).astype(np.float64)
             self._trees[key] = (rows, KDTree(data) if len(rows) else None)
         return self._trees[key]
+
+    def _bank_features(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The bank side of :meth:`_masked_topk` for ``rows``, padded to a multiple of
+        :data:`_BLOCK` (dummy rows share no joint, so they are never chosen): features
+        float32 (60, R), joint masks float32 (15, R), groups (R,) and row ids (R,).  Cached
+        per row set (a few per bank: all usable rows, and the rows outside each KD-tree)."""
+        key = rows.tobytes()
+        if key not in self._features:
+            pad = -len(rows) % _BLOCK
+            b_valid = np.pad(self.valid[rows].astype(np.float32), ((0, pad), (0, 0)))
+            b_xy = np.pad(np.nan_to_num(self.coords[rows]), ((0, pad), (0, 0), (0, 0))) * b_valid[..., None]
+            b_feat = np.ascontiguousarray(np.concatenate(
+                [b_valid, (b_xy ** 2).sum(-1), b_xy.reshape(len(b_xy), -1)], axis=1).T)
+            self._features[key] = (b_feat, np.ascontiguousarray(b_valid.T),
+                                   np.pad(self.groups[rows], (0, pad), constant_values=-1), np.pad(rows, (0, pad)))
+        return self._features[key]
 
     def _masked_topk(self, q: np.ndarray, qvalid: np.ndarray, rows: np.ndarray, groups_q, want: int):
         """Exact ``want`` nearest among bank ``rows`` for queries q (m, 15, 2) with their own
@@ -130,14 +147,7 @@ class PoseIndex:
         out_d = np.full((m, want), np.inf)
         if len(rows) == 0:
             return out_i, out_d
-        pad = -len(rows) % _BLOCK  # dummy bank rows share no joint, so they are never chosen
-        b_valid = np.pad(self.valid[rows].astype(np.float32), ((0, pad), (0, 0)))
-        b_xy = np.pad(np.nan_to_num(self.coords[rows]), ((0, pad), (0, 0), (0, 0))) * b_valid[..., None]
-        b_feat = np.ascontiguousarray(np.concatenate(
-            [b_valid, (b_xy ** 2).sum(-1), b_xy.reshape(len(b_xy), -1)], axis=1).T)  # (60, R)
-        b_valid_t = np.ascontiguousarray(b_valid.T)
-        b_groups = np.pad(self.groups[rows], (0, pad), constant_values=-1)
-        rows_p = np.pad(rows, (0, pad))
+        b_feat, b_valid_t, b_groups, rows_p = self._bank_features(rows)
         chunk = max(8, (1 << 22) // len(rows_p))
         for s in range(0, m, chunk):
             a_valid = qvalid[s:s + chunk].astype(np.float32)
