@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 
 from pipeline.files import read_json
@@ -60,6 +61,7 @@ def main() -> None:
         err = np.array([[m - min(v), max(v) - m] for m, v in zip(mean, vals)]).T
         ax.errorbar(ns, mean, yerr=err, marker="o", capsize=3, label=f"{label} ({source})")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xticks(ns, [str(n) for n in ns])
     ax.set_xlabel("real labelled people (CCP train split)")
     ax.set_ylabel("val mIoU (%), mean and range of seeds")
