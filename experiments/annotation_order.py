@@ -10,8 +10,8 @@ annotator then "corrects" the first m of them (their ground truth is imported) e
 confidence order (lowest first, what ``export --order confidence`` gives) or in random
 order (one order per ``--seeds`` value); the corrected people join the bank, and the val
 split's priors (k = 3, crop ``--size``) are scored.  With ``--refiner-ms`` the refiner is
-also retrained on bank + corrected people at those m (confidence order and the first
-random order) and its val mIoU on crops reported.
+also retrained on bank + corrected people at those m (for every order) and its val mIoU on
+crops reported.
 
 Annotation effort per corrected person: the share of the person's pixels (union of the
 synthetic and the true foreground) whose class the correction changed.
@@ -117,7 +117,7 @@ def main() -> None:
             point = {"m": m, "prior_miou": float(scores["k=3"].mean_iou),
                      "effort_mean": float(np.mean([p["effort"] for p in order[:m]])) if m else 0.0,
                      "pixels_changed": float(np.sum([p["effort"] for p in order[:m]]))}
-            if m in args.refiner_ms and (name == "confidence" or name == f"random {args.seeds[0]}"):
+            if m in args.refiner_ms:
                 extra = write_folder(runs / f"corrected_{name.replace(' ', '')}_m{m}", corrected, label_set,
                                      split="train")
                 cfg = base.model_copy(update={"extra_data": (str(extra),),
