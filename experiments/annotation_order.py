@@ -25,6 +25,7 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+from scipy.stats import spearmanr
 
 from pipeline import files
 from pipeline.files import read_json, write_json
@@ -130,8 +131,8 @@ def main() -> None:
         curves[name] = curve
     write_json(args.out, {
         "held_out": len(people), "bank": len(bank), "val": len(val), "refiner_m0_val_miou": base_miou,
-        "confidence_vs_effort_spearman": float(np.corrcoef(np.argsort(np.argsort([p["confidence"] for p in people])),
-                                                           np.argsort(np.argsort([p["effort"] for p in people])))[0, 1]),
+        "confidence_vs_effort_spearman": float(spearmanr([p["confidence"] for p in people],
+                                                         [p["effort"] for p in people]).statistic),
         "curves": curves, "people": [{k: v for k, v in p.items() if k != "record"} for p in people],
         "args": vars(args), "wall_seconds": time.time() - t0, "machine": platform.machine()})
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)

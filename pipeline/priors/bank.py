@@ -179,8 +179,9 @@ def one_hot_mean(maps: np.ndarray, num_classes: int) -> np.ndarray:
     """Mean one-hot encoding of uint8 label maps (k, S, S) -> float32 (C, S, S) summing to
     1 per pixel; ids >= C (e.g. 255) count as background.
 
-    Counts are accumulated in uint8/uint16 (one comparison of each map against all classes
-    at once) and scaled once; a float reduction over the k axis is several times slower."""
+    Counts are accumulated in uint8 (uint32 from 256 maps on), one comparison of each map
+    against all classes at once, and scaled once; a float reduction over the k axis is
+    several times slower."""
     maps = np.asarray(maps)
     k = len(maps)
     count_dtype = np.uint8 if k < 256 else np.uint32
@@ -189,7 +190,7 @@ def one_hot_mean(maps: np.ndarray, num_classes: int) -> np.ndarray:
     hit = np.empty(counts.shape, dtype=bool)
     for m in maps:
         np.equal(m[None], classes, out=hit)
-        counts += hit.view(np.uint8) if count_dtype == np.uint8 else hit
+        counts += hit.view(np.uint8)
     out = np.empty((num_classes, *maps.shape[1:]), dtype=np.float32)
     out[1:] = counts
     out[1:] *= np.float32(1.0 / k)
