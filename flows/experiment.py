@@ -11,7 +11,7 @@ from prefect.logging import get_run_logger
 
 from flows.experiment_config import ExperimentConfig
 from flows.keypoints import estimate_keypoints, keypoints_runner
-from flows.reports import payoff_verdict, publish_scores, report_dir, synthesis_score_line
+from flows.reports import payoff_verdict, publish_scores, refiner_line, report_dir, synthesis_score_line
 from flows.synthesis import synthesize_labels, task_runner
 from flows.training import evaluate_task, train_parser, train_refiner
 from pipeline.files import write_image
@@ -43,12 +43,22 @@ def score_synthesis_task(synth_dir: str, truth: str) -> dict:
     return score_synthesis(synth_dir, truth, "val")
 
 
+@task
+def refiner_summary_task(run_dir: str) -> dict:
+    """The refiner run's epochs and val mIoU against its prior's
+    (:func:`refine_net.train.training_summary`)."""
+    from refine_net.train import training_summary
+
+    return training_summary(run_dir)
+
+
 @flow(name="run-experiment", log_prints=True)
 def run_experiment(cfg: ExperimentConfig, dask_address: str | None = None) -> dict:
     """The main job.  ``cfg.work`` holds the refiner, synthesized sets and parsers (each step
     resumes or is served from cache on a rerun); synthesis runs on the Dask scheduler at
     ``dask_address`` when given.  Returns ``parsers`` ({model: scores}),
-    ``synthetic_labels`` (scores of the val people's synthetic labels, or None) and
+    ``synthetic_labels`` (scores of the val people's synthetic labels, or None), ``refiner``
+    (its epochs and val mIoU against its prior's) and
     ``verdict`` (one line: do synthetic people help the parser?)."""
     log = get_run_logger()
     if cfg.raw_photos_from:
@@ -76,10 +86,12 @@ def run_experiment(cfg: ExperimentConfig, dask_address: str | None = None) -> di
     out = report_dir(cfg.reports)
     grid = prediction_grid_task(parsers, cfg.labelled, str(out / "predictions_val.png"), cfg.photos_in_grids)
     verdict = payoff_verdict(rows)
-    summary = "" if synth_scores is None else f"\n{synthesis_score_line(synth_scores)}\n"
+    refiner = refiner_summary_task(str(Path(ckpt).parent))
+    summary = "".join(f"\n{line}\n" for line in (
+        refiner_line(refiner), synthesis_score_line(synth_scores) if synth_scores else "") if line)
     table = publish_scores(out, rows, config={
         "experiment": cfg.model_dump(mode="json"), "refiner": ckpt, "synthetic": synth_dirs, "parsers": parsers,
-        "synthetic_labels_val": synth_scores},
+        "synthetic_labels_val": synth_scores, "refiner_training": refiner},
         extra_md=f"\n{verdict}\n{summary}\nPredictions on val images: `{Path(grid).name}`\n")
     log.info("parsers on the val split of %s:\n%s\n%s%s", cfg.labelled, table, verdict, summary)
-    return {"parsers": rows, "synthetic_labels": synth_scores, "verdict": verdict}
+    return {"parsers": rows, "synthetic_labels": synth_scores, "refiner": refiner, "verdict": verdict}

@@ -54,6 +54,24 @@ def synthesis_score_line(scores: dict) -> str:
             "against their ground truth.")
 
 
+def refiner_line(summary: dict) -> str:
+    """One line: the refiner's val mIoU on crops against the prior it refines (from
+    :func:`refine_net.train.training_summary`), with a warning when the refiner makes its
+    prior worse by more than :data:`NOISE_MIOU` (too few epochs when it was still
+    improving).  Empty without val scores."""
+    refined, prior = summary.get("val_miou"), summary.get("prior_val_miou")
+    if refined is None or prior is None:
+        return ""
+    epochs = summary["epochs"]
+    line = (f"Refiner after {epochs} epoch{'s' if epochs != 1 else ''}: {100 * refined:.1f} mIoU on the val crops; "
+            f"the prior it refines: {100 * prior:.1f}.")
+    if refined < prior - NOISE_MIOU:
+        line += " Its labels are worse than the morphed masks it starts from"
+        line += (": it was still improving, train it longer (--refiner-epochs)." if summary.get("still_improving")
+                 else "; it had stopped improving (compare both: partsynth evaluate-refiner).")
+    return line
+
+
 def publish_scores(out: Path, rows: dict[str, dict], config: dict, extra_md: str = "") -> str:
     """Write ``metrics.json``, ``table.md`` and ``config.json`` to ``out`` and publish a
     table artifact (``parser-miou``: one row per model) and a markdown summary

@@ -26,7 +26,7 @@ def cmd_run(args) -> int:
     import time
 
     from flows.experiment import run_experiment
-    from flows.reports import synthesis_score_line
+    from flows.reports import refiner_line, synthesis_score_line
     from parser_net.evaluate import scores_markdown
 
     cfg = experiment_config(args)
@@ -41,6 +41,8 @@ def cmd_run(args) -> int:
     print(f"\nparsers on the val split of {cfg.labelled} ({args.preset} preset, {cfg.profile} profile):\n")
     print(scores_markdown(result["parsers"]))
     print(result["verdict"])
+    if refiner_line(result["refiner"]):
+        print(refiner_line(result["refiner"]))
     if result["synthetic_labels"] is not None:
         print(synthesis_score_line(result["synthetic_labels"]))
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

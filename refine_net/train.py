@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from pipeline.errors import ConfigError
-from pipeline.files import write_json
+from pipeline.files import read_json, write_json
 from pipeline.layouts import iter_records
 from pipeline.metrics import ConfusionMatrix, ParsingScores
 from pipeline.priors.bank import PriorBank, PriorConfig
@@ -34,6 +34,9 @@ from refine_net.model import RefineConfig, UNet
 from refine_net.schedule import poly_lr, set_lr
 
 log = logging.getLogger("partsynth.refine")
+
+#: val mIoU gain (0..1) of the last epoch over the first three quarters that counts as still improving
+IMPROVING_MIOU = 0.005
 
 #: config fields that may change when a run is resumed (the run is extended or moved)
 RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "threads", "device", "strict"})
@@ -86,6 +89,25 @@ def prior_argmax_scores(dataset: RefineDataset) -> ParsingScores:
     for i in range(len(dataset)):
         cm.update(dataset.s.targets[i], dataset.prior(i, None).argmax(0))
     return cm.compute()
+
+
+def training_summary(run_dir: str | Path) -> dict:
+    """What a refiner run folder says about its training: ``epochs`` (int), ``val_miou``
+    (the last epoch's val mIoU on crops, 0..1, or None without val people),
+    ``still_improving`` (the last epoch beats every epoch of the first three quarters by
+    more than :data:`IMPROVING_MIOU`) and ``prior_val_miou`` (argmax of its input prior on
+    the same crops, 0..1, or None).
+
+    Raises: FileNotFoundError naming the file when the folder holds no finished epoch."""
+    run_dir = Path(run_dir)
+    history = read_json(run_dir / "history.json")
+    if not history:
+        raise FileNotFoundError(f"{run_dir / 'history.json'}: no finished epoch")
+    scores = [h["val_miou"] for h in history if "val_miou" in h]
+    earlier = scores[: max(1, 3 * len(scores) // 4)]
+    return {"epochs": len(history), "val_miou": scores[-1] if scores else None,
+            "still_improving": bool(scores) and scores[-1] > max(earlier) + IMPROVING_MIOU,
+            "prior_val_miou": read_json(run_dir / "config.json").get("val_prior_argmax_miou")}
 
 
 def load_refiner(path: str | Path, device: str = "cpu") -> tuple[UNet, Checkpoint]:
@@ -148,8 +170,10 @@ def main(cfg: RefinerTrainConfig, progress: Callable[[str, int, int], None] | No
     """Train (resuming from ``out_dir/last.pt`` when present and ``resume``; a larger
     ``epochs`` extends the run exactly as an uninterrupted run of that length); returns
     the checkpoint path.  ``progress(stage, done, total)`` is called per batch.  Writes
-    ``config.json`` (the resolved config, prior and network settings, skipped items) and
-    ``history.json`` beside ``last.pt``.
+    ``config.json`` (the resolved config, prior and network settings, skipped items, and
+    ``val_prior_argmax_miou``: the val mIoU of argmax(prior) on the same crops, the score the
+    refiner has to beat, or None without val people or prior) and ``history.json`` beside
+    ``last.pt``.
 
     Raises: ConfigError when the run folder holds another run, or no train people."""
     out, device = setup_run(cfg.out_dir, cfg.threads, cfg.device, cfg.seed)
@@ -167,8 +191,10 @@ def main(cfg: RefinerTrainConfig, progress: Callable[[str, int, int], None] | No
     start, history = resume_run(ckpt_path, "refiner", saved_cfg, RESUMABLE_CHANGES, model, optimizer, resume)
     network = {"refine": asdict(refine_cfg), "prior": asdict(prior_cfg),
                "bank_data": str(Path(cfg.data).resolve())}
+    prior_miou = prior_argmax_scores(val_ds).mean_iou if val_ds is not None and cfg.use_prior else None
     write_json(out / "config.json", {"train": saved_cfg, **network, "label_set": bank.label_set,
-                                     "skipped": report.records(), "data_signature": signature})
+                                     "skipped": report.records(), "data_signature": signature,
+                                     "val_prior_argmax_miou": prior_miou})
     gen = torch.Generator().manual_seed(cfg.seed)
     t0 = time.time() - sum(h["seconds"] for h in history)
     for epoch in range(start, cfg.epochs):

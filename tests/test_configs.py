@@ -60,7 +60,7 @@ def test_the_main_job_gpu_profile_keeps_every_size(tmp_path):
     args = build_parser().parse_args(["run", "--preset", "demo", "--data-root", str(tmp_path / "demo"),
                                       "--profile", "gpu", "--device", "cpu"])
     cfg = experiment_config(args)
-    assert cfg.work == "data/runs/demo" and cfg.parser_iterations == 300
+    assert cfg.work == "data/runs/demo" and cfg.parser_iterations == 800
     parser = cfg.parser("p")
     assert (parser.size, parser.width, parser.head_width, parser.batch_size) == (320, 64, 512, 16)
     assert cfg.refiner().size == 256 and cfg.refiner().device == "cpu"

@@ -136,6 +136,9 @@ def test_main_job_writes_report_and_artifacts(prefect_harness, demo_dir, tmp_pat
     table = (report / "table.md").read_text()
     assert "labelled + synthetic" in table and result["verdict"] in table and "val images, made as if" in table
     assert json.loads((report / "config.json").read_text())["synthetic_labels_val"]["images"] == 3
+    refiner = result["refiner"]                  # 1 epoch: its val crops against its prior's
+    assert refiner["epochs"] == 1 and 0 < refiner["val_miou"] < 1 and 0 < refiner["prior_val_miou"] < 1
+    assert "Refiner after 1 epoch: " in table
     # raw filter request: this client build sends nulls the server rejects for artifact filters
     arts = httpx.post(f"{prefect_harness}/artifacts/filter", json={
         "artifacts": {"key": {"any_": ["parser-miou", "parser-report"]}}, "limit": 50, "offset": 0,
@@ -180,6 +183,19 @@ def test_cli_synthesize_inspect_and_evaluate_flow(prefect_harness, demo_dir, tin
     assert rows["tiny"]["images"] == 3
     (report,) = (tmp_path / "reports").iterdir()
     assert "tiny" in (report / "table.md").read_text()
+
+
+def test_refiner_line_warns_when_the_refiner_makes_its_prior_worse():
+    from flows.reports import refiner_line
+
+    assert refiner_line({"epochs": 6, "val_miou": 0.643, "prior_val_miou": 0.812, "still_improving": True}) == (
+        "Refiner after 6 epochs: 64.3 mIoU on the val crops; the prior it refines: 81.2. Its labels are worse "
+        "than the morphed masks it starts from: it was still improving, train it longer (--refiner-epochs).")
+    assert refiner_line({"epochs": 40, "val_miou": 0.797, "prior_val_miou": 0.812,
+                         "still_improving": False}).endswith("it had stopped improving (compare both: "
+                                                             "partsynth evaluate-refiner).")
+    assert "worse" not in refiner_line({"epochs": 40, "val_miou": 0.81, "prior_val_miou": 0.812})
+    assert refiner_line({"epochs": 3, "val_miou": None, "prior_val_miou": None}) == ""
 
 
 def test_payoff_verdict_names_help_noise_and_harm():
