@@ -18,7 +18,8 @@ from pipeline.synth_dataset import read_items
 from refine_net.checkpoint import load_checkpoint
 from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer
-from refine_net.train import epoch_lr, main
+from refine_net.evaluate import evaluate_checkpoint
+from refine_net.train import epoch_lr, main, training_summary
 
 from conftest import TINY_REFINER as TINY
 
@@ -83,6 +84,18 @@ def test_same_seed_same_weights_and_resume(demo_dir, tmp_path):
     assert all(torch.equal(wa[k], wr[k]) for k in wa)
     history = json.loads((tmp_path / "r" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1] and "val_miou" in history[0]
+
+
+def test_training_summary_compares_the_refiner_with_its_prior(demo_dir, tmp_path):
+    run = main(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "s"), epochs=1, **TINY)).parent
+    summary = training_summary(run)
+    prior = evaluate_checkpoint(str(run / "last.pt"))[0]["prior argmax"].mean_iou
+    assert summary["epochs"] == 1 and summary["prior_val_miou"] == pytest.approx(prior)
+    history = [{"epoch": e, "val_miou": v} for e, v in enumerate([0.5, 0.7, 0.71, 0.72])]
+    files.write_json(run / "history.json", history)            # last beats the first 3 by 0.01
+    assert training_summary(run)["still_improving"] and training_summary(run)["val_miou"] == 0.72
+    files.write_json(run / "history.json", history[:3] + [{"epoch": 3, "val_miou": 0.713}])
+    assert not training_summary(run)["still_improving"]
 
 
 def test_poly_schedule_decays_the_rate_per_epoch(demo_dir, tmp_path):
