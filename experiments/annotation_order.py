@@ -10,8 +10,8 @@ annotator then "corrects" the first m of them (their ground truth is imported) e
 confidence order (lowest first, what ``export --order confidence`` gives) or in random
 order (one order per ``--seeds`` value); the corrected people join the bank, and the val
 split's priors (k = 3, crop ``--size``) are scored.  With ``--refiner-ms`` the refiner is
-also retrained on bank + corrected people at those m (for every order) and its val mIoU on
-crops reported.
+also retrained on bank + corrected people at those m and its val mIoU on crops reported:
+for each seed s, the confidence order and random order s, both with refiner seed s.
 
 Annotation effort per corrected person: the share of the person's pixels (union of the
 synthetic and the true foreground) whose class the correction changed.
@@ -61,6 +61,33 @@ def refiner_val_miou(cfg: RefinerTrainConfig) -> float:
     """Train (or reuse) a refiner run; its last epoch's val mIoU on crops."""
     train_refiner(cfg)
     return read_json(Path(cfg.out_dir) / "history.json")[-1]["val_miou"]
+
+
+def refiner_points(args, base: RefinerTrainConfig, runs: Path, orders: dict, label_set: str) -> dict:
+    """The refiner retrained on bank + the first m corrected people, for every m of
+    ``args.refiner_ms`` and seed s of ``args.seeds``: the confidence order and random order s,
+    both with refiner seed s (m = 0, and m = all, are one training per seed).  Returns
+    {"confidence" | "random": [{"m", "seed", "refiner_miou"}, ...]}."""
+    trained: dict = {}
+    points: dict[str, list] = {"confidence": [], "random": []}
+    for seed in args.seeds:
+        for order in ("confidence", "random"):
+            people = orders["confidence" if order == "confidence" else f"random {seed}"]
+            for m in args.refiner_ms:
+                key = (frozenset(p["person_id"] for p in people[:m]), seed)
+                if key not in trained:
+                    tag = "m0" if m == 0 else ("all" if m >= len(people) else f"{order}_m{m}")
+                    update = {"seed": seed, "out_dir": str(runs / f"refiner_{tag}_s{seed}")}
+                    if m:
+                        extra = write_folder(runs / f"corrected_{order}{seed}_m{m}",
+                                             [p["record"] for p in people[:m]], label_set, split="train")
+                        update["extra_data"] = (str(extra),)
+                    if m == 0 and seed == base.seed:
+                        update["out_dir"] = base.out_dir
+                    trained[key] = refiner_val_miou(base.model_copy(update=update))
+                points[order].append({"m": m, "seed": seed, "refiner_miou": trained[key]})
+                print(f"refiner, {order} order, seed {seed}, m={m:>3}: {100 * trained[key]:.2f}", flush=True)
+    return points if args.refiner_ms else {}
 
 
 def main() -> None:
@@ -118,24 +145,19 @@ def main() -> None:
             point = {"m": m, "prior_miou": float(scores["k=3"].mean_iou),
                      "effort_mean": float(np.mean([p["effort"] for p in order[:m]])) if m else 0.0,
                      "pixels_changed": float(np.sum([p["effort"] for p in order[:m]]))}
-            if m in args.refiner_ms:
-                extra = write_folder(runs / f"corrected_{name.replace(' ', '')}_m{m}", corrected, label_set,
-                                     split="train")
-                cfg = base.model_copy(update={"extra_data": (str(extra),),
-                                              "out_dir": str(runs / f"refiner_{name.replace(' ', '')}_m{m}")})
-                point["refiner_miou"] = refiner_val_miou(cfg) if m else base_miou
             curve.append(point)
             print(f"{name:>12} m={m:>3}: prior mIoU {100 * point['prior_miou']:.2f}, effort per person "
-                  f"{100 * point['effort_mean']:.1f} %" + (f", refiner {100 * point['refiner_miou']:.2f}"
-                                                          if "refiner_miou" in point else ""), flush=True)
+                  f"{100 * point['effort_mean']:.1f} %", flush=True)
         curves[name] = curve
+    refiner_curves = refiner_points(args, base, runs, orders, label_set)
     write_json(args.out, {
         "held_out": len(people), "bank": len(bank), "val": len(val), "refiner_m0_val_miou": base_miou,
+        "refiner_curves": refiner_curves,
         "confidence_vs_effort_spearman": float(spearmanr([p["confidence"] for p in people],
                                                          [p["effort"] for p in people]).statistic),
         "curves": curves, "people": [{k: v for k, v in p.items() if k != "record"} for p in people],
         "args": vars(args), "wall_seconds": time.time() - t0, "machine": platform.machine()})
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
+    fig, axes = plt.subplots(1, 3 if refiner_curves else 2, figsize=(15 if refiner_curves else 10, 4), dpi=120)
     rand = np.array([[pt["prior_miou"] for pt in curves[f"random {s}"]] for s in args.seeds]) * 100
     axes[0].plot(args.ms, [100 * pt["prior_miou"] for pt in curves["confidence"]], "o-", label="confidence order")
     axes[0].errorbar(args.ms, rand.mean(0), yerr=[rand.mean(0) - rand.min(0), rand.max(0) - rand.mean(0)],
@@ -146,6 +168,15 @@ def main() -> None:
     axes[1].plot(args.ms, effort.mean(0), "s-", label="random order (mean)")
     axes[1].set(xlabel="people corrected (m)", ylabel="people's worth of pixels changed",
                 title="annotation effort")
+    for order, points in refiner_curves.items():
+        ms = sorted({pt["m"] for pt in points})
+        vals = np.array([[100 * pt["refiner_miou"] for pt in points if pt["m"] == m] for m in ms])
+        axes[2].errorbar(ms, vals.mean(1), yerr=[vals.mean(1) - vals.min(1), vals.max(1) - vals.mean(1)],
+                         marker="o" if order == "confidence" else "s", capsize=3,
+                         label=f"{order} order ({vals.shape[1]} seeds)")
+    if refiner_curves:
+        axes[2].set(xlabel="people corrected (m)", ylabel="refiner val mIoU (%, crops)",
+                    title="refiner retrained with the corrected people")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
