@@ -41,8 +41,9 @@ def cmd_run(args) -> int:
     print(f"\nparsers on the val split of {cfg.labelled} ({args.preset} preset, {cfg.profile} profile):\n")
     print(scores_markdown(result["parsers"]))
     print(result["verdict"])
-    if refiner_line(result["refiner"]):
-        print(refiner_line(result["refiner"]))
+    refiner = refiner_line(result["refiner"])
+    if refiner:
+        print(refiner)
     if result["synthetic_labels"] is not None:
         print(synthesis_score_line(result["synthetic_labels"]))
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
