@@ -7,8 +7,10 @@ Every row is one parser configuration trained on the CCP train split and scored 
 split: ``N_SOURCES_STEPS[_rf75]``, where ``N`` is ``all`` or a number of real people,
 ``SOURCES`` is ``real`` (no synthetic people), ``both`` or one named synthetic source, and
 ``STEPS`` the optimizer steps in all (batch 8; mixed rows fine-tune the last third on real
-labels only, mix real and synthetic half and half before that, or 3:1 with ``_rf75``); an
-``_ssnan`` or ``_attention`` suffix trains that parser instead of the DeepLab.
+labels only, mix real and synthetic half and half before that, or 3:1 with ``_rf75``);
+``_soft`` trains on the synthetic labels' soft targets (``_softT2``: at temperature 2; the
+sources need saved probabilities); an ``_ssnan`` or ``_attention`` suffix trains that
+parser instead of the DeepLab.
 Finished runs are reused (each run folder holds its metrics.json), so the command resumes.
 """
 from __future__ import annotations
@@ -26,14 +28,16 @@ from parser_net.config import ParserTrainConfig
 from parser_net.train import load_pool, train_parser
 from pipeline.files import read_json, write_json
 
-ROW = re.compile(r"^(?P<n>all|\d+)_(?P<sources>[a-z+]+)_(?P<steps>\d+)(?P<rf75>_rf75)?(?:_(?P<arch>ssnan|attention))?$")
+ROW = re.compile(r"^(?P<n>all|\d+)_(?P<sources>[a-z+]+)_(?P<steps>\d+)(?P<rf75>_rf75)?"
+                 r"(?:_soft(?:T(?P<temperature>\d+(?:\.\d+)?))?(?P<soft>))?(?:_(?P<arch>ssnan|attention))?$")
 
 
 def row_config(name: str, seed: int, sources: dict[str, str], args) -> ParserTrainConfig:
     """The ParserTrainConfig of row ``name`` (see the module docstring) for ``seed``."""
     m = ROW.match(name)
     if not m:
-        raise SystemExit(f"bad row name {name!r}: expected N_SOURCES_STEPS[_rf75][_ARCH], e.g. all_both_1500")
+        raise SystemExit(f"bad row name {name!r}: expected N_SOURCES_STEPS[_rf75][_soft[TN]][_ARCH], "
+                         "e.g. all_both_1500")
     picked = {"real": (), "both": tuple(sources.values())}.get(m["sources"])
     if picked is None:
         picked = tuple(sources[s] for s in m["sources"].split("+"))
@@ -42,7 +46,8 @@ def row_config(name: str, seed: int, sources: dict[str, str], args) -> ParserTra
         data=str(Path(args.data_root) / "ccp"), out_dir=str(Path(args.runs) / f"{name}_s{seed}"), synthetic=picked,
         n_real=None if m["n"] == "all" else int(m["n"]), real_fraction=0.75 if m["rf75"] else 0.5,
         iterations=steps, finetune_iterations=steps // 3 if picked else 0, seed=seed, subset_seed=seed,
-        threads=args.threads, arch=m["arch"] or "deeplab")
+        threads=args.threads, arch=m["arch"] or "deeplab", soft_targets=m["soft"] is not None,
+        soft_temperature=float(m["temperature"] or 1.0))
 
 
 def main() -> None:
@@ -63,9 +68,10 @@ def main() -> None:
             cfg = row_config(name, seed, sources, args)
             metrics_path = Path(cfg.out_dir) / "metrics.json"
             if not metrics_path.exists():
-                key = tuple(cfg.synthetic)
+                key = (tuple(cfg.synthetic), cfg.soft_targets)
                 if key not in pools:
-                    pools[key] = load_pool(cfg.data, key, cfg.label_set, round(cfg.size * cfg.scale_range[1]))
+                    pools[key] = load_pool(cfg.data, key[0], cfg.label_set, round(cfg.size * cfg.scale_range[1]),
+                                           soft_targets=cfg.soft_targets)
                 train_parser(cfg, pools[key])
             runs.append(read_json(metrics_path))
         mious = [r["val"]["mean_iou"] for r in runs]

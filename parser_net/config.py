@@ -56,6 +56,11 @@ class ParserTrainConfig(TrainRunConfig):
     min_confidence: float = Field(0.0, description="drop synthetic people below this refiner confidence")
     real_fraction: float | None = Field(0.5, description="share of real samples while mixing; negative: pool all")
     synthetic_weight: float = Field(1.0, description="loss weight of synthetic samples")
+    soft_targets: bool = Field(False, description="train on the synthetic labels' pasted refiner probabilities "
+                                                  "(soft cross-entropy) instead of their argmax; the synthetic "
+                                                  "folders need --save-probabilities (plain parsers only)")
+    soft_temperature: float = Field(1.0, gt=0, description="soft targets: sharpen (< 1) or flatten (> 1) them as "
+                                                           "q^(1/T)")
     iterations: int = Field(3000, description="optimizer steps in all; a larger value on resume extends the run")
     finetune_iterations: int = Field(0, description="final steps on real labels only")
     output_stride: int = Field(8, description="stride of the feature map fed to ASPP (8 or 16)")
@@ -105,6 +110,13 @@ class ParserTrainConfig(TrainRunConfig):
         if self.finetune_iterations > self.iterations:
             raise ValueError(f"finetune_iterations ({self.finetune_iterations}) exceeds iterations "
                              f"({self.iterations})")
+        return self
+
+    @model_validator(mode="after")
+    def _soft_targets_fit(self) -> ParserTrainConfig:
+        if self.soft_targets and (self.model != "parser" or self.structure_loss):
+            raise ValueError("soft_targets train the plain parsers' cross-entropy; the joint networks and the "
+                             "structure-sensitive loss take label maps")
         return self
 
     def parser_config(self, num_classes: int):

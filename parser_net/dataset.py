@@ -7,7 +7,10 @@ run reads the disk once; a few thousand images at 200 px take ~100 MB.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -35,6 +38,8 @@ class ParsingItem:
         keypoints: float32 (16, 3) canonical keypoints in the stored image's pixels (one
             person per image; None when the image has none or several people).
         has_label: False for keypoint-only people (``label_map`` is all 255).
+        soft: uint8 (h, w, C) class distribution x 255 of a synthetic label
+            (:mod:`pipeline.soft_labels`), or None (train on ``label_map``).
     """
 
     image: np.ndarray
@@ -44,6 +49,33 @@ class ParsingItem:
     item_id: str
     keypoints: np.ndarray | None = None
     has_label: bool = True
+    soft: np.ndarray | None = None
+
+
+class Augmented(NamedTuple):
+    """One augmented training sample (:func:`augment`): ``image`` uint8 (h, w, 3),
+    ``label_map`` uint8 (h, w), ``keypoints`` float32 (16, 3) in crop pixels (None unless
+    asked for), ``soft`` uint8 (h, w, C) (None when the item has no soft label)."""
+
+    image: np.ndarray
+    label_map: np.ndarray
+    keypoints: np.ndarray | None = None
+    soft: np.ndarray | None = None
+
+
+class Batch(NamedTuple):
+    """A training batch (:func:`draw_batch`): ``x`` float32 (B, 3, h, w); ``target`` int64
+    (B, h, w) class ids, 255 ignore; ``synthetic``, ``has_label`` bool (B,);
+    ``keypoints`` a list of B float32 (16, 3) in crop pixels (None unless asked for);
+    ``soft`` float32 (B, C, h, w) target distributions in [0, 1] (None unless asked for):
+    an item's soft label, or the one-hot of its label map (0 on ignored pixels)."""
+
+    x: torch.Tensor
+    target: torch.Tensor
+    synthetic: torch.Tensor
+    has_label: torch.Tensor
+    keypoints: list[np.ndarray] | None = None
+    soft: torch.Tensor | None = None
 
 
 def long_side_shape(image_hw: tuple[int, int], long_side: int) -> tuple[int, int]:
@@ -54,16 +86,30 @@ def long_side_shape(image_hw: tuple[int, int], long_side: int) -> tuple[int, int
     return max(1, round(h * s)), max(1, round(w * s))
 
 
+def resize_channels(image: np.ndarray, size_wh: tuple[int, int], interpolation: int) -> np.ndarray:
+    """``cv2.resize`` of (H, W) or (H, W, C) to ``size_wh`` for any C (OpenCV's area
+    interpolation takes at most 4 channels: more are resized 4 at a time); keeps the
+    channel axis, even of size 1."""
+    if image.ndim == 2 or image.shape[2] <= 4:
+        out = cv2.resize(image, size_wh, interpolation=interpolation)
+        return out if image.ndim == out.ndim else out[..., None]
+    return np.concatenate([resize_channels(np.ascontiguousarray(image[..., i: i + 4]), size_wh, interpolation)
+                           for i in range(0, image.shape[2], 4)], axis=2)
+
+
 def resize_long_side(image: np.ndarray, long_side: int, interpolation: int) -> np.ndarray:
-    """Resize (H, W[, 3]) so that max(H, W) == long_side (aspect kept, sizes rounded)."""
+    """Resize (H, W[, C]) so that max(H, W) == long_side (aspect kept, sizes rounded)."""
     size_hw = long_side_shape(image.shape[:2], long_side)
-    return cv2.resize(image, size_hw[::-1], interpolation=interpolation)
+    return resize_channels(image, size_hw[::-1], interpolation)
 
 
-def load_items(records: list[PersonRecord], long_side: int, allow_unlabelled: bool = False) -> list[ParsingItem]:
+def load_items(records: list[PersonRecord], long_side: int, allow_unlabelled: bool = False,
+               soft_labels: Callable[[Path, np.ndarray], np.ndarray | None] | None = None) -> list[ParsingItem]:
     """Records -> in-memory :class:`ParsingItem` (one per image: records sharing an image,
     as in multi-person sets, share one whole-image label map and load once; such images
     carry no keypoints).  Keypoints are rescaled with the image (pixel centres kept).
+    ``soft_labels(image path, label map)`` (e.g. :class:`pipeline.soft_labels.SoftLabels`)
+    gives an image's uint8 (H, W, C) soft label or None; it is resized with the image.
 
     Raises: DataError (from :func:`pipeline.files.read_image`) for a missing or corrupt
     image; ValueError for a record without a label map unless ``allow_unlabelled`` (then
@@ -90,20 +136,27 @@ def load_items(records: list[PersonRecord], long_side: int, allow_unlabelled: bo
             kp[:, 1] = (kp[:, 1] + 0.5) * sy - 0.5
         synthetic = bool(r.meta.get("synthetic"))
         confidence = float(r.meta.get("mean_max_prob", 1.0)) if synthetic else 1.0
+        soft = None
+        if soft_labels is not None and r.label_map is not None:
+            soft = soft_labels(path, r.label_map)
+            soft = None if soft is None else resize_long_side(soft, long_side, cv2.INTER_AREA)
         items.append(ParsingItem(image, label, synthetic, confidence, f"{r.source_format}:{r.person_id}",
-                                 kp, r.label_map is not None))
+                                 kp, r.label_map is not None, soft))
     return items
 
 
 def augment(item: ParsingItem, crop_hw: tuple[int, int], scale_range: tuple[float, float],
-            flip_lut: np.ndarray | None, rng: np.random.Generator, with_keypoints: bool = False):
+            flip_lut: np.ndarray | None, rng: np.random.Generator, with_keypoints: bool = False) -> Augmented:
     """Random scale (uniform in ``scale_range``, relative to the stored size), random crop of
-    ``crop_hw`` (padding: image 0, label 255 = ignore), horizontal flip with probability
-    0.5 and ``flip_lut`` swapping left/right classes (None: no flip).
+    ``crop_hw`` (padding: image 0, label 255 = ignore, soft label 0), horizontal flip with
+    probability 0.5 and ``flip_lut`` swapping left/right classes (None: no flip).  The
+    random draws do not depend on the item's soft label, so runs with and without soft
+    targets see the same crops.
 
-    Returns: uint8 (h, w, 3) image and uint8 (h, w) label map, (h, w) = crop_hw, and with
-    ``with_keypoints`` the item's keypoints moved the same way (float32 (16, 3), left and
-    right joints swapped on a flip; all missing when the item has none)."""
+    Returns: :class:`Augmented` of size ``crop_hw``; with ``with_keypoints`` the item's
+    keypoints moved the same way (float32 (16, 3), left and right joints swapped on a
+    flip; all missing when the item has none); its soft label moved the same way (the
+    left/right class channels swapped on a flip) when it has one."""
     s = rng.uniform(*scale_range)
     h, w = item.label_map.shape
     size_wh = (max(1, round(w * s)), max(1, round(h * s)))
@@ -119,21 +172,30 @@ def augment(item: ParsingItem, crop_hw: tuple[int, int], scale_range: tuple[floa
     sx, dx = (slice(x0, x0 + cw), slice(0, cw)) if w >= cw else (slice(0, w), slice(x0, x0 + w))
     out_img[dy, dx] = image[sy, sx]
     out_lab[dy, dx] = label[sy, sx]
+    out_soft = None
+    if item.soft is not None:
+        soft = resize_channels(item.soft, size_wh, cv2.INTER_LINEAR)
+        out_soft = np.zeros((ch, cw, soft.shape[2]), np.uint8)
+        out_soft[dy, dx] = soft[sy, sx]
     flipped = flip_lut is not None and rng.random() < 0.5
     if flipped:
         out_img = out_img[:, ::-1]
         out_lab = flip_lut[out_lab[:, ::-1]]
-    if not with_keypoints:
-        return np.ascontiguousarray(out_img), np.ascontiguousarray(out_lab)
-    kp = np.full((16, 3), np.nan, np.float32)
-    kp[:, 2] = 0
-    if item.keypoints is not None:
-        kp = item.keypoints.copy()
-        kp[:, 0] = (kp[:, 0] + 0.5) * size_wh[0] / item.label_map.shape[1] - 0.5 - (sx.start - dx.start)
-        kp[:, 1] = (kp[:, 1] + 0.5) * size_wh[1] / item.label_map.shape[0] - 0.5 - (sy.start - dy.start)
-        if flipped:
-            kp = flip_keypoints(kp, cw)
-    return np.ascontiguousarray(out_img), np.ascontiguousarray(out_lab), kp
+        if out_soft is not None:        # flipped channel c holds the mirror class of c
+            out_soft = out_soft[:, ::-1][:, :, flip_lut[: out_soft.shape[2]]]
+    if out_soft is not None:
+        out_soft = np.ascontiguousarray(out_soft)
+    kp = None
+    if with_keypoints:
+        kp = np.full((16, 3), np.nan, np.float32)
+        kp[:, 2] = 0
+        if item.keypoints is not None:
+            kp = item.keypoints.copy()
+            kp[:, 0] = (kp[:, 0] + 0.5) * size_wh[0] / item.label_map.shape[1] - 0.5 - (sx.start - dx.start)
+            kp[:, 1] = (kp[:, 1] + 0.5) * size_wh[1] / item.label_map.shape[0] - 0.5 - (sy.start - dy.start)
+            if flipped:
+                kp = flip_keypoints(kp, cw)
+    return Augmented(np.ascontiguousarray(out_img), np.ascontiguousarray(out_lab), kp, out_soft)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -150,22 +212,27 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 def draw_batch(items: list[ParsingItem], indices: np.ndarray, crop_hw: tuple[int, int],
                scale_range: tuple[float, float], label_set: LabelSet, seed: int, step: int,
-               flip: bool = True, with_keypoints: bool = False):
-    """Augmented batch for ``items[indices]``, deterministic in (seed, step).
-
-    Returns: x float32 (B, 3, h, w), target int64 (B, h, w), synthetic bool (B,),
-    has_label bool (B,) and, with ``with_keypoints``, a list of B float32 (16, 3)
-    keypoints in crop pixels."""
+               flip: bool = True, with_keypoints: bool = False, with_soft: bool = False) -> Batch:
+    """Augmented :class:`Batch` of ``items[indices]``, deterministic in (seed, step) (the
+    same with and without ``with_soft``).  ``with_keypoints`` adds the keypoints in crop
+    pixels, ``with_soft`` the target distributions (``label_set.num_classes`` channels)."""
     rng = np.random.default_rng([seed, step])
     lut = label_set.flip_lut() if flip else None
     outs = [augment(items[i], crop_hw, scale_range, lut, rng, with_keypoints) for i in indices]
-    x = to_tensor(np.stack([o[0] for o in outs]))
-    y = torch.from_numpy(np.stack([o[1] for o in outs]).astype(np.int64))
+    x = to_tensor(np.stack([o.image for o in outs]))
+    labels = np.stack([o.label_map for o in outs])
+    y = torch.from_numpy(labels.astype(np.int64))
     synthetic = torch.tensor([items[i].synthetic for i in indices])
     has_label = torch.tensor([items[i].has_label for i in indices])
-    if with_keypoints:
-        return x, y, synthetic, has_label, [o[2] for o in outs]
-    return x, y, synthetic, has_label
+    soft = None
+    if with_soft:
+        eye = np.eye(label_set.num_classes + 1, label_set.num_classes, dtype=np.float32)   # last row: ignore
+        one_hot = eye[np.minimum(labels, label_set.num_classes)]                             # (B, h, w, C)
+        soft = np.stack([o.soft.astype(np.float32) / 255.0 if o.soft is not None else oh
+                         for o, oh in zip(outs, one_hot)])
+        empty = soft.sum(-1, keepdims=True) == 0          # e.g. a soft label's ignored rim, resized
+        soft = torch.from_numpy(np.where(empty, one_hot, soft)).permute(0, 3, 1, 2).contiguous()
+    return Batch(x, y, synthetic, has_label, [o.keypoints for o in outs] if with_keypoints else None, soft)
 
 
 def sample_indices(n_real: int, n_synthetic: int, batch_size: int, real_fraction: float | None,

@@ -26,12 +26,13 @@ from pipeline.labels import LABEL_SETS, LabelSet
 from pipeline.layouts import iter_records
 from pipeline.readers.folder import read_dataset_info
 from pipeline.records import PersonRecord, ReadReport
+from pipeline.soft_labels import SoftLabels
 from pipeline.synth_dataset import training_data_signature
 from parser_net.config import ParserTrainConfig
 from parser_net.dataset import ParsingItem, draw_batch, load_items, sample_indices
 from parser_net.evaluate import evaluate_records
 from parser_net.joint import joint_loss
-from parser_net.losses import parsing_loss
+from parser_net.losses import parsing_loss, soft_parsing_loss
 from parser_net.edge_eval import evaluate_edges
 from parser_net.htcorrm import edge_targets
 from parser_net.networks import build_network, heatmap_stride, network_outputs, network_record
@@ -63,13 +64,15 @@ class Pool:
 
 
 def load_pool(data: str, synthetic: tuple[str, ...], label_set: str, long_side: int,
-              pose_data: str | None = None, pose_split: str = "test") -> Pool:
+              pose_data: str | None = None, pose_split: str = "test", soft_targets: bool = False) -> Pool:
     """Read the real train/val split and the synthetic folders; preload train images.
     With ``pose_data``, its ``pose_split`` people with keypoints form the pose val set and
-    their images are left out of the synthetic training items.  Bad items are skipped,
-    logged with file and reason, and listed in ``Pool.report``.
+    their images are left out of the synthetic training items.  With ``soft_targets`` the
+    synthetic items carry their soft labels (:class:`pipeline.soft_labels.SoftLabels`).
+    Bad items are skipped, logged with file and reason, and listed in ``Pool.report``.
 
-    Raises: ConfigError when a synthetic folder's label set differs or nothing is labelled."""
+    Raises: ConfigError when a synthetic folder's label set differs or nothing is labelled;
+    DataError when ``soft_targets`` and a synthetic folder has no saved probabilities."""
     report = ReadReport()
     recs = [r for r in iter_records(data, skip_bad=True, report=report, label_set=label_set)
             if r.label_map is not None]
@@ -91,7 +94,9 @@ def load_pool(data: str, synthetic: tuple[str, ...], label_set: str, long_side: 
         held_out = {Path(r.image_path).resolve() for r in pose_val}
         synth = [r for r in synth if Path(r.image_path).resolve() not in held_out]
     report.log_skipped(log)
-    return Pool(lset, load_items(train, long_side), load_items(synth, long_side), val, pose_val, report)
+    soft = SoftLabels(list(synthetic)) if soft_targets and synthetic else None
+    return Pool(lset, load_items(train, long_side), load_items(synth, long_side, soft_labels=soft), val, pose_val,
+                report)
 
 
 def select(pool: Pool, cfg: ParserTrainConfig) -> tuple[list[ParsingItem], list[ParsingItem]]:
@@ -170,14 +175,17 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
     while step < cfg.iterations:
         n_synth = len(synth) if step < mixed_until else 0
         idx = sample_indices(len(real), n_synth, cfg.batch_size, cfg.real_fraction, cfg.seed, step)
-        x, y, is_synth, has_label, *kps = draw_batch(items, idx, cfg.crop_hw, scale_range, pool.label_set,
-                                                     cfg.seed, step, cfg.flip, with_keypoints=cfg.model == "joint")
-        weight = (torch.where(is_synth, cfg.synthetic_weight, 1.0) * has_label).to(device)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        batch = draw_batch(items, idx, cfg.crop_hw, scale_range, pool.label_set, cfg.seed, step, cfg.flip,
+                           with_keypoints=cfg.model == "joint", with_soft=cfg.soft_targets)
+        weight = (torch.where(batch.synthetic, cfg.synthetic_weight, 1.0) * batch.has_label).to(device)
+        x, y = batch.x.to(device, non_blocking=True), batch.target.to(device, non_blocking=True)
         set_lr(optimizer, poly_lr(cfg.lr, step, cfg.iterations))
-        if cfg.model == "joint":
+        if cfg.soft_targets:
+            loss_fn = functools.partial(soft_parsing_loss, soft=batch.soft.to(device),
+                                        temperature=cfg.soft_temperature)
+        elif cfg.model == "joint":
             hs = heatmap_stride(network)
-            heat, joint_w = heatmap_targets(kps[0], (cfg.crop_hw[0] // hs, cfg.crop_hw[1] // hs), hs)
+            heat, joint_w = heatmap_targets(batch.keypoints, (cfg.crop_hw[0] // hs, cfg.crop_hw[1] // hs), hs)
             loss_fn = functools.partial(joint_loss, heatmaps=heat.to(device), joint_weight=joint_w.to(device),
                                         pose_weight=cfg.pose_weight, structure_regions=regions,
                                         edges=edge_targets(y) if "edges" in outputs else None,
@@ -216,6 +224,6 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
 def main(cfg: ParserTrainConfig, progress: Callable[[str, int, int], None] | None = None) -> Path:
     """Load the data ``cfg`` names and train (resumable); returns ``last.pt``."""
     pool = load_pool(cfg.data, tuple(cfg.synthetic), cfg.label_set, round(cfg.size * cfg.scale_range[1]),
-                     cfg.pose_data, cfg.pose_split)
+                     cfg.pose_data, cfg.pose_split, cfg.soft_targets)
     pool.report.refuse(cfg.strict)
     return train_parser(cfg, pool, progress)

@@ -90,7 +90,7 @@ def test_augment_moves_keypoints_with_the_image():
     item = ParsingItem(image, np.zeros((40, 30), np.uint8), False, 1.0, "x", kp)
     flips = 0
     for seed in range(12):
-        img, _, moved = augment(item, (24, 20), (1.0, 1.0), LABEL_SETS["pascal10"].flip_lut(),
+        img, _, moved, _ = augment(item, (24, 20), (1.0, 1.0), LABEL_SETS["pascal10"].flip_lut(),
                                 np.random.default_rng(seed), with_keypoints=True)
         joint = J["left_wrist"] if moved[J["left_wrist"], 2] > 0 else J["right_wrist"]
         flips += joint == J["right_wrist"]

@@ -84,7 +84,7 @@ def test_augment_flip_swaps_left_right_and_pads_with_ignore():
     item = ParsingItem(image, label, False, 1.0, "x")
     seen_flip = False
     for seed in range(20):
-        img, lab = augment(item, (12, 8), (1.0, 1.0), pascal.flip_lut(), np.random.default_rng(seed))
+        img, lab, _, _ = augment(item, (12, 8), (1.0, 1.0), pascal.flip_lut(), np.random.default_rng(seed))
         assert img.shape == (12, 8, 3) and lab.shape == (12, 8)
         assert (lab == 255).sum() == 4 * 8              # 4 padded rows, ignore
         bright = img[..., 0] == 200

@@ -21,21 +21,31 @@ NO_OWNER = -1
 class Pasted(NamedTuple):
     """``label_map`` uint8 (H, W); ``owner`` int16 (H, W) index of the person a pixel
     came from (-1: no crop covers it, background); ``confidence`` float32 (H, W) the
-    owner's probability of the chosen class (0 where no crop covers it)."""
+    owner's probability of the chosen class (0 where no crop covers it);
+    ``probabilities`` float32 (C, H, W) the owner's whole class distribution (one-hot
+    background where no crop covers it), only when asked for (else None)."""
 
     label_map: np.ndarray
     owner: np.ndarray
     confidence: np.ndarray
+    probabilities: np.ndarray | None = None
 
 
-def paste_people(image_size: tuple[int, int], probs: list[np.ndarray], boxes: list[CropBox]) -> Pasted:
+def paste_people(image_size: tuple[int, int], probs: list[np.ndarray], boxes: list[CropBox],
+                 with_probabilities: bool = False) -> Pasted:
     """Combine per-person crop probabilities float32 (C, S, S) (summing to 1 over C) with
-    their crop boxes into one label map of an image of ``image_size`` (h, w)."""
+    their crop boxes into one label map of an image of ``image_size`` (h, w); with
+    ``with_probabilities`` also the pasted class distributions (the soft labels of
+    :mod:`pipeline.soft_labels`)."""
     h, w = image_size
     best_fg = np.full((h, w), -1.0, dtype=np.float32)
     label = np.zeros((h, w), dtype=np.uint8)
     owner = np.full((h, w), NO_OWNER, dtype=np.int16)
     conf = np.zeros((h, w), dtype=np.float32)
+    dist = None
+    if with_probabilities and probs:
+        dist = np.zeros((probs[0].shape[0], h, w), dtype=np.float32)
+        dist[0] = 1.0
     for p, (prob, box) in enumerate(zip(probs, boxes)):
         c, s, _ = prob.shape
         m = box.crop_from_image(s)  # crop <- image; cv2 with WARP_INVERSE_MAP samples the crop
@@ -60,4 +70,6 @@ def paste_people(image_size: tuple[int, int], probs: list[np.ndarray], boxes: li
         label[y0:y1, x0:x1][take] = cls[take]
         owner[y0:y1, x0:x1][take] = p
         conf[y0:y1, x0:x1][take] = np.take_along_axis(region, cls[None], 0)[0][take]
-    return Pasted(label, owner, conf)
+        if dist is not None:
+            dist[:, y0:y1, x0:x1][:, take] = region[:, take]
+    return Pasted(label, owner, conf, dist)
