@@ -177,3 +177,18 @@ def test_a_parser_trains_on_soft_targets(soft_synth, demo_dir, tmp_path):
     metrics = json.loads((tmp_path / "p" / "metrics.json").read_text())
     assert metrics["config"]["train"]["soft_targets"] and np.isfinite(metrics["history"][-1]["loss"])
     assert 0 <= metrics["val"]["mean_iou"] <= 1
+
+
+def test_soft_labels_name_a_missing_or_corrupt_probabilities_file(soft_synth, tmp_path):
+    import shutil
+
+    copy = tmp_path / "synth"
+    shutil.copytree(soft_synth, copy)
+    item = next(it for it in read_items(copy) if it.label)
+    label = read_label_png(copy / item.label)
+    (copy / item.probs).write_bytes(b"not an npz")
+    with pytest.raises(DataError, match=rf"{item.probs}.*unreadable probabilities"):
+        SoftLabels([copy])(item.image, label)
+    (copy / item.probs).unlink()
+    with pytest.raises(DataError, match="unreadable probabilities"):
+        SoftLabels([copy])(item.image, label)
