@@ -7,6 +7,8 @@ lever 6): a table and a plot from the JSON files of ``experiments/payoff.py``.
 Rows are grouped by the number of real people (``n_real`` of each row) and by source (the
 middle part of the row name, ``N_SOURCE_STEPS``); only rows trained for ``--steps`` steps
 count.  Each point is the mean over the row's seeds, with the seeds' range as an error bar.
+``--same-labels`` adds the points of ``experiments/refiner_at_n.py`` (real only, and real +
+synthetic from a refiner trained on the same N people) as hollow markers.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ def main() -> None:
     ap.add_argument("--sources", nargs=2, default=["real", "ccpm"], metavar=("BASELINE", "SYNTHETIC"))
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--png", default="docs/n_curve_ccp.png")
+    ap.add_argument("--same-labels", nargs="*", default=[], help="JSON files written by experiments/refiner_at_n.py")
     args = ap.parse_args()
     base, synth = args.sources
     points = collect(args.results, args.sources, args.steps)
@@ -59,7 +62,16 @@ def main() -> None:
         vals = [points[(n, source)] for n in ns]
         mean = np.array([np.mean(v) for v in vals])
         err = np.array([[m - min(v), max(v) - m] for m, v in zip(mean, vals)]).T
-        ax.errorbar(ns, mean, yerr=err, marker="o", capsize=3, label=f"{label} ({source})")
+        ax.errorbar(ns, mean, yerr=err, marker="o", capsize=3,
+                    label=f"{label} ({source})" + (", refiner of all 601" if source == synth else ""))
+    for path in args.same_labels:
+        for row, colour in zip(sorted((r for r in read_json(path)["rows"] if r["variant"] != "noprior"),
+                                      key=lambda r: r["variant"] != "real"), ("C0", "C1")):
+            v = [100 * m for m in row["miou"]]
+            ax.errorbar([row["n_real"]], [np.mean(v)], yerr=[[np.mean(v) - min(v)], [max(v) - np.mean(v)]],
+                        marker="s", mfc="none", color=colour, capsize=3, linestyle="none",
+                        label=("real only, " if row["variant"] == "real" else "+ synthetic, ")
+                        + f"the same {row['n_real']} people for refiner, bank, parser")
     ax.set_xscale("log")
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xticks(ns, [str(n) for n in ns])
@@ -67,7 +79,7 @@ def main() -> None:
     ax.set_ylabel("val mIoU (%), mean and range of seeds")
     ax.set_title(f"CCP val, parser trained {args.steps} steps")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     Path(args.png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.png)
