@@ -21,12 +21,20 @@ def weighted_ce(logits: torch.Tensor, target: torch.Tensor, sample_weight: torch
     Returns: scalar sum_b w_b * sum_px ce / sum_b w_b * n_kept_b (0 when nothing is kept).
     """
     ce = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")   # (B, H, W)
-    kept = (target != ignore_index).flatten(1).sum(1).to(ce)                             # (B,)
-    w = torch.ones_like(kept) if sample_weight is None else sample_weight.to(ce)
-    denom = (w * kept).sum()
+    return _weighted_pixel_mean(logits, ce, target != ignore_index, sample_weight)
+
+
+def _weighted_pixel_mean(logits: torch.Tensor, loss: torch.Tensor, kept: torch.Tensor,
+                         sample_weight: torch.Tensor | None) -> torch.Tensor:
+    """sum_b w_b * sum_px loss / sum_b w_b * n_kept_b for a per-pixel ``loss`` (B, H, W),
+    0 on pixels not ``kept`` (bool (B, H, W)); 0 (keeping ``logits``' graph) when nothing
+    is kept."""
+    n_kept = kept.flatten(1).sum(1).to(loss)                                             # (B,)
+    w = torch.ones_like(n_kept) if sample_weight is None else sample_weight.to(loss)
+    denom = (w * n_kept).sum()
     if denom <= 0:
         return logits.sum() * 0
-    return (w * ce.flatten(1).sum(1)).sum() / denom
+    return (w * loss.flatten(1).sum(1)).sum() / denom
 
 
 def weighted_soft_ce(logits: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor | None = None, *,
@@ -49,13 +57,9 @@ def weighted_soft_ce(logits: torch.Tensor, target: torch.Tensor, sample_weight: 
         log_q = torch.where(q > 0, q.clamp_min(1e-30).log() / temperature, torch.full_like(q, -torch.inf))
         q = torch.nan_to_num(torch.softmax(log_q, dim=1), nan=0.0)
     q = q / q.sum(1, keepdim=True).clamp_min(1e-12)
-    kept = (target != ignore_index).to(logits)                                             # (B, H, W)
+    kept = target != ignore_index                                                          # (B, H, W)
     ce = -(q * F.log_softmax(logits, dim=1)).sum(1) * kept
-    w = torch.ones(len(logits)).to(logits) if sample_weight is None else sample_weight.to(logits)
-    denom = (w * kept.flatten(1).sum(1)).sum()
-    if denom <= 0:
-        return logits.sum() * 0
-    return (w * ce.flatten(1).sum(1)).sum() / denom
+    return _weighted_pixel_mean(logits, ce, kept, sample_weight)
 
 
 def parsing_loss(output: dict[str, torch.Tensor], target: torch.Tensor,
