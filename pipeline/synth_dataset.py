@@ -68,6 +68,8 @@ class SynthPerson:
             pasted pixels, in [0, 1] (None when skipped).
         pixels: foreground pixels of the person in the label map (0 when skipped).
         rle: {class id: COCO RLE {"size": [h, w], "counts": str}} of the person's pixels.
+        estimated_joints: names of the joints a partial body lacked and got from its
+            neighbours (:mod:`pipeline.priors.partial`); their region is ignore (255).
     """
 
     person_id: str
@@ -83,6 +85,7 @@ class SynthPerson:
     mean_max_prob: float | None = None
     pixels: int = 0
     rle: dict[int, dict] = field(default_factory=dict)
+    estimated_joints: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -249,7 +252,8 @@ def finalize_dataset(root: str | Path, info: SynthDatasetInfo) -> dict:
     """Rebuild ``people.json``, ``annotations.json`` (COCO RLE), ``manifest.parquet`` and
     ``dataset.json`` of ``root`` from its item records (each written atomically).
 
-    Returns: totals {"images", "people_labelled", "people_skipped"}.
+    Returns: totals {"images", "people_labelled", "people_partial" (labelled partial
+    bodies, among the labelled), "people_skipped"}.
     Raises: DataError naming a malformed item file."""
     out = Path(root)
     items = read_items(out)
@@ -264,7 +268,8 @@ def finalize_dataset(root: str | Path, info: SynthDatasetInfo) -> dict:
                          "split": p.split, "source": p.source, "neighbours": p.neighbours,
                          "distances": p.distances,
                          "mean_max_prob": np.nan if p.mean_max_prob is None else p.mean_max_prob,
-                         "pixels": p.pixels, "refiner_sha256": info.refiner_sha256, "label": item.label})
+                         "pixels": p.pixels, "estimated_joints": p.estimated_joints,
+                         "refiner_sha256": info.refiner_sha256, "label": item.label})
             if p.status != "ok":
                 people.append({"person_id": p.person_id, "image": item.image, "label": None, "status": p.status,
                                "reason": p.reason, "split": p.split,
@@ -273,7 +278,8 @@ def finalize_dataset(root: str | Path, info: SynthDatasetInfo) -> dict:
             people.append({"person_id": p.person_id, "image": item.image, "label": item.label,
                            "keypoints": None if p.keypoints is None else keypoints_to_json(p.keypoints),
                            "split": p.split, "meta": {"mean_max_prob": p.mean_max_prob,
-                                                      "neighbours": p.neighbours, "source": p.source}})
+                                                      "neighbours": p.neighbours, "source": p.source,
+                                                      "estimated_joints": p.estimated_joints}})
             for c, rle in p.rle.items():
                 r = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
                 anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": int(c),
@@ -287,7 +293,8 @@ def finalize_dataset(root: str | Path, info: SynthDatasetInfo) -> dict:
     write_manifest(pd.DataFrame(rows), out / MANIFEST_FILE)
     files.write_json(out / DATASET_FILE, info.to_json())
     ok = sum(r["status"] == "ok" for r in rows)
-    return {"images": len(items), "people_labelled": ok, "people_skipped": len(rows) - ok}
+    partial = sum(r["status"] == "ok" and bool(r["estimated_joints"]) for r in rows)
+    return {"images": len(items), "people_labelled": ok, "people_partial": partial, "people_skipped": len(rows) - ok}
 
 
 

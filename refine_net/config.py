@@ -124,6 +124,9 @@ class SynthConfig(RunConfig):
         "fill", description="with person masks: clip each label to its person's mask and give the mask's pixels "
                             "left background the nearest part's class (fill), only clip (clip), or ignore the "
                             "masks (off)")
+    partial_bodies: bool = Field(True, description="label people without pelvis or thorax (upper-body shots, people "
+                                                   "cut by the border) on the joints they have; where their missing "
+                                                   "joints would be is ignore (255)")
     relabel: bool = Field(False, description="label every person, labelled ones too (their labels are ignored), "
                                              "to score synthesis against ground truth")
     split: str | None = Field(None, description="label only the people of this split (default: every split)")

@@ -27,10 +27,12 @@ from pipeline.errors import DataError
 from pipeline.files import file_sha256
 from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.priors.bank import PriorBank, PriorConfig, bank_from_dataset, crop_image
+from pipeline.priors.partial import complete_pose, hidden_in_image, hidden_region, is_partial, partial_neighbours
 from pipeline.priors.paste import NO_OWNER, paste_people
-from pipeline.priors.pose import apply_affine, keypoint_problem, person_box
+from pipeline.priors.pose import apply_affine, keypoint_problem, person_box, torso_problem
 from pipeline.priors.support import apply_person_masks, clip_to_support, prior_support
 from pipeline.records import PersonRecord
+from pipeline.skeleton import JOINT_NAMES
 from pipeline.synth_dataset import (SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_intact,
                                     item_name, remove_partial_files, write_item)
 from refine_net.checkpoint import Checkpoint
@@ -66,7 +68,7 @@ def build_bank(cfg: SynthConfig, ckpt: Checkpoint) -> PriorBank:
 
 #: options added after format version 1 was released, with their "off" values
 LATER_OPTIONS = {"support_dilation": None, "min_pixel_confidence": 0.0, "relabel": False, "extra_bank_data": (),
-                 "person_masks": None, "person_mask_mode": "fill"}
+                 "person_masks": None, "person_mask_mode": "fill", "partial_bodies": False}
 
 
 def read_person_mask(rec: PersonRecord, image_size: tuple[int, int]) -> np.ndarray | None:
@@ -85,14 +87,16 @@ def read_person_mask(rec: PersonRecord, image_size: tuple[int, int]) -> np.ndarr
 @dataclass
 class _Pending:
     """One image between reading and the refiner: its record, and per person reaching the
-    refiner the crop box, the input (3 + C, S, S), the prior (C, S, S) or None and the
-    person mask bool (H, W) or None."""
+    refiner the crop box, the input (3 + C, S, S), the prior (C, S, S) or None, the
+    person mask bool (H, W) or None and, for a partial body, its hidden region bool (S, S)
+    (else None)."""
 
     item: SynthItem
     boxes: list = field(default_factory=list)
     inputs: list[torch.Tensor] = field(default_factory=list)
     priors: list[np.ndarray | None] = field(default_factory=list)
     masks: list[np.ndarray | None] = field(default_factory=list)
+    hidden: list[np.ndarray | None] = field(default_factory=list)
 
 
 class Synthesizer:
@@ -120,21 +124,35 @@ class Synthesizer:
         self.use_prior = self.model.cfg.use_prior
 
     def _match(self, rec: PersonRecord, image_path: Path, image_size: tuple[int, int]) -> tuple[SynthPerson, tuple | None]:
-        """The person's record and, when usable, (box, crop keypoints, neighbour rows).
-        Keypoints that do not fit the image or form an implausible pose are skipped
-        (:func:`pipeline.priors.pose.keypoint_problem`)."""
+        """The person's record and, when usable, (box, crop keypoints, neighbour rows,
+        hidden region bool (S, S) or None).  Keypoints that do not fit the image or form
+        an implausible pose are skipped (:func:`pipeline.priors.pose.keypoint_problem`);
+        with ``partial_bodies`` a person without pelvis or thorax is matched on the
+        joints it has and completed from its neighbours (:mod:`pipeline.priors.partial`)."""
         person = SynthPerson(rec.person_id, "skipped", keypoints=rec.keypoints, split=rec.split,
                              source=rec.source_format)
         problem = "no keypoints" if rec.keypoints is None else keypoint_problem(
-            rec.keypoints, image_size, self.cfg.keypoint_margin, self.cfg.max_bone_ratio)
+            rec.keypoints, image_size, self.cfg.keypoint_margin, self.cfg.max_bone_ratio,
+            allow_partial=self.cfg.partial_bodies)
         if not problem and rec.num_keypoints < self.prior_cfg.min_shared:
             problem = f"only {rec.num_keypoints} keypoints (< {self.prior_cfg.min_shared})"
-        if not problem:
+        hidden = None
+        if not problem and is_partial(rec.keypoints):
+            nb = partial_neighbours(self.bank.index, rec.keypoints, self.cfg.k)
+            ids = nb.ids[0][nb.ids[0] >= 0]
+            kp_full, estimated = complete_pose(rec.keypoints, np.stack([self.bank.exemplars[i].keypoints for i in ids])) \
+                if len(ids) else (rec.keypoints, np.zeros(len(rec.keypoints), bool))
+            problem = nb.reasons[0] or (torso_problem(kp_full) and f"partial body not completed: {torso_problem(kp_full)}")
+            if not problem:
+                box = person_box(kp_full, self.prior_cfg.margin, path=image_path)
+                kp = apply_affine(kp_full, box.crop_from_image(self.prior_cfg.size))
+                hidden = hidden_region(kp, estimated, self.prior_cfg.size)
+                person.estimated_joints = [JOINT_NAMES[j] for j in np.flatnonzero(estimated)]
+        elif not problem:
             box = person_box(rec.keypoints, self.prior_cfg.margin, path=image_path)
             kp = apply_affine(rec.keypoints, box.crop_from_image(self.prior_cfg.size))
             nb = self.bank.index.query(kp, self.cfg.k)
-            if nb.ids[0, 0] < 0:
-                problem = nb.reasons[0] or "no neighbour"
+            problem = "" if nb.ids[0, 0] >= 0 else nb.reasons[0] or "no neighbour"
         if problem:
             person.reason = problem
             return person, None
@@ -143,7 +161,7 @@ class Synthesizer:
         person.neighbours = [self.bank.exemplars[i].person_id for i in ids]
         person.neighbour_flipped = [bool(self.bank.exemplars[i].flipped) for i in ids]
         person.distances = [round(float(d), 5) for d in nb.distances[0][: len(ids)]]
-        return person, (box, kp, ids)
+        return person, (box, kp, ids, hidden)
 
     def _prepare(self, image_path: Path, people: list[PersonRecord]) -> _Pending:
         """Read one image and build the refiner input of each usable person (crop +
@@ -153,7 +171,7 @@ class Synthesizer:
         matched = [self._match(rec, image_path, image.shape[:2]) for rec in people]
         pending = _Pending(SynthItem(str(image_path), tuple(image.shape[:2]), [p for p, _ in matched]))
         for rec, m in ((rec, m) for rec, (_, m) in zip(people, matched) if m is not None):
-            box, kp, ids = m
+            box, kp, ids, hidden = m
             x = image_to_tensor(crop_image(image, box, self.prior_cfg.size))
             prior = None
             if self.use_prior or self.cfg.support_dilation is not None:
@@ -164,6 +182,7 @@ class Synthesizer:
             pending.inputs.append(x)
             pending.priors.append(prior)
             pending.masks.append(None if self.cfg.person_mask_mode == "off" else read_person_mask(rec, image.shape[:2]))
+            pending.hidden.append(hidden)
         return pending
 
     @torch.no_grad()
@@ -180,7 +199,8 @@ class Synthesizer:
         """Paste one image's refined people into its label map and fill their records.
 
         Returns: (item record, uint8 (H, W) label map or None when nobody is labelled (255
-        on a person's pixels below ``min_pixel_confidence``), float32 (C, S, S) crop
+        on a person's pixels below ``min_pixel_confidence`` and on the hidden region of a
+        partial body), float32 (C, S, S) crop
         probabilities of every person that reached the refiner, in order, a person
         skipped afterwards for an empty label included)."""
         item = pending.item
@@ -194,6 +214,10 @@ class Synthesizer:
             apply_person_masks(pasted.label_map, pasted.owner, pending.masks, self.cfg.person_mask_mode == "fill")
         uncertain = (pasted.owner != NO_OWNER) & (pasted.confidence < self.cfg.min_pixel_confidence)
         pasted.label_map[uncertain] = IGNORE
+        for j, (hidden, box) in enumerate(zip(pending.hidden, pending.boxes)):
+            if hidden is not None:          # a partial body: where its unseen joints are, nothing was observed
+                unseen = hidden_in_image(hidden, box.crop_from_image(hidden.shape[0]), item.image_size)
+                pasted.label_map[unseen & ((pasted.owner == j) | (pasted.label_map == 0))] = IGNORE
         for j, person in enumerate([p for p in item.persons if p.status == "ok"]):
             mine = pasted.owner == j
             person.pixels = int((mine & (pasted.label_map > 0) & (pasted.label_map != IGNORE)).sum())

@@ -171,10 +171,11 @@ def test_bad_items_are_reported_and_skipped_while_the_rest_is_written(demo_dir, 
     assert counts["images_failed"] == 1
     totals = synth.finalize(tmp_path / "out")
     n = len(people)
-    assert totals == {"images": n, "people_labelled": n - 2, "people_skipped": 2}
+    assert totals == {"images": n, "people_labelled": n - 2, "people_partial": 0, "people_skipped": 2}
     manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
     reasons = set(manifest.loc[manifest.status == "skipped", "reason"])
-    assert any("corrupt or unreadable image" in r for r in reasons) and any("no pelvis" in r for r in reasons)
+    assert any("corrupt or unreadable image" in r for r in reasons)
+    assert any("only 4 keypoints (< 6)" in r for r in reasons)     # a partial body, but too few joints
     assert len(list((tmp_path / "out" / "labels").glob("*.png"))) == n - 2
     ok = manifest[manifest.status == "ok"]
     assert (ok.refiner_sha256.str.len() == 64).all() and ok.neighbours.map(len).eq(3).all()

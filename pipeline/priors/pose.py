@@ -15,6 +15,9 @@ from pipeline.skeleton import BONES, J, JOINT_NAMES, NUM_JOINTS, present
 
 #: Torsos shorter than this many pixels are treated as zero-length.
 MIN_TORSO_PX = 1.0
+#: :func:`torso_problem`'s reasons for a missing end of the torso (partial bodies).
+MISSING_PELVIS = "no pelvis (hips missing)"
+MISSING_THORAX = "no thorax (shoulders missing)"
 
 
 class NormalizedPoses(NamedTuple):
@@ -38,9 +41,9 @@ def torso_problem(kp: np.ndarray) -> str:
     """"" when keypoints (16, 3) have a usable torso, else the reason (missing pelvis,
     missing thorax, zero-length torso)."""
     if not present(kp[J["pelvis"]]):
-        return "no pelvis (hips missing)"
+        return MISSING_PELVIS
     if not present(kp[J["thorax"]]):
-        return "no thorax (shoulders missing)"
+        return MISSING_THORAX
     if np.linalg.norm(kp[J["thorax"], :2] - kp[J["pelvis"], :2]) < MIN_TORSO_PX:
         return "zero-length torso"
     return ""
@@ -53,7 +56,7 @@ MAX_BONE_RATIO = 10.0
 
 
 def keypoint_problem(kp: np.ndarray, image_size: tuple[int, int], margin: float = KEYPOINT_MARGIN,
-                     max_bone_ratio: float = MAX_BONE_RATIO) -> str:
+                     max_bone_ratio: float = MAX_BONE_RATIO, allow_partial: bool = False) -> str:
     """"" when keypoints fit their image and form a plausible pose, else the reason.
 
     Args:
@@ -64,6 +67,8 @@ def keypoint_problem(kp: np.ndarray, image_size: tuple[int, int], margin: float 
         max_bone_ratio: a bone may be at most this many times the median length of the
             pose's present bones (a scale that survives a foreshortened torso); one
             joint with scaled or swapped coordinates breaks this.
+        allow_partial: a missing pelvis or thorax is no problem (partial bodies,
+            :mod:`pipeline.priors.partial`); the other checks still apply.
     Returns: "" or a one-line reason naming the joint (e.g. ``left_shoulder at (1e+09, 40)
     lies outside the 200x300 image``); a missing torso gives :func:`torso_problem`'s.
     """
@@ -75,10 +80,12 @@ def keypoint_problem(kp: np.ndarray, image_size: tuple[int, int], margin: float 
             return (f"{JOINT_NAMES[j]} at ({x:.4g}, {y:.4g}) lies outside the {w}x{h} image "
                     f"(more than {margin:g} x its size)")
     problem = torso_problem(kp)
-    if problem:
+    if problem and not (allow_partial and problem in (MISSING_PELVIS, MISSING_THORAX)):
         return problem
     ok = present(kp)
     bones = [(a, b, float(np.linalg.norm(kp[a, :2] - kp[b, :2]))) for a, b in BONES if ok[a] and ok[b]]
+    if not bones:
+        return "no bone has both its joints present"
     median = float(np.median([length for _, _, length in bones]))
     for a, b, length in bones:
         if length > max_bone_ratio * max(median, MIN_TORSO_PX):
