@@ -30,6 +30,7 @@ from pipeline.priors.bank import PriorBank, PriorConfig, bank_from_dataset, crop
 from pipeline.priors.partial import complete_pose, hidden_in_image, hidden_region, is_partial, partial_neighbours
 from pipeline.priors.paste import NO_OWNER, paste_people
 from pipeline.priors.pose import apply_affine, keypoint_problem, person_box, torso_problem
+from pipeline.priors.pose_index import Neighbours
 from pipeline.priors.support import apply_person_masks, clip_to_support, prior_support
 from pipeline.records import PersonRecord
 from pipeline.skeleton import JOINT_NAMES
@@ -136,23 +137,18 @@ class Synthesizer:
             allow_partial=self.cfg.partial_bodies)
         if not problem and rec.num_keypoints < self.prior_cfg.min_shared:
             problem = f"only {rec.num_keypoints} keypoints (< {self.prior_cfg.min_shared})"
-        hidden = None
-        if not problem and is_partial(rec.keypoints):
-            nb = partial_neighbours(self.bank.index, rec.keypoints, self.cfg.k)
-            ids = nb.ids[0][nb.ids[0] >= 0]
-            kp_full, estimated = complete_pose(rec.keypoints, np.stack([self.bank.exemplars[i].keypoints for i in ids])) \
-                if len(ids) else (rec.keypoints, np.zeros(len(rec.keypoints), bool))
-            problem = nb.reasons[0] or (torso_problem(kp_full) and f"partial body not completed: {torso_problem(kp_full)}")
-            if not problem:
-                box = person_box(kp_full, self.prior_cfg.margin, path=image_path)
-                kp = apply_affine(kp_full, box.crop_from_image(self.prior_cfg.size))
+        pose, estimated, hidden = rec.keypoints, None, None
+        if not problem and is_partial(pose):
+            problem, pose, nb, estimated = self._complete(pose)
+        if not problem:
+            box = person_box(pose, self.prior_cfg.margin, path=image_path)
+            kp = apply_affine(pose, box.crop_from_image(self.prior_cfg.size))
+            if estimated is not None:
                 hidden = hidden_region(kp, estimated, self.prior_cfg.size)
                 person.estimated_joints = [JOINT_NAMES[j] for j in np.flatnonzero(estimated)]
-        elif not problem:
-            box = person_box(rec.keypoints, self.prior_cfg.margin, path=image_path)
-            kp = apply_affine(rec.keypoints, box.crop_from_image(self.prior_cfg.size))
-            nb = self.bank.index.query(kp, self.cfg.k)
-            problem = "" if nb.ids[0, 0] >= 0 else nb.reasons[0] or "no neighbour"
+            else:
+                nb = self.bank.index.query(kp, self.cfg.k)
+                problem = "" if nb.ids[0, 0] >= 0 else nb.reasons[0] or "no neighbour"
         if problem:
             person.reason = problem
             return person, None
@@ -162,6 +158,18 @@ class Synthesizer:
         person.neighbour_flipped = [bool(self.bank.exemplars[i].flipped) for i in ids]
         person.distances = [round(float(d), 5) for d in nb.distances[0][: len(ids)]]
         return person, (box, kp, ids, hidden)
+
+    def _complete(self, keypoints: np.ndarray) -> tuple[str, np.ndarray, Neighbours, np.ndarray]:
+        """A partial body's neighbours (matched on its own joints) and its pose completed
+        from them (:mod:`pipeline.priors.partial`): (problem or "", keypoints float32
+        (16, 3) in image pixels, :class:`Neighbours`, bool (16,) estimated joints)."""
+        nb = partial_neighbours(self.bank.index, keypoints, self.cfg.k)
+        ids = nb.ids[0][nb.ids[0] >= 0]
+        if not len(ids):
+            return nb.reasons[0], keypoints, nb, np.zeros(len(keypoints), dtype=bool)
+        pose, estimated = complete_pose(keypoints, np.stack([self.bank.exemplars[i].keypoints for i in ids]))
+        left = torso_problem(pose)
+        return (f"partial body not completed: {left}" if left else ""), pose, nb, estimated
 
     def _prepare(self, image_path: Path, people: list[PersonRecord]) -> _Pending:
         """Read one image and build the refiner input of each usable person (crop +
