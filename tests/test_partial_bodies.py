@@ -135,3 +135,19 @@ def test_where_the_unseen_legs_are_is_ignore_and_the_seen_body_is_labelled(demo_
             unseen += [label[y[j], x[j]] for j in LOWER if inside[j]]
     assert len(seen) >= 8 and all(v != IGNORE for v in seen)
     assert len(unseen) >= 20 and all(v == IGNORE for v in unseen)
+
+
+def test_the_inspect_page_shows_a_partial_body_the_prior_it_was_labelled_with(demo_dir, checkpoint, tmp_path):
+    from pipeline.labels import LABEL_SETS
+    from pipeline.pictures.inspect_page import bank_prior_fn
+    from pipeline.pictures.prior_grid import prior_colour
+
+    rec = keypoint_only_people(demo_dir)[0]
+    rec = dataclasses.replace(rec, keypoints=drop(rec.keypoints, LOWER))
+    synth = Synthesizer(SynthConfig(checkpoint=str(checkpoint), data=str(demo_dir), out=str(tmp_path)))
+    pending = synth._prepare(rec.image_path, [rec])
+    person = pending.item.persons[0]
+    assert person.status == "ok" and person.estimated_joints
+    palette = LABEL_SETS[synth.label_set].palette
+    shown = bank_prior_fn(synth.bank, palette)(person)
+    np.testing.assert_array_equal(shown, prior_colour(pending.priors[0], palette))

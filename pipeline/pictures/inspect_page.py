@@ -151,8 +151,10 @@ def _fit(arr: np.ndarray, tile: int, by_height: bool = False) -> np.ndarray:
 
 def bank_prior_fn(bank, palette: np.ndarray) -> PriorFn:
     """A ``prior_fn`` for :func:`write_inspect_page` recomputing each person's prior from
-    the bank it was synthesized with (its recorded neighbours, box and keypoints)."""
+    the bank it was synthesized with (its recorded neighbours, box and keypoints; a
+    partial body's pose completed from those neighbours again, as synthesis did)."""
     from pipeline.pictures.prior_grid import prior_colour
+    from pipeline.priors.partial import complete_pose
     from pipeline.priors.pose import apply_affine
 
     rows = {(e.person_id, e.flipped): i for i, e in enumerate(bank.exemplars)}
@@ -162,7 +164,10 @@ def bank_prior_fn(bank, palette: np.ndarray) -> PriorFn:
         ids = [rows.get((n, f), -1) for n, f in zip(person.neighbours, flipped)]
         if not ids or min(ids) < 0:
             return None        # the bank changed since synthesis
-        kp = apply_affine(person.keypoints, CropBox(*person.box).crop_from_image(bank.config.size))
+        pose = person.keypoints
+        if person.estimated_joints:
+            pose, _ = complete_pose(pose, np.stack([bank.exemplars[i].keypoints for i in ids]))
+        kp = apply_affine(pose, CropBox(*person.box).crop_from_image(bank.config.size))
         return prior_colour(bank.prior(kp, ids), palette)
 
     return prior_fn
