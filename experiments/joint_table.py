@@ -37,6 +37,8 @@ ROWS = {
     # HTCorrM (issue 17): each task alone, concatenation and HNL fusion, for each main task
     **{f"htcorrm {m} {f}": dict(model="joint", joint_arch="htcorrm", main_task=m, fusion=f, synthetic=True)
        for m in ("parsing", "pose", "edge") for f in ("none", "concat", "hnl")},
+    # issue 14: does the encoder-decoder parsing head alone gain from the synthetic people?
+    "htcorrm parsing none real only": dict(model="joint", joint_arch="htcorrm", main_task="parsing", fusion="none"),
 }
 
 
