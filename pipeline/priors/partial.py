@@ -29,7 +29,7 @@ import warnings
 import cv2
 import numpy as np
 
-from pipeline.priors.pose import MISSING_PELVIS, MISSING_THORAX, torso_problem
+from pipeline.priors.pose import PARTIAL_BODY_PROBLEMS, torso_problem
 from pipeline.priors.pose_index import COMPARED, Neighbours, PoseIndex
 from pipeline.skeleton import J, NUM_JOINTS, OCCLUDED, present
 
@@ -44,7 +44,7 @@ MIN_RADIUS = 1e-6
 def is_partial(keypoints: np.ndarray) -> bool:
     """True when keypoints float (16, 3) (pixels) lack the pelvis or the thorax, the
     cases this module completes (a zero-length torso stays a keypoint error)."""
-    return torso_problem(keypoints) in (MISSING_PELVIS, MISSING_THORAX)
+    return torso_problem(keypoints) in PARTIAL_BODY_PROBLEMS
 
 
 def shape_features(coords: np.ndarray) -> np.ndarray:

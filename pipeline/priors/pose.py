@@ -18,6 +18,8 @@ MIN_TORSO_PX = 1.0
 #: :func:`torso_problem`'s reasons for a missing end of the torso (partial bodies).
 MISSING_PELVIS = "no pelvis (hips missing)"
 MISSING_THORAX = "no thorax (shoulders missing)"
+#: The reasons a partial body (:mod:`pipeline.priors.partial`) may have.
+PARTIAL_BODY_PROBLEMS = (MISSING_PELVIS, MISSING_THORAX)
 
 
 class NormalizedPoses(NamedTuple):
@@ -80,7 +82,7 @@ def keypoint_problem(kp: np.ndarray, image_size: tuple[int, int], margin: float 
             return (f"{JOINT_NAMES[j]} at ({x:.4g}, {y:.4g}) lies outside the {w}x{h} image "
                     f"(more than {margin:g} x its size)")
     problem = torso_problem(kp)
-    if problem and not (allow_partial and problem in (MISSING_PELVIS, MISSING_THORAX)):
+    if problem and not (allow_partial and problem in PARTIAL_BODY_PROBLEMS):
         return problem
     ok = present(kp)
     bones = [(a, b, float(np.linalg.norm(kp[a, :2] - kp[b, :2]))) for a, b in BONES if ok[a] and ok[b]]
