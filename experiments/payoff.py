@@ -9,8 +9,9 @@ split: ``N_SOURCES_STEPS[_rf75]``, where ``N`` is ``all`` or a number of real pe
 ``STEPS`` the optimizer steps in all (batch 8; mixed rows fine-tune the last third on real
 labels only, mix real and synthetic half and half before that, or 3:1 with ``_rf75``);
 ``_soft`` trains on the synthetic labels' soft targets (``_softT2``: at temperature 2; the
-sources need saved probabilities); an ``_ssnan`` or ``_attention`` suffix trains that
-parser instead of the DeepLab.
+sources need saved probabilities); an ``_ssnan``, ``_attention`` or ``_decoder`` suffix
+trains that parser instead of the DeepLab, a number after it sets its head width
+(``_decoder64``: 64 channels; default the profile's 128).
 Finished runs are reused (each run folder holds its metrics.json), so the command resumes.
 """
 from __future__ import annotations
@@ -29,7 +30,8 @@ from parser_net.train import load_pool, train_parser
 from pipeline.files import read_json, write_json
 
 ROW = re.compile(r"^(?P<n>all|\d+)_(?P<sources>[a-z+]+)_(?P<steps>\d+)(?P<rf75>_rf75)?"
-                 r"(?:_soft(?:T(?P<temperature>\d+(?:\.\d+)?))?(?P<soft>))?(?:_(?P<arch>ssnan|attention))?$")
+                 r"(?:_soft(?:T(?P<temperature>\d+(?:\.\d+)?))?(?P<soft>))?"
+                 r"(?:_(?P<arch>ssnan|attention|decoder)(?P<head_width>\d+)?)?$")
 
 
 def row_config(name: str, seed: int, sources: dict[str, str], args) -> ParserTrainConfig:
@@ -47,7 +49,8 @@ def row_config(name: str, seed: int, sources: dict[str, str], args) -> ParserTra
         n_real=None if m["n"] == "all" else int(m["n"]), real_fraction=0.75 if m["rf75"] else 0.5,
         iterations=steps, finetune_iterations=steps // 3 if picked else 0, seed=seed, subset_seed=seed,
         threads=args.threads, arch=m["arch"] or "deeplab", soft_targets=m["soft"] is not None,
-        soft_temperature=float(m["temperature"] or 1.0))
+        soft_temperature=float(m["temperature"] or 1.0),
+        head_width=int(m["head_width"]) if m["head_width"] else None)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from parser_net.config import ParserTrainConfig
+from parser_net.config import ParserArch, ParserTrainConfig
 from pipeline.errors import ConfigError
 from pipeline.keypoints_config import KeypointsConfig
 from refine_net.config import DeviceName, Profile, RefinerTrainConfig, RunConfig, SynthConfig
@@ -39,6 +39,9 @@ class ExperimentConfig(RunConfig):
     profile: Profile = Field("cpu", description="network sizes of every sub-run (cpu or gpu)")
     refiner_epochs: int = Field(20, description="refiner training epochs")
     parser_iterations: int = Field(1500, description="optimizer steps of each parser")
+    parser_arch: ParserArch = Field("deeplab", description="architecture of both parsers (train-parser --arch)")
+    parser_head_width: int | None = Field(None, description="channels of both parsers' head (default: the "
+                                                            "profile's)")
     finetune_iterations: int = Field(500, description="final real-only steps of the semi-supervised parser")
     threads: int = Field(2, description="torch threads and synthesis workers")
     score_synthesis: bool = Field(True, description="also label the val people as if keypoint-only and score the "
@@ -116,6 +119,7 @@ class ExperimentConfig(RunConfig):
         return ParserTrainConfig(data=self.labelled, out_dir=str(Path(self.work) / name), synthetic=synthetic,
                                  iterations=self.parser_iterations,
                                  finetune_iterations=self.finetune_iterations if synthetic else 0,
+                                 arch=self.parser_arch, head_width=self.parser_head_width,
                                  threads=self.threads, profile=self.profile, device=self.device)
 
 

@@ -15,6 +15,9 @@ from pydantic import Field, field_validator, model_validator
 from pipeline.labels import LABEL_SETS
 from refine_net.config import DeviceName, Profile, RunConfig, TrainRunConfig, fill_profile
 
+#: the plain parsers' architectures (``--arch``; :data:`parser_net.networks.PARSERS`)
+ParserArch = Literal["deeplab", "attention", "ssnan", "decoder"]
+
 #: CPU: trains from scratch on 2 cores in minutes; GPU: paper-sized (320 px, wider, deeper).
 PARSER_PROFILES: dict[str, dict[str, Any]] = {
     "cpu": dict(size=160, width=16, blocks=(1, 1, 1, 1), batch_size=8, head_width=128),
@@ -38,9 +41,10 @@ class ParserTrainConfig(TrainRunConfig):
     blocks: tuple[int, int, int, int] = Field(None, description="residual blocks per stage (profile)")
     head_width: int = Field(None, description="channels inside each ASPP branch (profile)")
     batch_size: int = Field(None, description="batch size (profile)")
-    arch: Literal["deeplab", "attention", "ssnan"] = Field(
-        "deeplab", description="single-scale DeepLab/ASPP, attention to scale (scales 1, 0.75, 0.5) or SS-NAN's "
-                               "neural aggregation over those scales and two encoder levels")
+    arch: ParserArch = Field(
+        "deeplab", description="single-scale DeepLab/ASPP, attention to scale (scales 1, 0.75, 0.5), SS-NAN's "
+                               "neural aggregation over those scales and two encoder levels, or decoder: ASPP "
+                               "fused with the stride-4 features (DeepLabv3+; HTCorrM's parsing encoder)")
     model: Literal["parser", "joint"] = Field("parser", description="joint: JPPNet-style parsing + 16-joint pose "
                                                                      "network")
     joint_arch: Literal["jppnet", "pose", "self", "add", "multi", "concat", "mtl", "pil", "htcorrm"] = Field(

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from pipeline.edges import label_boundaries
 from pipeline.labels import IGNORE
+from parser_net.decoder import ASPPDecoder, conv_bn_relu
 from parser_net.model import Encoder
 
 TASKS = ("parsing", "pose", "edge")
@@ -41,27 +42,9 @@ STAGES = {"parsing": "parsing_stages", "pose": "heatmap_stages", "edge": "edge_s
 FEATURE_STRIDE = 4
 
 
-def _conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class ParsingEncoder(nn.Module):
-    """Five-branch ASPP on the top features, fused with G1 (stride 4) -> F_p (B, C, H/4, W/4)."""
-
-    def __init__(self, cin: int, g1: int, c: int, rates: tuple[int, ...]):
-        super().__init__()
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, c, 1), nn.ReLU(inplace=True))
-        self.branches = nn.ModuleList([_conv(cin, c, 1)] + [nn.Sequential(
-            nn.Conv2d(cin, c, 3, padding=r, dilation=r, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
-            for r in rates[-3:]])
-        self.reduce = _conv(5 * c, c, 1)
-        self.fuse = _conv(c + g1, c, 3)
-
-    def forward(self, top: torch.Tensor, g1: torch.Tensor) -> torch.Tensor:
-        pooled = self.pool(top).expand(-1, -1, *top.shape[-2:])
-        a = self.reduce(torch.cat([pooled] + [b(top) for b in self.branches], 1))
-        a = F.interpolate(a, size=g1.shape[-2:], mode="bilinear", align_corners=False)
-        return self.fuse(torch.cat([a, g1], 1))
+class ParsingEncoder(ASPPDecoder):
+    """Five-branch ASPP on the top features, fused with G1 (stride 4) -> F_p (B, C, H/4, W/4)
+    (:class:`parser_net.decoder.ASPPDecoder`)."""
 
 
 class PoseEncoder(nn.Module):
@@ -85,7 +68,7 @@ class EdgeEncoder(nn.Module):
     def __init__(self, channels: tuple[int, int, int], c: int):
         super().__init__()
         self.lateral = nn.ModuleList(nn.Conv2d(ch, c, 1) for ch in channels)
-        self.out = nn.Sequential(_conv(3 * c, c, 3), nn.Conv2d(c, c, 1), nn.ReLU(inplace=True))
+        self.out = nn.Sequential(conv_bn_relu(3 * c, c, 3), nn.Conv2d(c, c, 1), nn.ReLU(inplace=True))
 
     def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
         size = levels[0].shape[-2:]

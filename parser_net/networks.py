@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from parser_net.decoder import EncoderDecoder
 from parser_net.htcorrm import FEATURE_STRIDE, OUTPUT, TASKS, HTCorrM
 from parser_net.joint import JointConfig, JointNet
 from parser_net.model import AttentionToScale, DeepLab, ParserConfig
@@ -19,7 +20,7 @@ from refine_net.device import resolve_device
 
 
 #: the plain parsers (``kind`` parser) by ``arch``
-PARSERS = {"deeplab": DeepLab, "attention": AttentionToScale, "ssnan": SSNAN}
+PARSERS = {"deeplab": DeepLab, "attention": AttentionToScale, "ssnan": SSNAN, "decoder": EncoderDecoder}
 
 
 def network_record(kind: str, arch: str, pcfg: ParserConfig, joint_stages: int, size: int,
@@ -39,7 +40,7 @@ def _parser_config(net: dict) -> ParserConfig:
 
 def build_network(net: dict) -> torch.nn.Module:
     """The untrained network a :func:`network_record` describes: a parser (``kind`` parser:
-    ``arch`` deeplab, attention or ssnan) or a joint network (``kind`` joint: ``joint_arch``
+    ``arch`` deeplab, attention, ssnan or decoder) or a joint network (``kind`` joint: ``joint_arch``
     jppnet, :class:`parser_net.joint.JointNet`; one of :data:`parser_net.pil.POSE_ARCHS`,
     :class:`parser_net.pil.ParsingPoseNet`; or htcorrm, :class:`parser_net.htcorrm.HTCorrM`
     with ``main_task`` and ``fusion``).  Raises ValueError for an unknown architecture."""

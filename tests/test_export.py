@@ -62,6 +62,7 @@ def test_export_and_onnx_errors(tiny_refiner, tiny_parser, demo_dir, tmp_path, c
 
 
 @pytest.mark.parametrize("kind,arch,joint_arch,fusion", [("parser", "ssnan", "jppnet", "hnl"),
+                                                        ("parser", "decoder", "jppnet", "hnl"),
                                                         ("joint", "deeplab", "pil", "hnl"),
                                                         ("joint", "deeplab", "htcorrm", "hnl")])
 def test_the_parsing_family_exports_with_dynamic_batch_and_size(kind, arch, joint_arch, fusion, tmp_path):
