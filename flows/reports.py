@@ -24,23 +24,27 @@ def report_dir(root: str | Path) -> Path:
 #: where the measured reasons are
 WHERE = "docs/results.md, 'Making synthetic labels pay off'"
 
-#: mIoU differences below this are called noise (CCP parsers: seeds differ by up to 0.5)
+#: refiner mIoU differences below this are called noise
 NOISE_MIOU = 0.005
+#: differences of two single parser runs below this are called seed noise: one CCP parser
+#: row's seeds differ by up to 1.06 mIoU (encoder-decoder, 601 real + synthetic, 3 seeds) and
+#: 0.83 (DeepLab, 601 real), docs/results.md
+PAYOFF_NOISE_MIOU = 0.01
 
 
 def payoff_verdict(rows: dict[str, dict], baseline: str = "labelled only",
                    mixed: str = "labelled + synthetic") -> str:
     """One line saying whether the synthetic people helped: the mIoU difference of the
     ``mixed`` row over the ``baseline`` row (scores as :meth:`ParsingScores.as_dict`),
-    called noise below :data:`NOISE_MIOU`, and where the measured reasons are."""
+    called seed noise below :data:`PAYOFF_NOISE_MIOU`, and where the measured reasons are."""
     delta = 100 * (rows[mixed]["mean_iou"] - rows[baseline]["mean_iou"])
-    if delta >= 100 * NOISE_MIOU:
+    if delta >= 100 * PAYOFF_NOISE_MIOU:
         return f"Synthetic people help: {delta:+.1f} mIoU over {baseline} at the same compute."
-    if delta > -100 * NOISE_MIOU:
+    if delta > -100 * PAYOFF_NOISE_MIOU:
         return (f"Synthetic people make no difference beyond seed noise ({delta:+.1f} mIoU at the same compute): "
-                "with this many real labels more labelled people do not make this parser better, however long it "
-                "trains (CCP, 601 real: +0.2 at 1,500 and at 6,000 steps); they pay off with few real labels "
-                f"(+3 mIoU at 100) ({WHERE}).")
+                "with this many real labels more labelled people do not make this parser better (CCP, 601 real, "
+                "3 seeds: +0.0 with the encoder-decoder, +0.1 with DeepLab, +0.2 at 6,000 steps); they pay off "
+                f"with few real labels (+3.3 mIoU at 100) ({WHERE}).")
     return (f"Synthetic people do not help here ({delta:+.1f} mIoU at the same compute): they take half of the "
             "real batches and teach errors of their own; compare the synthetic sets one by one "
             f"(experiments/payoff.py) and see {WHERE}.")

@@ -206,4 +206,6 @@ def test_payoff_verdict_names_help_noise_and_harm():
 
     assert payoff_verdict(rows(0.40, 0.43)).startswith("Synthetic people help: +3.0 mIoU")
     assert "no difference beyond seed noise (-0.2 mIoU" in payoff_verdict(rows(0.432, 0.430))
+    assert "no difference beyond seed noise (-0.6 mIoU" in payoff_verdict(rows(0.493, 0.487))
+    assert payoff_verdict(rows(0.40, 0.409)).startswith("Synthetic people make no difference")
     assert payoff_verdict(rows(0.434, 0.418)).startswith("Synthetic people do not help here (-1.6 mIoU")
