@@ -130,7 +130,9 @@ def test_main_job_writes_report_and_artifacts(prefect_harness, demo_dir, tmp_pat
         assert_scores_consistent(r, images=3)
     synth = result["synthetic_labels"]           # the 3 val people, synthesized as if keypoint-only
     assert synth["images"] == 3 and synth["images_unlabelled"] == 0 and 0 < synth["silhouette_iou"] < 1
-    assert result["verdict"].startswith("Synthetic people ")
+    from flows.reports import payoff_verdict
+
+    assert result["verdict"] == payoff_verdict(rows) and result["verdict"].startswith("Synthetic people")
     (report,) = (tmp_path / "reports").iterdir()
     assert {p.name for p in report.iterdir()} >= {"metrics.json", "table.md", "config.json", "predictions_val.png"}
     table = (report / "table.md").read_text()
