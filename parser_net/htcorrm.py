@@ -4,7 +4,8 @@ Non-Local module (Zhang et al., "On the Correlation among Edge, Pose and Parsing
 
 * Backbone: :class:`parser_net.model.Encoder` (the unified backbone; stages G1-G4).
 * Parsing encoder: ASPP with five branches (global pooling, 1x1, three 3x3 atrous), concat,
-  1x1 reduction, upsampled to G1 (stride 4) and concatenated with it, 3x3 conv -> F_p.
+  1x1 reduction, upsampled to G1 (stride 4) and concatenated with it, 3x3 conv -> F_p
+  (:class:`parser_net.decoder.ASPPDecoder`, also the plain parser ``--arch decoder``).
 * Pose encoder: two transposed convolutions (kernel 4 stride 2, then kernel 3 stride 1 at
   output stride 8, both stride 2 at 16) from the top features to stride 4 -> F_k.
 * Edge encoder: 1x1 convs on G1, G2, G3 to a common width, resized to stride 4,
@@ -40,11 +41,6 @@ OUTPUT = {"parsing": "parsing", "pose": "heatmaps", "edge": "edges"}
 #: key of each task's supervised maps (auxiliary output, then O_m for the main task)
 STAGES = {"parsing": "parsing_stages", "pose": "heatmap_stages", "edge": "edge_stages"}
 FEATURE_STRIDE = 4
-
-
-class ParsingEncoder(ASPPDecoder):
-    """Five-branch ASPP on the top features, fused with G1 (stride 4) -> F_p (B, C, H/4, W/4)
-    (:class:`parser_net.decoder.ASPPDecoder`)."""
 
 
 class PoseEncoder(nn.Module):
@@ -131,7 +127,7 @@ class HTCorrM(nn.Module):
         self.backbone = Encoder(p)
         ch = self.backbone.stage_channels
         top = self.backbone.out_channels
-        encoders = {"parsing": lambda: ParsingEncoder(top, ch[0], c, p.aspp_rates),
+        encoders = {"parsing": lambda: ASPPDecoder(top, ch[0], c, p.aspp_rates),
                     "pose": lambda: PoseEncoder(top, c, p.output_stride),
                     "edge": lambda: EdgeEncoder(ch[:3], c)}
         sizes = {"parsing": p.num_classes, "pose": cfg.num_joints, "edge": 1}

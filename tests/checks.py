@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 
 def assert_scores_consistent(scores: dict, images: int) -> None:
@@ -35,3 +36,12 @@ def assert_import_round_trip(read, synth, labelled) -> None:
     with pytest.raises(ConfigError, match="already labelled"):
         read(labelled)
     assert read(labelled, replace=True)["people"] == 8
+
+
+def assert_gradients_reach(parts: list[tuple[str, torch.nn.Module]]) -> None:
+    """After ``backward()``: every parameter of each named module has a finite gradient
+    and at least one of them is non-zero (the part takes part in the loss)."""
+    for name, part in parts:
+        grads = [p.grad for p in part.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads), name
+        assert any(g.abs().sum() > 0 for g in grads), name
