@@ -12,7 +12,8 @@ keypoint-only people (1005-2098, clipped to ``--person-masks`` as the main job d
 the parser trains on the N real + those synthetic people.  Variants: ``real`` (N real
 people only), ``prior`` (refiner on image + prior, the method), ``noprior`` (the
 image-only refiner, ``--no-prior``: what the pose prior is worth at this N).  Parser
-seeds change the network's initialisation and batches, not the N people.  Finished runs
+seeds change the network's initialisation and batches, not the N people; ``--arch`` and
+``--head-width`` pick the parser (default the DeepLab, as ``train-parser``).  Finished runs
 are reused, so the command resumes; variants may run in separate processes.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 from annotation_order import write_folder
 from parser_net.config import ParserTrainConfig
+from parser_net.networks import PARSERS
 from parser_net.train import load_pool, train_parser
 from pipeline.files import read_json, write_json
 from pipeline.layouts import iter_records, keypoint_only_people
@@ -60,6 +62,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="parser seeds")
     ap.add_argument("--refiner-epochs", type=int, default=60)
     ap.add_argument("--iterations", type=int, default=1500)
+    ap.add_argument("--arch", default="deeplab", choices=sorted(PARSERS), help="the parser (train-parser --arch)")
+    ap.add_argument("--head-width", type=int, default=None, help="its head width (default: the profile's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", default="data/exp/refiner_at_n")
     ap.add_argument("--out", default="docs/results/refiner_at_n.json")
@@ -71,6 +75,7 @@ def main() -> None:
     data = write_folder(runs / "labelled", [train[i] for i in picked] + [r for r in recs if r.split == "val"],
                         recs[0].label_set)
     rows = []
+    parser_name = "parser" if args.arch == "deeplab" else f"parser_{args.arch}{args.head_width or ''}"
     for variant in args.variants:
         synthetic: tuple[str, ...] = ()
         refiner_info = None
@@ -85,10 +90,11 @@ def main() -> None:
             synthetic = (str(synthesize(args, Path(checkpoint), data, runs / f"synth_{variant}")),)
         mious, seconds, pool = [], [], None
         for seed in args.seeds:
-            cfg = ParserTrainConfig(data=str(data), out_dir=str(runs / f"parser_{variant}_s{seed}"),
+            cfg = ParserTrainConfig(data=str(data), out_dir=str(runs / f"{parser_name}_{variant}_s{seed}"),
                                     synthetic=synthetic, iterations=args.iterations,
                                     finetune_iterations=args.iterations // 3 if synthetic else 0, seed=seed,
-                                    subset_seed=seed, threads=args.threads)
+                                    subset_seed=seed, threads=args.threads,
+                                    arch=args.arch, head_width=args.head_width)
             metrics_path = Path(cfg.out_dir) / "metrics.json"
             if not metrics_path.exists():
                 pool = pool or load_pool(cfg.data, synthetic, cfg.label_set, round(cfg.size * cfg.scale_range[1]))

@@ -130,6 +130,8 @@ class SynthConfig(RunConfig):
     relabel: bool = Field(False, description="label every person, labelled ones too (their labels are ignored), "
                                              "to score synthesis against ground truth")
     split: str | None = Field(None, description="label only the people of this split (default: every split)")
+    mirror_average: bool = Field(False, description="average the refiner's class probabilities over each crop and "
+                                                    "its mirror image (left/right classes swapped)")
     threads_per_task: int = Field(1, description="torch threads per worker")
     batch_size: int = Field(8, ge=1, description="people per refiner forward pass (speed only: labels are the "
                                                 "same)")

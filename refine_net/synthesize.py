@@ -69,7 +69,15 @@ def build_bank(cfg: SynthConfig, ckpt: Checkpoint) -> PriorBank:
 
 #: options added after format version 1 was released, with their "off" values
 LATER_OPTIONS = {"support_dilation": None, "min_pixel_confidence": 0.0, "relabel": False, "extra_bank_data": (),
-                 "person_masks": None, "person_mask_mode": "fill", "partial_bodies": False}
+                 "person_masks": None, "person_mask_mode": "fill", "partial_bodies": False, "mirror_average": False}
+
+
+def mirrored(x: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+    """The mirror image of a batch (B, K, S, S), any dtype: columns reversed and channel
+    ``k`` taken from channel ``channels[k]`` (int64 (K,), a permutation that swaps each
+    left/right class pair, :meth:`pipeline.labels.LabelSet.flip_lut`), so that a left arm's
+    channel stays the left arm's.  Its own inverse when ``channels`` is an involution."""
+    return x.flip(-1)[:, channels]
 
 
 def read_person_mask(rec: PersonRecord, image_size: tuple[int, int]) -> np.ndarray | None:
@@ -123,6 +131,10 @@ class Synthesizer:
                       if getattr(cfg, name) != unset})
         self.fingerprint = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
         self.use_prior = self.model.cfg.use_prior
+        classes = len(LABEL_SETS[self.label_set].names)
+        lut = torch.from_numpy(LABEL_SETS[self.label_set].flip_lut()[:classes].astype(np.int64))
+        #: input channel of the mirrored crop that each channel reads: RGB, then the prior's classes
+        self.mirror_channels = torch.cat([torch.arange(3), 3 + lut]) if self.use_prior else torch.arange(3)
 
     def _match(self, rec: PersonRecord, image_path: Path, image_size: tuple[int, int]) -> tuple[SynthPerson, tuple | None]:
         """The person's record and, when usable, (box, crop keypoints, neighbour rows,
@@ -200,7 +212,11 @@ class Synthesizer:
         probs: list[np.ndarray] = []
         for i in range(0, len(inputs), self.cfg.batch_size):
             x = torch.stack(inputs[i: i + self.cfg.batch_size]).to(self.device)
-            probs.extend(self.model(x)["parsing"].softmax(1).cpu().numpy())
+            p = self.model(x)["parsing"].softmax(1)
+            if self.cfg.mirror_average:
+                p = (p + mirrored(self.model(mirrored(x, self.mirror_channels))["parsing"].softmax(1),
+                                  self.mirror_channels[3:] - 3)) / 2
+            probs.extend(p.cpu().numpy())
         return probs
 
     def _finish(self, pending: _Pending, probs: list[np.ndarray]) -> tuple[SynthItem, np.ndarray | None, list]:

@@ -2,17 +2,21 @@
 ground truth (synthesize --relabel, data score)."""
 import dataclasses
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
 from pipeline import files
 from pipeline.errors import ConfigError
+from pipeline.labels import LABEL_SETS
 from pipeline.layouts import iter_records, keypoint_only_people
 from pipeline.priors.support import apply_person_masks, clip_to_support, prior_support
 from pipeline.synth_dataset import read_items
 from pipeline.synth_score import score_synthesis
 from refine_net.config import SynthConfig
-from refine_net.synthesize import Synthesizer
+from refine_net.synthesize import Synthesizer, mirrored
 from checks import assert_scores_consistent
 
 
@@ -127,7 +131,8 @@ def test_uncertain_pixels_become_ignore_and_score_as_background(demo_dir, checkp
 def test_each_labelling_option_changes_the_fingerprint(demo_dir, checkpoint, tmp_path):
     base = dict(checkpoint=str(checkpoint), data=str(demo_dir), out=str(tmp_path / "o"))
     prints = [Synthesizer(SynthConfig(**base, **extra)).fingerprint for extra in (
-        {}, {"support_dilation": 0}, {"support_dilation": 4}, {"min_pixel_confidence": 0.5}, {"relabel": True})]
+        {}, {"support_dilation": 0}, {"support_dilation": 4}, {"min_pixel_confidence": 0.5}, {"relabel": True},
+        {"mirror_average": True})]
     assert len(set(prints)) == len(prints)
     assert Synthesizer(SynthConfig(**base, split="val")).fingerprint == prints[0]   # same people, same labels
 
@@ -186,3 +191,28 @@ def test_synthesis_clips_to_the_person_masks_of_a_keypoints_folder(checkpoint, d
         i = next(i for i, r in enumerate(people) if str(r.image_path) == item.image)
         inside = files.read_label_png(kp_dir / "masks" / f"{i}.png") >= 128
         assert lab[~inside].max() == 0 and lab[inside].max() > 0
+
+
+def test_mirrored_reverses_columns_and_swaps_left_and_right_channels():
+    x = torch.zeros(1, 3 + 11, 4, 6)
+    x[0, 3 + 3, :, 0] = 1.0                      # pascal10 class 3 (left) on the first column
+    channels = torch.cat([torch.arange(3), 3 + torch.from_numpy(LABEL_SETS["pascal10"].flip_lut()[:11].astype("int64"))])
+    m = mirrored(x, channels)
+    assert m[0, 3 + 4, :, 5].eq(1).all() and m.sum() == x.sum()   # class 4 (right) on the last column
+    assert torch.equal(mirrored(m, channels), x)
+
+
+def test_mirror_averaged_refiner_is_mirror_equivariant(demo_dir, checkpoint, tmp_path):
+    """With mirror averaging, the probabilities of a mirrored crop are the mirror of the
+    crop's probabilities, left and right classes swapped; one view alone is not."""
+    people = keypoint_only_people(demo_dir)
+    image = next(iter({p.image_path for p in people}))
+    for average in (False, True):
+        synth = Synthesizer(SynthConfig(checkpoint=str(checkpoint), data=str(demo_dir), out=str(tmp_path),
+                                        mirror_average=average))
+        x = torch.stack(synth._prepare(Path(image), [p for p in people if p.image_path == image]).inputs)
+        channels = synth.mirror_channels
+        probs = torch.from_numpy(np.stack(synth._refine(list(x))))
+        of_mirror = torch.from_numpy(np.stack(synth._refine(list(mirrored(x, channels)))))
+        gap = (mirrored(of_mirror, channels[3:] - 3) - probs).abs().max().item()
+        assert (gap < 1e-5) == average, gap
