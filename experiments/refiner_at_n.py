@@ -44,7 +44,7 @@ def synthesize(args, refiner: Path, bank: Path, out: Path) -> Path:
     if not (out / "dataset.json").is_file():
         s = Synthesizer(SynthConfig(checkpoint=str(refiner), data=args.keypoint_only, out=str(out),
                                     bank_data=str(bank), bank_split="train", person_masks=args.person_masks,
-                                    threads_per_task=args.threads))
+                                    mirror_average=args.mirror_average, threads_per_task=args.threads))
         s.run(keypoint_only_people(args.keypoint_only), out)
         s.finalize(out)
     return out
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="parser seeds")
     ap.add_argument("--refiner-epochs", type=int, default=60)
     ap.add_argument("--iterations", type=int, default=1500)
+    ap.add_argument("--mirror-average", action="store_true", help="synthesize --mirror-average")
     ap.add_argument("--arch", default="deeplab", choices=sorted(PARSERS), help="the parser (train-parser --arch)")
     ap.add_argument("--head-width", type=int, default=None, help="its head width (default: the profile's)")
     ap.add_argument("--threads", type=int, default=1)
@@ -87,7 +88,8 @@ def main() -> None:
             refiner_info = dict(training_summary(rcfg.out_dir), train_seconds=float(sum(
                 h["seconds"] for h in read_json(Path(rcfg.out_dir) / "history.json"))))
             print(f"refiner {variant}: val crop mIoU {100 * refiner_info['val_miou']:.2f}", flush=True)
-            synthetic = (str(synthesize(args, Path(checkpoint), data, runs / f"synth_{variant}")),)
+            synth_name = f"synth_{variant}" + ("_mirror" if args.mirror_average else "")
+            synthetic = (str(synthesize(args, Path(checkpoint), data, runs / synth_name)),)
         mious, seconds, pool = [], [], None
         for seed in args.seeds:
             cfg = ParserTrainConfig(data=str(data), out_dir=str(runs / f"{parser_name}_{variant}_s{seed}"),

@@ -24,6 +24,11 @@ def report_dir(root: str | Path) -> Path:
 #: where the measured reasons are
 WHERE = "docs/results.md, 'Making synthetic labels pay off'"
 
+#: what 3 seeds measured, for verdicts a single run cannot settle
+MEASURED = ("Measured over 3 seeds on CCP with 601 real labels, the ccp preset's recipe gains +0.8 at 3,000 steps "
+            "(every seed positive) and +0.2 at 6,000; with 100 real labels the parser gains +3.3 "
+            f"({WHERE}).")
+
 #: refiner mIoU differences below this are called noise
 NOISE_MIOU = 0.005
 #: differences of two single parser runs below this are called seed noise: one CCP parser
@@ -36,15 +41,17 @@ def payoff_verdict(rows: dict[str, dict], baseline: str = "labelled only",
                    mixed: str = "labelled + synthetic") -> str:
     """One line saying whether the synthetic people helped: the mIoU difference of the
     ``mixed`` row over the ``baseline`` row (scores as :meth:`ParsingScores.as_dict`),
-    called seed noise below :data:`PAYOFF_NOISE_MIOU`, and where the measured reasons are."""
+    called seed noise below :data:`PAYOFF_NOISE_MIOU` and at its edge below twice that
+    (both with the 3-seed numbers, :data:`MEASURED`), and where the measured reasons are."""
     delta = 100 * (rows[mixed]["mean_iou"] - rows[baseline]["mean_iou"])
-    if delta >= 100 * PAYOFF_NOISE_MIOU:
+    if delta >= 200 * PAYOFF_NOISE_MIOU:
         return f"Synthetic people help: {delta:+.1f} mIoU over {baseline} at the same compute."
+    if delta >= 100 * PAYOFF_NOISE_MIOU:
+        return (f"Synthetic people help: {delta:+.1f} mIoU over {baseline} at the same compute, one run at the edge "
+                f"of seed noise (one configuration's seeds differ by up to 1.0).  {MEASURED}")
     if delta > -100 * PAYOFF_NOISE_MIOU:
         return (f"Synthetic people: {delta:+.1f} mIoU at the same compute, within one run's seed noise (one "
-                "configuration's seeds differ by up to 1.0).  Measured over 3 seeds on CCP with 601 real labels, the "
-                "encoder-decoder gains +0.8 at 3,000 steps (every seed positive) and +0.0 at 1,500, DeepLab +0.1 "
-                f"to +0.3; with 100 real labels +3.3 ({WHERE}).")
+                f"configuration's seeds differ by up to 1.0).  {MEASURED}")
     return (f"Synthetic people do not help here ({delta:+.1f} mIoU at the same compute): they take half of the "
             "real batches and teach errors of their own; compare the synthetic sets one by one "
             f"(experiments/payoff.py) and see {WHERE}.")

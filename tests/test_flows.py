@@ -206,7 +206,9 @@ def test_payoff_verdict_names_help_noise_and_harm():
     def rows(base, mixed):
         return {"labelled only": {"mean_iou": base}, "labelled + synthetic": {"mean_iou": mixed}}
 
-    assert payoff_verdict(rows(0.40, 0.43)).startswith("Synthetic people help: +3.0 mIoU")
+    assert payoff_verdict(rows(0.40, 0.43)) == "Synthetic people help: +3.0 mIoU over labelled only at the same compute."
+    edge = payoff_verdict(rows(0.511, 0.5215))
+    assert edge.startswith("Synthetic people help: +1.0 mIoU") and "edge of seed noise" in edge and "3 seeds" in edge
     assert payoff_verdict(rows(0.432, 0.430)).startswith("Synthetic people: -0.2 mIoU at the same compute, within")
     assert "-0.6 mIoU at the same compute, within one run's seed noise" in payoff_verdict(rows(0.493, 0.487))
     assert payoff_verdict(rows(0.40, 0.409)).startswith("Synthetic people: +0.9 mIoU at the same compute, within")
