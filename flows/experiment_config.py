@@ -12,20 +12,23 @@ from pipeline.errors import ConfigError
 from pipeline.keypoints_config import KeypointsConfig
 from refine_net.config import DeviceName, Profile, RefinerTrainConfig, RunConfig, SynthConfig
 
+#: how the CCP presets train (CPU profile): LSP's synthetic people hurt the CCP parser, CCP's own do
+#: not; BlazePose person masks make the synthetic labels better; the encoder-decoder parser beats the
+#: DeepLab by 5.4, and at 3,000 steps (not 1,500) the synthetic people add to it; a refiner trained
+#: 60 epochs (not 20) and averaged over mirror images labels the val people 56.2 mIoU (not 51.2)
+#: (docs/results.md, issue 14)
+CCP_RECIPE: dict[str, Any] = dict(refiner_epochs=60, mirror_average=True, parser_iterations=3000,
+                                  finetune_iterations=1000, parser_synthetic=("ccp",), person_masks=True,
+                                  parser_arch="decoder", parser_head_width=64)
+
 #: what each preset trains, and how long (CPU profile); the data comes from ``preset_config``
 PRESETS: dict[str, dict[str, Any]] = {
     # 6 refiner epochs left the refiner below its own prior (64 vs 81 mIoU) and 300 parser steps left
     # no room for more people to count (+0.0); 40 and 800 give +3.0 over 3 seeds (docs/results.md)
     "demo": dict(refiner_epochs=40, parser_iterations=800, finetune_iterations=250),
-    # LSP's synthetic people hurt the CCP parser, CCP's own do not; BlazePose person masks make
-    # the synthetic labels better; the encoder-decoder parser beats the DeepLab by 5.4, and at 3,000
-    # steps (not 1,500) the synthetic people add to it; a refiner trained 60 epochs (not 20) and
-    # averaged over mirror images labels the val people 56.2 mIoU (not 51.2) (docs/results.md, issue 14)
-    "ccp": dict(refiner_epochs=60, mirror_average=True, parser_iterations=3000, finetune_iterations=1000,
-                photos_in_grids=False, parser_synthetic=("ccp",), person_masks=True, parser_arch="decoder",
-                parser_head_width=64),
+    "ccp": dict(CCP_RECIPE, photos_in_grids=False),
     # the ccp preset's keypoint-only CCP people as raw photos: keypoints and person masks from BlazePose
-    "ccp-photos": dict(parser_synthetic=("ccp",), person_masks=True),
+    "ccp-photos": dict(CCP_RECIPE),
 }
 
 
