@@ -132,9 +132,11 @@ class Synthesizer:
         self.fingerprint = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
         self.use_prior = self.model.cfg.use_prior
         classes = len(LABEL_SETS[self.label_set].names)
-        lut = torch.from_numpy(LABEL_SETS[self.label_set].flip_lut()[:classes].astype(np.int64))
-        #: input channel of the mirrored crop that each channel reads: RGB, then the prior's classes
-        self.mirror_channels = torch.cat([torch.arange(3), 3 + lut]) if self.use_prior else torch.arange(3)
+        #: class channel of a mirrored probability map (or prior) that each class channel reads
+        self.mirror_classes = torch.from_numpy(LABEL_SETS[self.label_set].flip_lut()[:classes].astype(np.int64))
+        #: the same for the refiner input: RGB, then the prior's classes when the refiner reads a prior
+        self.mirror_channels = torch.cat([torch.arange(3), 3 + self.mirror_classes] if self.use_prior
+                                         else [torch.arange(3)])
 
     def _match(self, rec: PersonRecord, image_path: Path, image_size: tuple[int, int]) -> tuple[SynthPerson, tuple | None]:
         """The person's record and, when usable, (box, crop keypoints, neighbour rows,
@@ -210,12 +212,14 @@ class Synthesizer:
         """Class probabilities, float32 (C, S, S) each, of the refiner inputs (3 + C, S, S),
         ``cfg.batch_size`` people per forward pass."""
         probs: list[np.ndarray] = []
+        def softmax(x: torch.Tensor) -> torch.Tensor:
+            return self.model(x)["parsing"].softmax(1)
+
         for i in range(0, len(inputs), self.cfg.batch_size):
             x = torch.stack(inputs[i: i + self.cfg.batch_size]).to(self.device)
-            p = self.model(x)["parsing"].softmax(1)
+            p = softmax(x)
             if self.cfg.mirror_average:
-                p = (p + mirrored(self.model(mirrored(x, self.mirror_channels))["parsing"].softmax(1),
-                                  self.mirror_channels[3:] - 3)) / 2
+                p = (p + mirrored(softmax(mirrored(x, self.mirror_channels)), self.mirror_classes)) / 2
             probs.extend(p.cpu().numpy())
         return probs
 

@@ -15,9 +15,11 @@ from pipeline.layouts import iter_records, keypoint_only_people
 from pipeline.priors.support import apply_person_masks, clip_to_support, prior_support
 from pipeline.synth_dataset import read_items
 from pipeline.synth_score import score_synthesis
-from refine_net.config import SynthConfig
+from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer, mirrored
+from refine_net.train import main as train_refiner
 from checks import assert_scores_consistent
+from conftest import TINY_REFINER
 
 
 def square_prior(size=21, lo=8, hi=13, classes=3):
@@ -202,17 +204,22 @@ def test_mirrored_reverses_columns_and_swaps_left_and_right_channels():
     assert torch.equal(mirrored(m, channels), x)
 
 
-def test_mirror_averaged_refiner_is_mirror_equivariant(demo_dir, checkpoint, tmp_path):
+@pytest.mark.parametrize("use_prior", [True, False])
+def test_mirror_averaged_refiner_is_mirror_equivariant(demo_dir, checkpoint, tmp_path, use_prior):
     """With mirror averaging, the probabilities of a mirrored crop are the mirror of the
-    crop's probabilities, left and right classes swapped; one view alone is not."""
+    crop's probabilities, left and right classes swapped; one view alone is not.  The
+    image-only refiner (--no-prior) too."""
+    if not use_prior:
+        checkpoint = train_refiner(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "noprior"), epochs=2,
+                                             use_prior=False, **TINY_REFINER))
     people = keypoint_only_people(demo_dir)
     image = next(iter({p.image_path for p in people}))
     for average in (False, True):
         synth = Synthesizer(SynthConfig(checkpoint=str(checkpoint), data=str(demo_dir), out=str(tmp_path),
                                         mirror_average=average))
         x = torch.stack(synth._prepare(Path(image), [p for p in people if p.image_path == image]).inputs)
-        channels = synth.mirror_channels
+        assert x.shape[1] == 3 + 11 * use_prior
         probs = torch.from_numpy(np.stack(synth._refine(list(x))))
-        of_mirror = torch.from_numpy(np.stack(synth._refine(list(mirrored(x, channels)))))
-        gap = (mirrored(of_mirror, channels[3:] - 3) - probs).abs().max().item()
+        of_mirror = torch.from_numpy(np.stack(synth._refine(list(mirrored(x, synth.mirror_channels)))))
+        gap = (mirrored(of_mirror, synth.mirror_classes) - probs).abs().max().item()
         assert (gap < 1e-5) == average, gap
