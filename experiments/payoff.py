@@ -7,7 +7,8 @@ Every row is one parser configuration trained on the CCP train split and scored 
 split: ``N_SOURCES_STEPS[_rf75]``, where ``N`` is ``all`` or a number of real people,
 ``SOURCES`` is ``real`` (no synthetic people), ``both`` or one named synthetic source, and
 ``STEPS`` the optimizer steps in all (batch 8; mixed rows fine-tune the last third on real
-labels only, mix real and synthetic half and half before that, or 3:1 with ``_rf75``);
+labels only, or the last F steps with ``_ftF``, and mix real and synthetic half and half
+before that, or P % real with ``_rfP``: ``_rf75`` 3:1, ``_rf0`` synthetic only);
 ``_synK`` draws a random subset of K synthetic people (by the run's seed; default all);
 ``_soft`` trains on the synthetic labels' soft targets (``_softT2``: at temperature 2; the
 sources need saved probabilities); an ``_ssnan``, ``_attention`` or ``_decoder`` suffix
@@ -30,7 +31,8 @@ from parser_net.config import ParserTrainConfig
 from parser_net.train import load_pool, train_parser
 from pipeline.files import read_json, write_json
 
-ROW = re.compile(r"^(?P<n>all|\d+)_(?P<sources>[a-z+]+)_(?P<steps>\d+)(?P<rf75>_rf75)?(?:_syn(?P<n_synthetic>\d+))?"
+ROW = re.compile(r"^(?P<n>all|\d+)_(?P<sources>[a-z+]+)_(?P<steps>\d+)(?:_rf(?P<rf>\d+))?(?:_ft(?P<finetune>\d+))?"
+                 r"(?:_syn(?P<n_synthetic>\d+))?"
                  r"(?:_soft(?:T(?P<temperature>\d+(?:\.\d+)?))?(?P<soft>))?"
                  r"(?:_(?P<arch>ssnan|attention|decoder)(?P<head_width>\d+)?)?$")
 
@@ -39,17 +41,19 @@ def row_config(name: str, seed: int, sources: dict[str, str], args) -> ParserTra
     """The ParserTrainConfig of row ``name`` (see the module docstring) for ``seed``."""
     m = ROW.match(name)
     if not m:
-        raise SystemExit(f"bad row name {name!r}: expected N_SOURCES_STEPS[_rf75][_synK][_soft[TN]][_ARCH], "
+        raise SystemExit(f"bad row name {name!r}: expected N_SOURCES_STEPS[_rfP][_ftF][_synK][_soft[TN]][_ARCH], "
                          "e.g. all_both_1500")
     picked = {"real": (), "both": tuple(sources.values())}.get(m["sources"])
     if picked is None:
         picked = tuple(sources[s] for s in m["sources"].split("+"))
     steps = int(m["steps"])
+    finetune = int(m["finetune"]) if m["finetune"] else steps // 3
     return ParserTrainConfig(
         data=str(Path(args.data_root) / "ccp"), out_dir=str(Path(args.runs) / f"{name}_s{seed}"), synthetic=picked,
         n_real=None if m["n"] == "all" else int(m["n"]),
-        n_synthetic=int(m["n_synthetic"]) if m["n_synthetic"] else None, real_fraction=0.75 if m["rf75"] else 0.5,
-        iterations=steps, finetune_iterations=steps // 3 if picked else 0, seed=seed, subset_seed=seed,
+        n_synthetic=int(m["n_synthetic"]) if m["n_synthetic"] else None,
+        real_fraction=int(m["rf"]) / 100 if m["rf"] else 0.5,
+        iterations=steps, finetune_iterations=finetune if picked else 0, seed=seed, subset_seed=seed,
         threads=args.threads, arch=m["arch"] or "deeplab", soft_targets=m["soft"] is not None,
         soft_temperature=float(m["temperature"] or 1.0),
         head_width=int(m["head_width"]) if m["head_width"] else None)
