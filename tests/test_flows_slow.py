@@ -145,8 +145,9 @@ def test_interval_schedule_runs_on_a_real_server(demo_dir, tiny_refiner, tmp_pat
 
 
 def start_synthesis(demo_dir, tiny_refiner, tmp_path, **popen):
-    """``partsynth synthesize`` of 60 keypoint-only people in a subprocess with no
-    PREFECT_API_URL, once it has written 2 items: (process, output folder, the temporary
+    """``partsynth synthesize`` of 60 keypoint-only people, one image per flow task (an
+    interrupt takes effect between tasks), in a subprocess with no PREFECT_API_URL, once it
+    has written 2 items: (process, output folder, the temporary
     Prefect server processes it started)."""
     import psutil
 
@@ -157,7 +158,8 @@ def start_synthesis(demo_dir, tiny_refiner, tmp_path, **popen):
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), PARTSYNTH_CACHE=str(tmp_path / "cache"))
     out = tmp_path / "synth"
     proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "synthesize", "--checkpoint", str(tiny_refiner),
-                             "--data", str(data), "--out", str(out), "--bank-data", str(demo_dir), "--workers", "1"],
+                             "--data", str(data), "--out", str(out), "--bank-data", str(demo_dir), "--workers", "1",
+                             "--chunk-size", "1"],
                             env=env, **popen)
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None and len(list((out / "items").glob("*.json"))) < 2:
@@ -196,7 +198,19 @@ def test_ctrl_c_prints_one_line_and_keeps_the_work(demo_dir, tiny_refiner, tmp_p
 
     proc, out, servers = start_synthesis(demo_dir, tiny_refiner, tmp_path, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True)
+    # Freeze the command, check that its work is unfinished, and let it go on with Ctrl-C
+    # already pending: the interrupt lands on work that is provably still running, whatever
+    # the machine's load (a plain SIGINT raced the last items on a fast machine).
+    proc.send_signal(signal.SIGSTOP)
+    stopped = time.time() + 10
+    while proc.poll() is None and psutil.Process(proc.pid).status() != psutil.STATUS_STOPPED:
+        assert time.time() < stopped, "SIGSTOP did not stop the command"
+        time.sleep(0.01)
+    assert proc.poll() is None, "the command ended before it could be interrupted"
+    before = len(list((out / "items").glob("*.json")))
+    assert before < 60
     proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr[-2000:]
     last = stderr.strip().splitlines()[-1]
@@ -205,4 +219,4 @@ def test_ctrl_c_prints_one_line_and_keeps_the_work(demo_dir, tiny_refiner, tmp_p
     gone, alive = psutil.wait_procs(servers, timeout=20)
     assert not alive
     done = len(list((out / "items").glob("*.json")))
-    assert done >= 2 and not list(out.rglob(".partsynth-tmp-*"))          # finished work kept, no partial file
+    assert 2 <= done < 60 and not list(out.rglob(".partsynth-tmp-*"))     # finished work kept, no partial file

@@ -75,7 +75,20 @@ def test_similarity_of_the_pose_warps_masks_like_warpaffine(angle, scale, shift)
         np.testing.assert_allclose(t[seg], m, atol=1e-5)  # float32 keypoints
     got = morph_patches(ex.patches, t, 16)
     want = cv2.warpAffine(lm, m, (16, 16), flags=cv2.INTER_NEAREST)
-    np.testing.assert_array_equal(got, want)
+    # Where a destination pixel maps back to within OpenCV's fixed-point step (1/1024 px) of
+    # a half-pixel, nearest-neighbour may take either side (OpenCV 5.1 and 5.0 differ there):
+    # those ties must hold one of the two candidate source pixels, all others must match.
+    ys, xs = np.mgrid[:16, :16]
+    inv = cv2.invertAffineTransform(m)
+    sx, sy = (inv[i, 0] * xs + inv[i, 1] * ys + inv[i, 2] for i in (0, 1))
+    tie = (np.abs(sx - np.floor(sx) - 0.5) < 2 ** -9) | (np.abs(sy - np.floor(sy) - 0.5) < 2 ** -9)
+    assert tie.mean() < 0.5                      # most pixels are still compared exactly
+    np.testing.assert_array_equal(got[~tie], want[~tie])
+    padded = np.pad(lm, 1)
+    for y, x in zip(*np.nonzero(tie)):
+        candidates = {int(padded[int(np.clip(r, -1, 16)) + 1, int(np.clip(c, -1, 16)) + 1])
+                      for r in (np.floor(sy[y, x]), np.ceil(sy[y, x])) for c in (np.floor(sx[y, x]), np.ceil(sx[y, x]))}
+        assert int(got[y, x]) in candidates and int(want[y, x]) in candidates, (y, x)
 
 
 def test_priors_sum_to_one_and_missing_joints_never_give_nan():
