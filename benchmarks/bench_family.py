@@ -3,12 +3,15 @@
 
     python benchmarks/bench_family.py                               # CPU profile, 160 x 120, batch 8
     python benchmarks/bench_family.py --profile gpu --device cuda   # the papers' input sizes, GPU widths
+    python benchmarks/bench_family.py --rows decoder --encoders scratch efficientnet-lite0 efficientnet-lite1 \
+        efficientnet-lite2                                          # ImageNet encoders vs scratch
 
 ``--profile cpu`` uses the CPU training profile (width 16, 160 x 120 crops, batch 8), the
 setting of docs/results.md's rows.  ``--profile gpu`` uses the GPU profile (width 64,
 blocks 2-2-2-2, batch 16) at each paper's input size: 321 x 321 for the parsers and SS-NAN
 (DeepLab-v2 / SS-NAN), 256 x 256 for the pose networks (PIL), 384 x 384 for HTCorrM.
-Backbones are from scratch (no downloads).  Peak memory: CUDA's max allocated for the row
+Backbones are from scratch unless ``--encoders`` names EfficientNet-Lites (random weights:
+speed does not depend on them; output stride 16, as the main job trains them).  Peak memory: CUDA's max allocated for the row
 on a GPU; on the CPU the process's peak RSS so far (rows run in the order given, so run one
 row per process for a per-row figure).
 """
@@ -28,7 +31,8 @@ from parser_net.losses import parsing_loss
 from parser_net.networks import build_network, heatmap_stride, network_outputs, network_record
 
 ROWS = {
-    "deeplab": dict(model="parser"), "attention": dict(model="parser", arch="attention"),
+    "deeplab": dict(model="parser"), "decoder": dict(model="parser", arch="decoder", head_width=64),
+    "attention": dict(model="parser", arch="attention"),
     "ssnan": dict(model="parser", arch="ssnan"), "jppnet": dict(model="joint"),
     **{f"pose {a}": dict(model="joint", joint_arch=a) for a in ("pose", "self", "add", "multi", "concat", "mtl", "pil")},
     **{f"htcorrm {f}": dict(model="joint", joint_arch="htcorrm", fusion=f) for f in ("none", "concat", "hnl")},
@@ -36,8 +40,10 @@ ROWS = {
 PAPER_SIZE = {"parser": 321, "pose": 256, "htcorrm": 384}
 
 
-def step_cost(name: str, spec: dict, profile: str, device: str, steps: int) -> dict:
+def step_cost(name: str, spec: dict, profile: str, device: str, steps: int, encoder: str = "scratch") -> dict:
     """Mean seconds per training step (after 2 warm-up steps) and peak memory of one row."""
+    if encoder != "scratch":
+        spec = dict(spec, encoder=encoder, output_stride=16)
     cfg = ParserTrainConfig(data="-", out_dir="-", profile=profile, **spec)
     net = network_record(cfg.model, cfg.arch, cfg.parser_config(8), cfg.joint_stages, cfg.size, cfg.joint_arch,
                          cfg.main_task, cfg.fusion)
@@ -73,7 +79,7 @@ def step_cost(name: str, spec: dict, profile: str, device: str, steps: int) -> d
         times.append(time.perf_counter() - t)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"row": name, "input_hw": list(hw), "batch": b, "seconds_per_step": sum(times[2:]) / steps,
+    return {"row": name, "encoder": encoder, "input_hw": list(hw), "batch": b, "seconds_per_step": sum(times[2:]) / steps,
             "peak_mib": round(peak, 1), "parameters": sum(p.numel() for p in model.parameters())}
 
 
@@ -84,15 +90,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    ap.add_argument("--encoders", nargs="+", default=["scratch"], help="encoders (train-parser --encoder)")
     ap.add_argument("--out", help="also write the figures as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = []
-    for name in args.rows:
-        r = step_cost(name, ROWS[name], args.profile, args.device, args.steps)
+    for name, encoder in ((n, e) for n in args.rows for e in args.encoders):
+        r = step_cost(name, ROWS[name], args.profile, args.device, args.steps, encoder)
         results.append(r)
-        print(f"{name:>16}: {r['seconds_per_step']:.3f} s/step at {r['input_hw'][0]}x{r['input_hw'][1]}, batch "
+        print(f"{name:>16} {encoder:>18}: {r['seconds_per_step']:.3f} s/step at {r['input_hw'][0]}x{r['input_hw'][1]}, batch "
               f"{r['batch']}, peak {r['peak_mib']:.0f} MiB, {r['parameters'] / 1e6:.2f} M parameters", flush=True)
     if args.out:
         with open(args.out, "w") as f:

@@ -3,6 +3,7 @@
     python benchmarks/bench_synthesize.py --bank ../shared/data/ccp --people ../shared/data/lsp \\
         --profiles cpu gpu --counts 200 800
     python benchmarks/bench_synthesize.py --profiles cpu --counts 2000 --flow 2x1 1x2 --dask 1 2
+    python benchmarks/bench_synthesize.py --profiles cpu --counts 800 --flow 2x1 --encoder efficientnet-lite0
 
 Uses an untrained U-Net of each profile's size (speed does not depend on the weights)
 unless --checkpoint is given.  Runs synthesis on the first N keypoint-only people for each
@@ -29,19 +30,20 @@ from pipeline.layouts import iter_records, keypoint_only_people
 from pipeline.priors.bank import PriorConfig
 from refine_net.checkpoint import Checkpoint, save_checkpoint
 from refine_net.config import RefinerTrainConfig, SynthConfig
-from refine_net.model import RefineConfig, UNet
+from refine_net.model import RefineConfig, build_refiner
 from refine_net.synthesize import Synthesizer
 
 
-def untrained_checkpoint(path: Path, bank: str, profile: str) -> Path:
+def untrained_checkpoint(path: Path, bank: str, profile: str, encoder: str = "scratch") -> Path:
     """A refiner checkpoint with random weights of ``profile``'s sizes (speed only)."""
-    train = RefinerTrainConfig(data=str(Path(bank).resolve()), out_dir=str(path.parent), profile=profile)
+    train = RefinerTrainConfig(data=str(Path(bank).resolve()), out_dir=str(path.parent), profile=profile,
+                               encoder=encoder)
     label_set = next(r.label_set for r in iter_records(bank) if r.label_map is not None)
     cfg = RefineConfig(num_classes=LABEL_SETS[label_set].num_classes, base_filters=train.base_filters,
-                       depth=train.depth)
+                       depth=train.depth, encoder=encoder)
     network = {"refine": asdict(cfg), "prior": asdict(PriorConfig(size=train.size)), "bank_data": train.data}
     return save_checkpoint(path, Checkpoint(kind="refiner", config=train.model_dump(mode="json"), network=network,
-                                            label_set=label_set, model=UNet(cfg).state_dict()))
+                                            label_set=label_set, model=build_refiner(cfg).state_dict()))
 
 
 def main() -> None:
@@ -51,6 +53,7 @@ def main() -> None:
     ap.add_argument("--profiles", nargs="+", default=["cpu", "gpu"])
     ap.add_argument("--counts", type=int, nargs="+", default=[200, 800])
     ap.add_argument("--checkpoint")
+    ap.add_argument("--encoder", default="scratch", help="encoder of the untrained refiner (train-refiner --encoder)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=SynthConfig.model_fields["batch_size"].default)
     ap.add_argument("--chunk-size", type=int, default=SynthConfig.model_fields["chunk_size"].default,
@@ -63,7 +66,8 @@ def main() -> None:
     print(f"{len(people)} keypoint-only people in {args.people}; bank {args.bank}; {args.threads} threads")
     with tempfile.TemporaryDirectory() as tmp:
         for profile in args.profiles:
-            ckpt = args.checkpoint or untrained_checkpoint(Path(tmp) / f"{profile}.pt", args.bank, profile)
+            ckpt = args.checkpoint or untrained_checkpoint(Path(tmp) / f"{profile}.pt", args.bank, profile,
+                                                                 args.encoder)
             t = time.perf_counter()
             synth = Synthesizer(SynthConfig(checkpoint=str(ckpt), data=args.people, out=tmp, bank_split=None,
                                             batch_size=args.batch_size))

@@ -13,7 +13,9 @@ before that, or P % real with ``_rfP``: ``_rf75`` 3:1, ``_rf0`` synthetic only);
 ``_soft`` trains on the synthetic labels' soft targets (``_softT2``: at temperature 2; the
 sources need saved probabilities); an ``_ssnan``, ``_attention`` or ``_decoder`` suffix
 trains that parser instead of the DeepLab, a number after it sets its head width
-(``_decoder64``: 64 channels; default the profile's 128).
+(``_decoder64``: 64 channels; default the profile's 128); ``_lite0`` (``_lite1``, ``_lite2``)
+after it starts the parser from an ImageNet EfficientNet-Lite encoder at output stride 16, and
+``_elrP`` trains that encoder at P % of the learning rate (default 100).
 Finished runs are reused (each run folder holds its metrics.json), so the command resumes.
 """
 from __future__ import annotations
@@ -34,14 +36,15 @@ from pipeline.files import read_json, write_json
 ROW = re.compile(r"^(?P<n>all|\d+)_(?P<sources>[a-z+]+)_(?P<steps>\d+)(?:_rf(?P<rf>\d+))?(?:_ft(?P<finetune>\d+))?"
                  r"(?:_syn(?P<n_synthetic>\d+))?"
                  r"(?:_soft(?:T(?P<temperature>\d+(?:\.\d+)?))?(?P<soft>))?"
-                 r"(?:_(?P<arch>ssnan|attention|decoder)(?P<head_width>\d+)?)?$")
+                 r"(?:_(?P<arch>ssnan|attention|decoder)(?P<head_width>\d+)?)?"
+                 r"(?:_lite(?P<lite>[012])(?:_elr(?P<elr>\d+))?)?$")
 
 
 def row_config(name: str, seed: int, sources: dict[str, str], args) -> ParserTrainConfig:
     """The ParserTrainConfig of row ``name`` (see the module docstring) for ``seed``."""
     m = ROW.match(name)
     if not m:
-        raise SystemExit(f"bad row name {name!r}: expected N_SOURCES_STEPS[_rfP][_ftF][_synK][_soft[TN]][_ARCH], "
+        raise SystemExit(f"bad row name {name!r}: expected N_SOURCES_STEPS[_rfP][_ftF][_synK][_soft[TN]][_ARCH][_liteL[_elrP]], "
                          "e.g. all_both_1500")
     picked = {"real": (), "both": tuple(sources.values())}.get(m["sources"])
     if picked is None:
@@ -56,7 +59,9 @@ def row_config(name: str, seed: int, sources: dict[str, str], args) -> ParserTra
         iterations=steps, finetune_iterations=finetune if picked else 0, seed=seed, subset_seed=seed,
         threads=args.threads, arch=m["arch"] or "deeplab", soft_targets=m["soft"] is not None,
         soft_temperature=float(m["temperature"] or 1.0),
-        head_width=int(m["head_width"]) if m["head_width"] else None)
+        head_width=int(m["head_width"]) if m["head_width"] else None,
+        **(dict(encoder=f"efficientnet-lite{m['lite']}", output_stride=16,
+                encoder_lr_scale=int(m["elr"]) / 100 if m["elr"] else 1.0) if m["lite"] else {}))
 
 
 def main() -> None:

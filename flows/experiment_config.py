@@ -10,16 +10,17 @@ from pydantic import Field, model_validator
 from parser_net.config import ParserArch, ParserTrainConfig
 from pipeline.errors import ConfigError
 from pipeline.keypoints_config import KeypointsConfig
-from refine_net.config import DeviceName, Profile, RefinerTrainConfig, RunConfig, SynthConfig
+from refine_net.config import DeviceName, EncoderName, Profile, RefinerTrainConfig, RunConfig, SynthConfig
 
 #: how the CCP presets train (CPU profile): LSP's synthetic people hurt the CCP parser, CCP's own do
 #: not; BlazePose person masks make the synthetic labels better; the encoder-decoder parser beats the
-#: DeepLab by 5.4, and at 3,000 steps (not 1,500) the synthetic people add to it; a refiner trained
-#: 60 epochs (not 20) and averaged over mirror images labels the val people 56.2 mIoU (not 51.2)
-#: (docs/results.md, issue 14)
-CCP_RECIPE: dict[str, Any] = dict(refiner_epochs=60, mirror_average=True, parser_iterations=3000,
-                                  finetune_iterations=1000, parser_synthetic=("ccp",), person_masks=True,
-                                  parser_arch="decoder", parser_head_width=64)
+#: DeepLab by 5.4; a refiner trained 60 epochs (not 20) and averaged over mirror images labels the val
+#: people 56.2 mIoU (not 51.2); the parsers start from ImageNet (EfficientNet-Lite0, output stride 16):
+#: 1,000 steps of it give 53.2 real only where 3,000 from scratch give 51.1, in about the same time
+#: (docs/results.md, 'ImageNet-pretrained encoders')
+CCP_RECIPE: dict[str, Any] = dict(refiner_epochs=60, mirror_average=True, parser_iterations=1000,
+                                  finetune_iterations=333, parser_synthetic=("ccp",), person_masks=True,
+                                  parser_arch="decoder", parser_head_width=64, parser_encoder="efficientnet-lite0")
 
 #: what each preset trains, and how long (CPU profile); the data comes from ``preset_config``
 PRESETS: dict[str, dict[str, Any]] = {
@@ -49,6 +50,14 @@ class ExperimentConfig(RunConfig):
     parser_head_width: int | None = Field(None, description="channels of both parsers' head (default: the "
                                                             "profile's)")
     finetune_iterations: int = Field(500, description="final real-only steps of the semi-supervised parser")
+    parser_encoder: EncoderName = Field("scratch", description="encoder of both parsers: scratch, or an ImageNet "
+                                                               "EfficientNet-Lite (partsynth[pretrained])")
+    refiner_encoder: EncoderName = Field("scratch", description="encoder of the refiner: scratch (the pix2pix U-Net) "
+                                                                "or an ImageNet EfficientNet-Lite")
+    encoder_weights: str = Field("imagenet", description="initial weights of the pretrained encoders: imagenet, "
+                                                         "none (random) or a state dict's path")
+    parser_output_stride: int | None = Field(None, description="output stride of both parsers (default: 16 with a "
+                                                               "pretrained encoder, 8 from scratch)")
     threads: int = Field(2, description="torch threads and synthesis workers")
     score_synthesis: bool = Field(True, description="also label the val people as if keypoint-only and score the "
                                                     "synthetic labels against their ground truth")
@@ -68,7 +77,8 @@ class ExperimentConfig(RunConfig):
         """The refiner's training run (cross-entropy, the measured best on CCP)."""
         return RefinerTrainConfig(data=self.labelled, out_dir=str(Path(self.work) / "refiner"),
                                   epochs=self.refiner_epochs, loss="ce", threads=self.threads,
-                                  profile=self.profile, device=self.device)
+                                  profile=self.profile, device=self.device, encoder=self.refiner_encoder,
+                                  encoder_weights=self.encoder_weights)
 
     @model_validator(mode="after")
     def _known_sources(self) -> ExperimentConfig:
@@ -129,6 +139,9 @@ class ExperimentConfig(RunConfig):
                                  iterations=self.parser_iterations,
                                  finetune_iterations=self.finetune_iterations if synthetic else 0,
                                  arch=self.parser_arch, head_width=self.parser_head_width,
+                                 encoder=self.parser_encoder, encoder_weights=self.encoder_weights,
+                                 output_stride=self.parser_output_stride or (8 if self.parser_encoder == "scratch"
+                                                                             else 16),
                                  threads=self.threads, profile=self.profile, device=self.device)
 
 

@@ -13,7 +13,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.labels import LABEL_SETS
-from refine_net.config import DeviceName, Profile, RunConfig, TrainRunConfig, fill_profile
+from refine_net.config import (DeviceName, EncoderField, EncoderLrScaleField, EncoderName, EncoderWeightsField,
+                                Profile, RunConfig, TrainRunConfig, fill_profile)
 
 #: the plain parsers' architectures (``--arch``; :data:`parser_net.networks.PARSERS`)
 ParserArch = Literal["deeplab", "attention", "ssnan", "decoder"]
@@ -45,6 +46,9 @@ class ParserTrainConfig(TrainRunConfig):
         "deeplab", description="single-scale DeepLab/ASPP, attention to scale (scales 1, 0.75, 0.5), SS-NAN's "
                                "neural aggregation over those scales and two encoder levels, or decoder: ASPP "
                                "fused with the stride-4 features (DeepLabv3+; HTCorrM's parsing encoder)")
+    encoder: EncoderName = EncoderField
+    encoder_weights: str = EncoderWeightsField
+    encoder_lr_scale: float = EncoderLrScaleField
     model: Literal["parser", "joint"] = Field("parser", description="joint: JPPNet-style parsing + 16-joint pose "
                                                                      "network")
     joint_arch: Literal["jppnet", "pose", "self", "add", "multi", "concat", "mtl", "pil", "htcorrm"] = Field(
@@ -131,7 +135,7 @@ class ParserTrainConfig(TrainRunConfig):
         return ParserConfig(num_classes=num_classes, width=self.width, blocks=tuple(self.blocks),
                             output_stride=self.output_stride,
                             aspp_rates=scaled_rates(max(self.crop_hw), self.output_stride),
-                            head_width=self.head_width)
+                            head_width=self.head_width, encoder=self.encoder)
 
     @property
     def crop_hw(self) -> tuple[int, int]:

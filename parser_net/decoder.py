@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from parser_net.model import Encoder, ParserConfig
+from parser_net.model import ParserConfig, make_encoder
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Sequential:
@@ -43,7 +43,8 @@ class ASPPDecoder(nn.Module):
 
 
 class EncoderDecoder(nn.Module):
-    """The residual encoder (:class:`parser_net.model.Encoder`), :class:`ASPPDecoder` with
+    """The encoder (:func:`parser_net.model.make_encoder`: the residual encoder or an
+    ImageNet EfficientNet-Lite; its stride-4 and top levels), :class:`ASPPDecoder` with
     ``cfg.head_width`` channels and a 1x1 classifier at stride 4 (no dropout: HTCorrM's
     parsing branch as measured; ``cfg.dropout`` is unused).
 
@@ -54,7 +55,7 @@ class EncoderDecoder(nn.Module):
     def __init__(self, cfg: ParserConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
+        self.encoder = make_encoder(cfg)
         self.decoder = ASPPDecoder(self.encoder.out_channels, self.encoder.stage_channels[0], cfg.head_width,
                                    cfg.aspp_rates)
         self.classifier = nn.Conv2d(cfg.head_width, cfg.num_classes, 1)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from pipeline.edges import label_boundaries
 from pipeline.labels import IGNORE
 from parser_net.decoder import ASPPDecoder, conv_bn_relu
-from parser_net.model import Encoder
+from parser_net.model import make_encoder
 
 TASKS = ("parsing", "pose", "edge")
 FUSIONS = ("none", "concat", "hnl")
@@ -124,7 +124,7 @@ class HTCorrM(nn.Module):
         p, c = cfg.parser, cfg.pose_width
         self.main_task, self.fusion = main_task, fusion
         self.tasks = TASKS if fusion != "none" else (main_task,)
-        self.backbone = Encoder(p)
+        self.backbone = make_encoder(p)
         ch = self.backbone.stage_channels
         top = self.backbone.out_channels
         encoders = {"parsing": lambda: ASPPDecoder(top, ch[0], c, p.aspp_rates),

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from parser_net.htcorrm import edge_loss
 from parser_net.losses import weighted_ce
-from parser_net.model import ASPP, Encoder, ParserConfig
+from parser_net.model import ASPP, ParserConfig, make_encoder
 from parser_net.structure import structure_sensitive_loss
 
 
@@ -68,7 +68,7 @@ class JointNet(nn.Module):
     def __init__(self, cfg: JointConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg.parser)
+        self.encoder = make_encoder(cfg.parser)
         feat = self.encoder.out_channels
         p = cfg.parser
         self.parsing_head = ASPP(feat, p.num_classes, p.aspp_rates, p.head_width, p.dropout)

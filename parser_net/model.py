@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from refine_net.encoders import ENCODERS, EfficientNetLite
+
 PAPER_RATES = (6, 12, 18, 24)
 PAPER_CROP = 321
 
@@ -49,6 +51,10 @@ class ParserConfig:
         dropout: dropout inside the ASPP branches.
         scales: input scales of :class:`AttentionToScale` (ignored by :class:`DeepLab`).
         in_channels: 3 for RGB.
+        encoder: ``scratch`` (the residual :class:`Encoder`, sized by ``width`` and
+            ``blocks``) or an EfficientNet-Lite of :mod:`refine_net.encoders` (``width`` and
+            ``blocks`` then unused; its ImageNet weights are loaded by the training run,
+            not here).
     """
 
     num_classes: int
@@ -60,8 +66,11 @@ class ParserConfig:
     dropout: float = 0.3
     scales: tuple[float, ...] = (1.0, 0.75, 0.5)
     in_channels: int = 3
+    encoder: str = "scratch"
 
     def __post_init__(self):
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {list(ENCODERS)}")
         if self.output_stride not in (8, 16):
             raise ValueError(f"output_stride must be 8 or 16, got {self.output_stride}")
         if len(self.blocks) != 4 or min(self.blocks) < 1:
@@ -125,6 +134,17 @@ class Encoder(nn.Module):
         return out
 
 
+def make_encoder(cfg: ParserConfig) -> nn.Module:
+    """The encoder ``cfg.encoder`` names at ``cfg.output_stride``: :class:`Encoder` for
+    ``scratch``, else :class:`refine_net.encoders.EfficientNetLite` (randomly initialised).
+    Both have ``levels(x, n)``, ``stage_channels`` and ``out_channels``."""
+    if cfg.encoder == "scratch":
+        return Encoder(cfg)
+    if cfg.in_channels != 3:
+        raise ValueError(f"a pretrained encoder takes 3 input channels, got {cfg.in_channels}")
+    return EfficientNetLite(cfg.encoder, cfg.output_stride)
+
+
 class ASPP(nn.Module):
     """DeepLab-v2 atrous spatial pyramid pooling: per-rate branches, logits summed."""
 
@@ -148,7 +168,7 @@ class DeepLab(nn.Module):
     def __init__(self, cfg: ParserConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
+        self.encoder = make_encoder(cfg)
         self.aspp = ASPP(self.encoder.out_channels, cfg.num_classes, cfg.aspp_rates, cfg.head_width, cfg.dropout)
 
     def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from parser_net.model import Encoder
+from parser_net.model import make_encoder
 
 #: variants and whether they have a parsing classifier
 POSE_ARCHS: dict[str, bool] = {"pose": False, "self": False, "add": True, "multi": True, "concat": True,
@@ -102,9 +102,9 @@ class ParsingPoseNet(nn.Module):
         if arch not in POSE_ARCHS:
             raise ValueError(f"unknown pose network {arch!r}; choose from {sorted(POSE_ARCHS)}")
         self.cfg, self.arch, p = cfg, arch, cfg.parser
-        self.pose_encoder = Encoder(p)
+        self.pose_encoder = make_encoder(p)
         feat = self.pose_encoder.out_channels
-        self.parsing_encoder = Encoder(p) if arch in ("add", "multi", "concat", "pil") else None
+        self.parsing_encoder = make_encoder(p) if arch in ("add", "multi", "concat", "pil") else None
         self.parsing_classifier = nn.Conv2d(feat, p.num_classes, 1) if POSE_ARCHS[arch] else None
         self.fuse = {"self": lambda: ResidualChannelwise(feat, static=True), "pil": lambda: ResidualChannelwise(feat),
                      "concat": lambda: nn.Conv2d(2 * feat, feat, 1)}.get(arch, lambda: None)()

@@ -42,6 +42,7 @@ from refine_net.checkpoint import Checkpoint, rng_state, save_checkpoint
 from refine_net.checkpoint import resume as resume_run
 from refine_net.checkpoint import set_aside_stale_run
 from refine_net.device import setup_run
+from refine_net.encoders import init_pretrained, param_groups
 from refine_net.schedule import poly_lr, set_lr
 
 log = logging.getLogger("partsynth.parser")
@@ -132,9 +133,10 @@ def train_one_step(model, optimizer, x, y, weight, loss_fn: Callable | None = No
 
 
 def make_optimizer(cfg: ParserTrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.encoder_lr_scale)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, int, int], None] | None = None,
@@ -152,7 +154,9 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
     pcfg = cfg.parser_config(pool.label_set.num_classes)
     network = network_record(cfg.model, cfg.arch, pcfg, cfg.joint_stages, cfg.size, cfg.joint_arch,
                              cfg.main_task, cfg.fusion)
-    model = build_network(network).to(device)
+    model = build_network(network)
+    loaded = init_pretrained(model, cfg.encoder_weights)           # none for a scratch encoder
+    model = model.to(device)
     outputs = network_outputs(network)
     regions = MERGED_REGIONS[pool.label_set.name] if cfg.structure_loss else None
     optimizer = make_optimizer(cfg, model)
@@ -165,6 +169,8 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
                 "n_real": len(real), "n_synthetic": len(synth), "skipped": pool.report.records(),
                 "data_signature": signature}
     write_json(out / "config.json", resolved)
+    if loaded and step == 0:
+        log.info("encoder %s initialised from %s", cfg.encoder, loaded[0])
     log.info("training %s on %d real + %d synthetic images for %d steps on %s", cfg.arch, len(real), len(synth),
              cfg.iterations, device)
     mixed_until = cfg.iterations - cfg.finetune_iterations

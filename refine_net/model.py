@@ -7,13 +7,20 @@ base); the decoder mirrors it with 4x4 stride-2 transposed convolutions and conc
 the encoder's features (skip connections); instance norm, LeakyReLU(0.2) down, ReLU up,
 dropout 0.5 in the innermost decoder blocks.  ``depth`` levels need S divisible by
 2**depth (the paper: depth 8 at 256 px; the CPU profile: depth 5 at 128 px).
+
+:class:`PretrainedUNet` (``RefineConfig.encoder`` an EfficientNet-Lite): the same contract
+with an ImageNet encoder as the contracting path (:mod:`refine_net.encoders`).
+:func:`build_refiner` picks one from the config.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from refine_net.encoders import ENCODERS, EfficientNetLite
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,8 @@ class RefineConfig:
         base_filters: filters of the first level (64 in the paper).
         depth: number of stride-2 levels (8 in the paper).
         dropout_blocks: innermost decoder blocks with dropout 0.5 (3 in pix2pix).
+        encoder: ``scratch`` (the pix2pix U-Net) or an EfficientNet-Lite
+            (:class:`PretrainedUNet`; ``depth`` and ``dropout_blocks`` then unused).
     """
 
     num_classes: int
@@ -36,6 +45,11 @@ class RefineConfig:
     base_filters: int = 32
     depth: int = 5
     dropout_blocks: int = 2
+    encoder: str = "scratch"
+
+    def __post_init__(self):
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {list(ENCODERS)}")
 
     @property
     def in_channels(self) -> int:
@@ -92,3 +106,59 @@ class UNet(nn.Module):
             if skips:
                 x = torch.cat([x, skips.pop()], dim=1)
         return {"parsing": x}
+
+
+def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class PretrainedUNet(nn.Module):
+    """The refiner with an ImageNet EfficientNet-Lite (``cfg.encoder``) as its contracting
+    path: its maps at strides 32, 16, 8, 4, 2 are merged top-down (bilinear x2, concatenated
+    with the skip, 3x3 conv + batch norm + ReLU; ``4b, 2b, b, b`` channels, b =
+    ``cfg.base_filters``), upsampled to the input size and classified by a 3x3 + 1x1 head.
+
+    The prior enters twice, so that it never disturbs the pretrained filters: as extra
+    stem channels whose filters start at zero (the encoder sees the image alone at step 0
+    and learns to use the prior), and concatenated at full resolution before the head,
+    where its exact part boundaries are at hand (the stem halves the resolution).
+
+    Shape: input float (B, 3 + C, S, S) (or (B, 3, S, S) without prior), the image in
+    [-1, 1] (:func:`refine_net.dataset.image_to_tensor`), S divisible by 32; output
+    ``{"parsing": logits (B, C, S, S)}``.  The ImageNet weights are loaded by the training
+    run (:func:`refine_net.encoders.init_pretrained`), not here.
+    """
+
+    def __init__(self, cfg: RefineConfig):
+        super().__init__()
+        self.cfg = cfg
+        prior = cfg.num_classes if cfg.use_prior else 0
+        self.encoder = EfficientNetLite(cfg.encoder, 32, extra_channels=prior, input_norm="symmetric")
+        b = cfg.base_filters
+        skips = (self.encoder.stride2_channels, *self.encoder.stage_channels[:-1])   # strides 2, 4, 8, 16
+        widths = (b, b, 2 * b, 4 * b)
+        self.up = nn.ModuleList()
+        ch = self.encoder.out_channels
+        for skip, out in zip(reversed(skips), reversed(widths)):
+            self.up.append(_conv_bn_relu(ch + skip, out))
+            ch = out
+        self.head = nn.Sequential(_conv_bn_relu(ch + prior, b), nn.Conv2d(b, cfg.num_classes, 1))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if x.shape[1] != self.cfg.in_channels:
+            raise ValueError(f"expected {self.cfg.in_channels} input channels, got {x.shape[1]}")
+        if x.shape[-1] % 32 or x.shape[-2] % 32:
+            raise ValueError(f"input size {tuple(x.shape[-2:])} must be divisible by 32")
+        maps = self.encoder.pyramid(x)
+        f = maps.pop()
+        for block in self.up:
+            skip = maps.pop()
+            f = block(torch.cat([F.interpolate(f, size=skip.shape[-2:], mode="bilinear", align_corners=False),
+                                 skip], 1))
+        f = F.interpolate(f, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return {"parsing": self.head(torch.cat([f, x[:, 3:]], 1) if self.cfg.use_prior else f)}
+
+
+def build_refiner(cfg: RefineConfig) -> nn.Module:
+    """:class:`UNet` for ``cfg.encoder == "scratch"``, else :class:`PretrainedUNet`."""
+    return UNet(cfg) if cfg.encoder == "scratch" else PretrainedUNet(cfg)

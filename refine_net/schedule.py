@@ -10,6 +10,7 @@ def poly_lr(base: float, step: int, total: int, power: float = 0.9) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every parameter group's learning rate."""
+    """Set every parameter group's learning rate: ``lr`` times the group's ``lr_scale``
+    (1 when absent; :func:`refine_net.encoders.param_groups`)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

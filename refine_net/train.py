@@ -30,7 +30,8 @@ from refine_net.config import RefinerTrainConfig
 from refine_net.dataset import RefineDataset, make_samples
 from refine_net.device import resolve_device, setup_run
 from refine_net.losses import LOSSES
-from refine_net.model import RefineConfig, UNet
+from refine_net.encoders import init_pretrained, param_groups
+from refine_net.model import RefineConfig, build_refiner
 from refine_net.schedule import poly_lr, set_lr
 
 log = logging.getLogger("partsynth.refine")
@@ -110,12 +111,13 @@ def training_summary(run_dir: str | Path) -> dict:
             "prior_val_miou": read_json(run_dir / "config.json").get("val_prior_argmax_miou")}
 
 
-def load_refiner(path: str | Path, device: str = "cpu") -> tuple[UNet, Checkpoint]:
-    """A trained U-Net in eval mode on ``device`` and its :class:`Checkpoint`.
+def load_refiner(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, Checkpoint]:
+    """A trained refiner (:func:`refine_net.model.build_refiner`) in eval mode on ``device``
+    and its :class:`Checkpoint`.
 
     Raises: CheckpointError naming the file when it is not a refiner checkpoint."""
     ckpt = load_checkpoint(path, kind="refiner")
-    model = UNet(RefineConfig(**ckpt.network["refine"]))
+    model = build_refiner(RefineConfig(**ckpt.network["refine"]))
     model.load_state_dict(ckpt.model)
     return model.to(resolve_device(device)).eval(), ckpt
 
@@ -181,14 +183,18 @@ def main(cfg: RefinerTrainConfig, progress: Callable[[str, int, int], None] | No
     bank, prior_cfg, train_ds, val_ds = prepare(cfg, report)
     refine_cfg = RefineConfig(num_classes=bank.num_classes, use_prior=cfg.use_prior,
                               base_filters=cfg.base_filters, depth=cfg.depth,
-                              dropout_blocks=cfg.dropout_blocks)
-    model = UNet(refine_cfg).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+                              dropout_blocks=cfg.dropout_blocks, encoder=cfg.encoder)
+    model = build_refiner(refine_cfg)
+    loaded = init_pretrained(model, cfg.encoder_weights)           # none for a scratch encoder
+    model = model.to(device)
+    optimizer = torch.optim.Adam(param_groups(model, cfg.encoder_lr_scale), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     saved_cfg = cfg.model_dump(mode="json")
     ckpt_path = out / "last.pt"
     signature = training_data_signature([cfg.data, *cfg.extra_data])
     set_aside_stale_run(out, signature)
     start, history = resume_run(ckpt_path, "refiner", saved_cfg, RESUMABLE_CHANGES, model, optimizer, resume)
+    if loaded and start == 0:
+        log.info("encoder %s initialised from %s", cfg.encoder, loaded[0])
     network = {"refine": asdict(refine_cfg), "prior": asdict(prior_cfg),
                "bank_data": str(Path(cfg.data).resolve())}
     prior_miou = prior_argmax_scores(val_ds).mean_iou if val_ds is not None and cfg.use_prior else None

@@ -78,3 +78,21 @@ def test_the_parsing_family_exports_with_dynamic_batch_and_size(kind, arch, join
     model = build_network(net).eval()
     path = export_onnx(model, torch.randn(1, 3, 64, 48), tmp_path / "m.onnx", list(network_outputs(net)), True)
     assert max_abs_diff(model, OnnxModule(path), [torch.randn(1, 3, 64, 48), torch.randn(2, 3, 48, 64)]) < 1e-4
+
+
+def test_a_pretrained_parser_exports_and_matches_torch_at_every_size(tmp_path):
+    """EfficientNet-Lite's "SAME" padding depends on each size's parity: an export traced at
+    one size must still match torch at odd and even sizes it was not traced at."""
+    from parser_net.model import ParserConfig
+    from parser_net.networks import build_network, network_record
+    from refine_net.encoders import init_pretrained
+    from refine_net.onnx_export import export_onnx, max_abs_diff
+
+    torch.manual_seed(0)
+    pc = ParserConfig(num_classes=8, head_width=8, output_stride=16, aspp_rates=(1, 2, 3, 4),
+                      encoder="efficientnet-lite0")
+    model = build_network(network_record("parser", "decoder", pc, 1, 64)).eval()
+    init_pretrained(model, "imagenet")
+    path = export_onnx(model, torch.randn(1, 3, 64, 48), tmp_path / "m.onnx", ["parsing"], True)
+    inputs = [torch.randn(1, 3, 64, 48), torch.randn(2, 3, 48, 64), torch.randn(1, 3, 50, 37), torch.randn(1, 3, 161, 117)]
+    assert max_abs_diff(model, OnnxModule(path), inputs) < 1e-4
