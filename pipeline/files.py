@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.errors import DataError
 from pipeline.labels import IGNORE, voc_palette
@@ -64,8 +64,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+#: EXIF orientations (TIFF/EXIF tag 0x0112) that turn the stored pixels by 90 or 270 degrees
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(h, w) of an image in pixels, reading only its header.
+    """(h, w) of an image in pixels as displayed: after its EXIF orientation (phone photos
+    store the pixels sideways and a tag that turns them), reading only the header.  The
+    frame of :func:`read_image`, of viewers and annotation tools, and of OpenCV's
+    ``imread``; keypoint files are taken to be in it.
 
     Raises: DataError when the file is missing or not a recognisable image.
     """
@@ -74,25 +81,53 @@ def image_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             w, h = im.size
+            turned = _orientation(im) in TRANSPOSING_ORIENTATIONS
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(path, f"unreadable image ({e})") from None
-    return h, w
+    return (w, h) if turned else (h, w)
+
+
+def _orientation(im: Image.Image) -> int | None:
+    """The EXIF orientation tag, or None; a file truncated before its metadata gives None
+    here (its full decode, :func:`read_image`, then reports it as corrupt)."""
+    try:
+        return im.getexif().get(0x0112)
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def _to_rgb(im: Image.Image, path: Path) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of a decoded image of any Pillow mode: 16-bit greyscale scaled
+    to 8 bits (v / 257, rounded), 32-bit integer greyscale likewise when its values fit
+    16 bits; floating-point images are refused."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        grey = np.asarray(im).astype(np.int64)
+        if grey.size and (grey.min() < 0 or grey.max() > 65535):
+            raise DataError(path, f"{im.mode} greyscale values {grey.min()}..{grey.max()} do not fit 16 bits")
+        grey = np.round(grey / 257.0).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode == "F":
+        raise DataError(path, "floating-point image (mode F): convert it to 8 or 16 bits per channel")
+    return np.asarray(im.convert("RGB"))
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image fully into uint8 (H, W, 3) RGB.
+    """Decode an image fully into uint8 (H, W, 3) RGB as displayed: its EXIF orientation
+    applied (the frame of :func:`image_size`), 16-bit images scaled to 8 bits (not
+    clipped), palette, greyscale and alpha images converted.
 
-    Raises: DataError when the file is missing, not an image, or truncated/corrupt.
+    Raises: DataError when the file is missing, not an image, truncated/corrupt, or of a
+        mode that has no faithful 8-bit RGB (floating point, integers beyond 16 bits).
     """
     path = Path(path)
     _require_file(path)
     try:
         with Image.open(path) as im:
             im.load()
-            rgb = np.asarray(im.convert("RGB"))
+            shown = ImageOps.exif_transpose(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(path, f"corrupt or unreadable image ({e})") from None
-    return rgb
+    return _to_rgb(shown, path)
 
 
 def write_image(path: str | Path, rgb: np.ndarray) -> None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from pipeline import files
 from pipeline.errors import ConfigError, DataError
@@ -159,8 +158,7 @@ class LabelledWriter:
     def add(self, meta: dict, label_map: np.ndarray | None, where: str) -> None:
         """One corrected image: ``label_map`` uint8 (H, W) (None or empty: all background)."""
         self.check_label_set(meta["label_set"], where)
-        with Image.open(meta["image"]) as im:
-            w, h = im.size
+        h, w = files.image_size(meta["image"])
         if label_map is None or label_map.size == 0:
             label_map = np.zeros((h, w), np.uint8)
         elif label_map.shape != (h, w):
