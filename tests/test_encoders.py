@@ -64,9 +64,11 @@ def test_prior_channels_start_at_zero_and_leave_the_image_features_unchanged():
     enc = build_encoder("efficientnet-lite0", "imagenet", extra_channels=5, input_norm="symmetric").eval()
     plain = build_encoder("efficientnet-lite0", "imagenet", input_norm="symmetric").eval()
     assert torch.count_nonzero(enc._conv_stem.weight[:, 3:]) == 0
-    image = torch.rand(1, 3, 64, 64) * 2 - 1
-    with torch.no_grad():
-        torch.testing.assert_close(enc(torch.cat([image, torch.rand(1, 5, 64, 64)], 1)), plain(image))
+    gen = torch.Generator().manual_seed(2)
+    image = torch.rand(1, 3, 64, 64, generator=gen) * 2 - 1
+    with torch.no_grad():                       # 8 input channels sum in another order than 3: float32 rounding
+        torch.testing.assert_close(enc(torch.cat([image, torch.rand(1, 5, 64, 64, generator=gen)], 1)), plain(image),
+                                   atol=1e-4, rtol=1e-4)
 
 
 def test_none_keeps_the_random_initialisation():
