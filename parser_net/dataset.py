@@ -20,9 +20,10 @@ from pipeline import files
 from pipeline.labels import IGNORE, LabelSet
 from pipeline.records import PersonRecord
 from pipeline.skeleton import flip_keypoints
+from refine_net.encoders import IMAGENET_MEAN, IMAGENET_STD
 
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
+STD = np.array(IMAGENET_STD, dtype=np.float32)
 
 
 @dataclass(eq=False)

@@ -12,12 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from parser_net.model import ParserConfig, make_encoder
-
-
-def conv_bn_relu(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Sequential:
-    """k x k convolution (padding keeps the size), batch norm, ReLU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=dilation * (k // 2), dilation=dilation, bias=False),
-                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+from refine_net.model import conv_bn_relu
 
 
 class ASPPDecoder(nn.Module):

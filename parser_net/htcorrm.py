@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from pipeline.edges import label_boundaries
 from pipeline.labels import IGNORE
-from parser_net.decoder import ASPPDecoder, conv_bn_relu
+from parser_net.decoder import ASPPDecoder
+from refine_net.model import conv_bn_relu
 from parser_net.model import make_encoder
 
 TASKS = ("parsing", "pose", "edge")

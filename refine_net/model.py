@@ -108,8 +108,10 @@ class UNet(nn.Module):
         return {"parsing": x}
 
 
-def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def conv_bn_relu(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Sequential:
+    """k x k convolution (padding keeps the size), batch norm, ReLU (also the parsers' heads)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=dilation * (k // 2), dilation=dilation, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class PretrainedUNet(nn.Module):
@@ -140,9 +142,9 @@ class PretrainedUNet(nn.Module):
         self.up = nn.ModuleList()
         ch = self.encoder.out_channels
         for skip, out in zip(reversed(skips), reversed(widths)):
-            self.up.append(_conv_bn_relu(ch + skip, out))
+            self.up.append(conv_bn_relu(ch + skip, out))
             ch = out
-        self.head = nn.Sequential(_conv_bn_relu(ch + prior, b), nn.Conv2d(b, cfg.num_classes, 1))
+        self.head = nn.Sequential(conv_bn_relu(ch + prior, b), nn.Conv2d(b, cfg.num_classes, 1))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.shape[1] != self.cfg.in_channels:
