@@ -17,9 +17,8 @@ def cmd_export(args) -> int:
         done = export_label_studio(args.synth, args.out, select, document_root=args.document_root)
         print(f"{args.out}: {done['tasks']} tasks ({done['label_set']}; {done['images_left_out']} labelled images "
               f"left out) in {TASKS_FILE}, labeling config in {CONFIG_FILE}")
-        if not args.copy_images:
-            print(f"  start Label Studio with LOCAL_FILES_SERVING_ENABLED=true "
-                  f"LOCAL_FILES_DOCUMENT_ROOT={Path(args.document_root).resolve()}")
+        print(f"  start Label Studio with LOCAL_FILES_SERVING_ENABLED=true "
+              f"LOCAL_FILES_DOCUMENT_ROOT={done['document_root']}")
         return 0
     from pipeline.annotation import coco, cvat, voc
 
@@ -57,8 +56,9 @@ def add_annotation_commands(sub) -> None:
     e.add_argument("--max-confidence", type=float, help="only images with a person below this confidence")
     e.add_argument("--limit", type=int, help="at most this many images")
     e.add_argument("--copy-images", action="store_true", help="copy the photos beside the annotations")
-    e.add_argument("--document-root", type=Path, default=Path("/"),
-                   help="label-studio: LOCAL_FILES_DOCUMENT_ROOT (the photos must lie under it)")
+    e.add_argument("--document-root", type=Path,
+                   help="label-studio: LOCAL_FILES_DOCUMENT_ROOT, which the photos (or, with --copy-images, "
+                        "their copies) must lie under (default: --out with --copy-images, else /)")
     e.set_defaults(func=cmd_export)
 
     i = sub.add_parser("import-labels", help="corrected annotations back into a labelled partsynth folder")

@@ -3,8 +3,10 @@
 The other commands live in ``flows/*_cli.py`` (each adds its sub-commands to the parser);
 shared helpers in :mod:`flows.options`.  Heavy imports happen inside the commands so
 ``partsynth --help`` stays fast.  Errors of the user's input or config
-(:class:`pipeline.errors.DataError`, :class:`pipeline.errors.ConfigError`) print one line
-and exit 1; anything else is a bug and keeps its traceback.
+(:class:`pipeline.errors.DataError`, :class:`pipeline.errors.ConfigError`) and of the
+operating system (a read-only folder, a full disk: :class:`OSError`) print one line naming
+the file and exit 1, with no Prefect traceback before it; anything else is a bug and keeps
+its traceback.
 """
 from __future__ import annotations
 
@@ -203,13 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.errors import ConfigError, DataError
+    from flows.options import EXPECTED_ERRORS, error_line, quiet_prefect_tracebacks
 
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        with quiet_prefect_tracebacks():
+            return args.func(args)
+    except EXPECTED_ERRORS as e:
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         from flows.options import interrupted

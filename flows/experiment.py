@@ -15,6 +15,8 @@ from flows.reports import payoff_verdict, publish_scores, refiner_line, report_d
 from flows.synthesis import synthesize_labels, task_runner
 from flows.training import evaluate_task, train_parser, train_refiner
 from pipeline.files import write_image
+from pipeline.output_lock import output_lock
+
 
 @task
 def prediction_grid_task(checkpoints: dict[str, str], data: str, out: str, photos: bool, n: int = 6) -> str:
@@ -59,39 +61,42 @@ def run_experiment(cfg: ExperimentConfig, dask_address: str | None = None) -> di
     ``dask_address`` when given.  Returns ``parsers`` ({model: scores}),
     ``synthetic_labels`` (scores of the val people's synthetic labels, or None), ``refiner``
     (its epochs and val mIoU against its prior's) and
-    ``verdict`` (one line: do synthetic people help the parser?)."""
+    ``verdict`` (one line: do synthetic people help the parser?).
+    Raises ConfigError when another main job holds ``cfg.work``
+    (:func:`pipeline.output_lock.output_lock`)."""
     log = get_run_logger()
-    if cfg.raw_photos_from:
-        link_photos_task(cfg.raw_photos_from, cfg.raw_photos())
-    ckpt = train_refiner(cfg.refiner())
-    for kp in cfg.keypoint_runs():                       # person masks first, when synthesis clips to them
-        estimate_keypoints.with_options(task_runner=keypoints_runner(kp))(kp)
-    synthesize = synthesize_labels.with_options(task_runner=task_runner(dask_address, cfg.threads))
-    synth_scores = None
-    if cfg.score_synthesis:
-        check = cfg.synthesis_check(ckpt)
-        synthesize(check)
-        synth_scores = score_synthesis_task(check.out, cfg.labelled)
-    synth_dirs = []
-    for data in cfg.keypoint_only:
-        synth = cfg.synthesis(ckpt, data)
-        synthesize(synth)
-        if cfg.trains_parser(data):
-            synth_dirs.append(synth.out)
-    parsers = {
-        "labelled only": train_parser(cfg.parser("parser_labelled")),
-        "labelled + synthetic": train_parser(cfg.parser("parser_semi", tuple(synth_dirs))),
-    }
-    rows = {name: evaluate_task(p, cfg.labelled, "val", [1.0], False, cfg.device) for name, p in parsers.items()}
-    out = report_dir(cfg.reports)
-    grid = prediction_grid_task(parsers, cfg.labelled, str(out / "predictions_val.png"), cfg.photos_in_grids)
-    verdict = payoff_verdict(rows)
-    refiner = refiner_summary_task(str(Path(ckpt).parent))
-    summary = "".join(f"\n{line}\n" for line in (
-        refiner_line(refiner), synthesis_score_line(synth_scores) if synth_scores else "") if line)
-    table = publish_scores(out, rows, config={
-        "experiment": cfg.model_dump(mode="json"), "refiner": ckpt, "synthetic": synth_dirs, "parsers": parsers,
-        "synthetic_labels_val": synth_scores, "refiner_training": refiner},
-        extra_md=f"\n{verdict}\n{summary}\nPredictions on val images: `{Path(grid).name}`\n")
-    log.info("parsers on the val split of %s:\n%s\n%s%s", cfg.labelled, table, verdict, summary)
-    return {"parsers": rows, "synthetic_labels": synth_scores, "refiner": refiner, "verdict": verdict}
+    with output_lock(cfg.work):                          # one main job per run folder
+        if cfg.raw_photos_from:
+            link_photos_task(cfg.raw_photos_from, cfg.raw_photos())
+        ckpt = train_refiner(cfg.refiner())
+        for kp in cfg.keypoint_runs():                       # person masks first, when synthesis clips to them
+            estimate_keypoints.with_options(task_runner=keypoints_runner(kp))(kp)
+        synthesize = synthesize_labels.with_options(task_runner=task_runner(dask_address, cfg.threads))
+        synth_scores = None
+        if cfg.score_synthesis:
+            check = cfg.synthesis_check(ckpt)
+            synthesize(check)
+            synth_scores = score_synthesis_task(check.out, cfg.labelled)
+        synth_dirs = []
+        for data in cfg.keypoint_only:
+            synth = cfg.synthesis(ckpt, data)
+            synthesize(synth)
+            if cfg.trains_parser(data):
+                synth_dirs.append(synth.out)
+        parsers = {
+            "labelled only": train_parser(cfg.parser("parser_labelled")),
+            "labelled + synthetic": train_parser(cfg.parser("parser_semi", tuple(synth_dirs))),
+        }
+        rows = {name: evaluate_task(p, cfg.labelled, "val", [1.0], False, cfg.device) for name, p in parsers.items()}
+        out = report_dir(cfg.reports)
+        grid = prediction_grid_task(parsers, cfg.labelled, str(out / "predictions_val.png"), cfg.photos_in_grids)
+        verdict = payoff_verdict(rows)
+        refiner = refiner_summary_task(str(Path(ckpt).parent))
+        summary = "".join(f"\n{line}\n" for line in (
+            refiner_line(refiner), synthesis_score_line(synth_scores) if synth_scores else "") if line)
+        table = publish_scores(out, rows, config={
+            "experiment": cfg.model_dump(mode="json"), "refiner": ckpt, "synthetic": synth_dirs, "parsers": parsers,
+            "synthetic_labels_val": synth_scores, "refiner_training": refiner},
+            extra_md=f"\n{verdict}\n{summary}\nPredictions on val images: `{Path(grid).name}`\n")
+        log.info("parsers on the val split of %s:\n%s\n%s%s", cfg.labelled, table, verdict, summary)
+        return {"parsers": rows, "synthetic_labels": synth_scores, "refiner": refiner, "verdict": verdict}

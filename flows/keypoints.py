@@ -18,6 +18,7 @@ from pipeline.estimated_poses import (claim_keypoints_output, estimate_photos, e
                                       estimator_fingerprint, finalize_keypoints, remove_stale_estimates)
 from pipeline.files import file_sha256
 from pipeline.keypoints_config import KeypointsConfig
+from pipeline.output_lock import output_lock
 from pipeline.person_boxes import read_person_boxes
 from pipeline.predictions import list_photos
 
@@ -49,34 +50,36 @@ def estimate_keypoints(cfg: KeypointsConfig, force: bool = False) -> dict:
     Returns totals: images, people, images_failed, misses (boxes without a person),
     failed ([photo, reason]), per-status counts (images_done, images_reused) and
     images_removed.
-    Raises: ConfigError when ``cfg.data`` holds no photo, ``cfg.out`` is not ours, or
+    Raises: ConfigError when ``cfg.data`` holds no photo, ``cfg.out`` is not ours or
+    another run is writing into it, or
     mediapipe is missing or asked for a model it does not bundle; DataError for a bad
     boxes file."""
     log = get_run_logger()
     claim_keypoints_output(cfg.out, cfg.data)
     estimator_of(cfg)                                     # a clear mediapipe error before any work
-    photos = [str(p) for p in list_photos(cfg.data)]
-    boxes = read_person_boxes(cfg.boxes, photos, cfg.min_box_score) if cfg.boxes else None
-    out = Path(cfg.out)
-    removed = prepare_output(out, set(photos), remove_stale_estimates, log, "keypoints", cfg.data)
-    log.info("%d photos in %s%s", len(photos), cfg.data,
-             "" if boxes is None else f", {sum(map(len, boxes.values()))} person boxes from {cfg.boxes}")
-    options, code = cfg.estimator_options(), code_fingerprint()
-    shas = {p: file_sha256(p) for p in photos}
-    fps = {p: estimator_fingerprint(options, None if boxes is None else boxes[p]) for p in photos}
-    chunks = [[photos[i] for i in c] for c in content_chunks(photos, cfg.chunk_size)]
-    statuses = run_chunks(
-        estimate_chunk, chunks,
-        lambda chunk: not force and all(estimated_item_intact(out, p, fps[p], shas[p]) for p in chunk),
-        lambda chunk: (chunk, [shas[p] for p in chunk], [fps[p] for p in chunk],
-                       None if boxes is None else [boxes[p] for p in chunk], cfg, code, force), log, "photos")
-    totals = finalize_keypoints(out, options, estimator_fingerprint(options, cfg.boxes and file_sha256(cfg.boxes)))
-    totals.update({s: statuses.count(s) for s in ("images_done", "images_reused")}, images_removed=len(removed))
-    for photo, reason in totals["failed"]:
-        log.warning("skipped %s: %s", photo, reason)
-    log.info("%s: %d people in %d photos, %d photos skipped", cfg.out, totals["people"], totals["images"],
-             totals["images_failed"])
-    return totals
+    with output_lock(cfg.out):
+        photos = [str(p) for p in list_photos(cfg.data)]
+        boxes = read_person_boxes(cfg.boxes, photos, cfg.min_box_score) if cfg.boxes else None
+        out = Path(cfg.out)
+        removed = prepare_output(out, set(photos), remove_stale_estimates, log, "keypoints", cfg.data)
+        log.info("%d photos in %s%s", len(photos), cfg.data,
+                 "" if boxes is None else f", {sum(map(len, boxes.values()))} person boxes from {cfg.boxes}")
+        options, code = cfg.estimator_options(), code_fingerprint()
+        shas = {p: file_sha256(p) for p in photos}
+        fps = {p: estimator_fingerprint(options, None if boxes is None else boxes[p]) for p in photos}
+        chunks = [[photos[i] for i in c] for c in content_chunks(photos, cfg.chunk_size)]
+        statuses = run_chunks(
+            estimate_chunk, chunks,
+            lambda chunk: not force and all(estimated_item_intact(out, p, fps[p], shas[p]) for p in chunk),
+            lambda chunk: (chunk, [shas[p] for p in chunk], [fps[p] for p in chunk],
+                           None if boxes is None else [boxes[p] for p in chunk], cfg, code, force), log, "photos")
+        totals = finalize_keypoints(out, options, estimator_fingerprint(options, cfg.boxes and file_sha256(cfg.boxes)))
+        totals.update({s: statuses.count(s) for s in ("images_done", "images_reused")}, images_removed=len(removed))
+        for photo, reason in totals["failed"]:
+            log.warning("skipped %s: %s", photo, reason)
+        log.info("%s: %d people in %d photos, %d photos skipped", cfg.out, totals["people"], totals["images"],
+                 totals["images_failed"])
+        return totals
 
 
 def keypoints_runner(cfg: KeypointsConfig) -> ThreadPoolTaskRunner:

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import types
 import typing
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -158,3 +160,41 @@ def config_from_args(model: type[M], args: argparse.Namespace, base: dict | None
         values.update(read_config_file(args.config))
     values.update({name: getattr(args, name) for name in model.model_fields if hasattr(args, name)})
     return validate_config(model, values)
+
+
+#: errors the CLI prints as one line (exit 1) instead of a traceback
+EXPECTED_ERRORS = (DataError, ConfigError, OSError)
+
+
+def error_line(e: BaseException) -> str:
+    """One line for an expected error: DataError/ConfigError as they read; an OSError as
+    "PATH: what the system said" (``[Errno 30] Read-only file system: 'x'`` becomes
+    ``x: Read-only file system``)."""
+    if isinstance(e, OSError) and not isinstance(e, DataError) and e.strerror:
+        where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+        return f"{where}: {e.strerror}" if where is not None else e.strerror
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+class _DropExpectedTracebacks(logging.Filter):
+    """Drops the ERROR records Prefect's engine writes, with a traceback, for an exception
+    the CLI will print as one line anyway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, EXPECTED_ERRORS)
+
+
+@contextmanager
+def quiet_prefect_tracebacks():
+    """While the block runs, Prefect's flow- and task-run loggers drop their tracebacks of
+    :data:`EXPECTED_ERRORS` (the run still ends Failed, naming the error in one line)."""
+    flt = _DropExpectedTracebacks()
+    loggers = [logging.getLogger(n) for n in ("prefect.flow_runs", "prefect.task_runs")]
+    for lg in loggers:
+        lg.addFilter(flt)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(flt)

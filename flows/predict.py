@@ -19,6 +19,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.caching import CACHED, code_fingerprint, retry_on_io
 from flows.chunking import content_chunks, prepare_output, run_chunks
 from pipeline.files import file_sha256
+from pipeline.output_lock import output_lock
 from pipeline.predictions import claim_predictions_output, list_photos, predicted_item_intact, \
     remove_stale_predictions
 from parser_net.config import PredictConfig
@@ -51,28 +52,30 @@ def predict_labels(cfg: PredictConfig, force: bool = False) -> dict:
 
     Returns totals: images, images_parsed, images_failed, failed ([photo, reason]), and
     per-status counts (images_done, images_reused) and images_removed.
-    Raises: ConfigError when ``cfg.data`` holds no photo or ``cfg.out`` is not ours;
+    Raises: ConfigError when ``cfg.data`` holds no photo, ``cfg.out`` is not ours or
+    another run is writing into it;
     CheckpointError when ``cfg.checkpoint`` is not a parser checkpoint."""
     log = get_run_logger()
     claim_predictions_output(cfg.out, cfg.data)
     photos = [str(p) for p in list_photos(cfg.data)]
     predictor = _predictor(cfg.model_dump_json())            # a clear checkpoint error before any work
-    out = Path(cfg.out)
-    removed = prepare_output(out, set(photos), remove_stale_predictions, log, "predictions", cfg.data)
-    log.info("%d photos in %s", len(photos), cfg.data)
-    sha, code = file_sha256(cfg.checkpoint), code_fingerprint()
-    shas = {p: photo_sha256(p) for p in photos}
-    chunks = [[photos[i] for i in c] for c in content_chunks(photos, cfg.chunk_size)]
-    statuses = run_chunks(
-        predict_chunk, chunks,
-        lambda chunk: not force and all(predicted_item_intact(out, p, predictor.fingerprint, shas[p]) for p in chunk),
-        lambda chunk: (chunk, [shas[p] for p in chunk], cfg, sha, code, force), log, "photos")
-    totals = predictor.finalize(out)
-    totals.update({s: statuses.count(s) for s in ("images_done", "images_reused")}, images_removed=len(removed))
-    for photo, reason in totals["failed"]:
-        log.warning("skipped %s: %s", photo, reason)
-    log.info("%s: %d photos parsed, %d failed", cfg.out, totals["images_parsed"], totals["images_failed"])
-    return totals
+    with output_lock(cfg.out):
+        out = Path(cfg.out)
+        removed = prepare_output(out, set(photos), remove_stale_predictions, log, "predictions", cfg.data)
+        log.info("%d photos in %s", len(photos), cfg.data)
+        sha, code = file_sha256(cfg.checkpoint), code_fingerprint()
+        shas = {p: photo_sha256(p) for p in photos}
+        chunks = [[photos[i] for i in c] for c in content_chunks(photos, cfg.chunk_size)]
+        statuses = run_chunks(
+            predict_chunk, chunks,
+            lambda chunk: not force and all(predicted_item_intact(out, p, predictor.fingerprint, shas[p]) for p in chunk),
+            lambda chunk: (chunk, [shas[p] for p in chunk], cfg, sha, code, force), log, "photos")
+        totals = predictor.finalize(out)
+        totals.update({s: statuses.count(s) for s in ("images_done", "images_reused")}, images_removed=len(removed))
+        for photo, reason in totals["failed"]:
+            log.warning("skipped %s: %s", photo, reason)
+        log.info("%s: %d photos parsed, %d failed", cfg.out, totals["images_parsed"], totals["images_failed"])
+        return totals
 
 
 def predict_runner(cfg: PredictConfig) -> ThreadPoolTaskRunner:

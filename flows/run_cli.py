@@ -57,7 +57,11 @@ def cmd_synthesize(args) -> int:
     from pipeline.estimated_poses import is_photo_folder
     from pipeline.layouts import keypoint_only_people
     from pipeline.predictions import list_photos
+    from pipeline.synth_dataset import claim_output
+    from refine_net.checkpoint import load_checkpoint
 
+    claim_output(cfg.out, cfg.data)                       # clear errors before starting Prefect
+    load_checkpoint(cfg.checkpoint, kind="refiner")
     if is_photo_folder(cfg.data, cfg.layout):           # keypoints first (BlazePose), into OUT/keypoints
         from pipeline.blazepose import mediapipe_pose
 
@@ -81,7 +85,7 @@ def cmd_synthesize(args) -> int:
     print(f"{cfg.out}: {totals}")
     skipped = skip_summary(cfg.out)
     for reason, (n, example) in skipped.items():
-        print(f"  skipped {n} x {reason}  (e.g. {example})")
+        print(f"  skipped {example}: {reason}" + (f"  (and {n - 1} more like it)" if n > 1 else ""))
     if skipped and args.strict:
         print(f"error: {sum(n for n, _ in skipped.values())} people skipped (--strict)", file=sys.stderr)
         return 1

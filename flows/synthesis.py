@@ -30,6 +30,7 @@ from pipeline.estimated_poses import PersonMasks, is_photo_folder
 from pipeline.files import atomic_path, file_sha256, tree_signature
 from pipeline.keypoints_config import KeypointsConfig
 from pipeline.layouts import keypoint_only_people
+from pipeline.output_lock import output_lock
 from pipeline.priors.bank import PriorConfig, bank_from_dataset
 from pipeline.readers.folder import json_to_keypoints, keypoints_to_json
 from pipeline.records import PersonRecord, ReadReport
@@ -187,39 +188,41 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     Returns: totals (images, people labelled, people skipped), per-status image counts
     (``images_reused``: served from cache or from intact files) and ``images_removed``.
     Raises: CheckpointError when ``cfg.checkpoint`` is not a refiner checkpoint;
-    ConfigError when ``cfg.out`` is the input or a non-empty folder that is not ours, or
-    when photos need keypoints and partsynth[pose] is not installed."""
+    ConfigError when ``cfg.out`` is the input or a non-empty folder that is not ours, when
+    another run is writing into it (:func:`pipeline.output_lock.output_lock`), or when
+    photos need keypoints and partsynth[pose] is not installed."""
     log = get_run_logger()
     out_path = Path(cfg.out)
     claim_output(out_path, cfg.data)
     ckpt = load_checkpoint(cfg.checkpoint, kind="refiner")          # a clear error before any work
-    if is_photo_folder(cfg.data, cfg.layout):
-        cfg = photos_with_keypoints(cfg, force)
-    out_path.mkdir(parents=True, exist_ok=True)
-    stale = remove_partial_files(out_path)
-    if stale:
-        log.info("removed %d partial files of an interrupted run", len(stale))
-    code = code_fingerprint()
-    signature = tree_signature(cfg.data) + (f"+{tree_signature(cfg.person_masks)}" if cfg.person_masks else "")
-    listed = list_images(cfg.data, cfg.layout, signature, cfg.relabel, cfg.split, cfg.person_masks)
-    images = listed["images"]
-    write_read_skips(out_path, listed["skipped"])
-    removed = remove_stale_items(out_path, {im["image"] for im in images})
-    if removed:
-        log.warning("removed the labels of %d images no longer in %s", len(removed), cfg.data)
-    bank_path = bank_for(cfg, ckpt)
-    log.info("%d images with keypoint-only people in %s", len(images), cfg.data)
-    sha = file_sha256(cfg.checkpoint)
-    chunks = [[images[i] for i in c] for c in content_chunks([im["image"] for im in images], cfg.chunk_size)]
-    results = run_chunks(synthesize_chunk, chunks,
-                         lambda chunk: not force and all(item_intact(out_path, im["image"]) for im in chunk),
-                         lambda chunk: (chunk, cfg, sha, bank_path, code, force), log)
-    fresh = force or bool(removed) or any(r != "images_reused" for r in results) or not top_level_intact(out_path)
-    totals = finalize_dataset.with_options(refresh_cache=fresh)(
-        cfg, bank_path, [im["image"] for im in images], code)
-    counts = {s: results.count(s) for s in ("images_done", "images_reused", "images_failed")}
-    totals = dict(totals, **counts, images_removed=len(removed), items_unreadable=len(listed["skipped"]))
-    create_table_artifact(key="synthesis-totals", table=[{"quantity": q, "value": v} for q, v in totals.items()],
-                          description=f"synthesized labels in {cfg.out}")
-    log.info("%s: %s", cfg.out, totals)
-    return totals
+    with output_lock(out_path):
+        if is_photo_folder(cfg.data, cfg.layout):
+            cfg = photos_with_keypoints(cfg, force)
+        out_path.mkdir(parents=True, exist_ok=True)
+        stale = remove_partial_files(out_path)
+        if stale:
+            log.info("removed %d partial files of an interrupted run", len(stale))
+        code = code_fingerprint()
+        signature = tree_signature(cfg.data) + (f"+{tree_signature(cfg.person_masks)}" if cfg.person_masks else "")
+        listed = list_images(cfg.data, cfg.layout, signature, cfg.relabel, cfg.split, cfg.person_masks)
+        images = listed["images"]
+        write_read_skips(out_path, listed["skipped"])
+        removed = remove_stale_items(out_path, {im["image"] for im in images})
+        if removed:
+            log.warning("removed the labels of %d images no longer in %s", len(removed), cfg.data)
+        bank_path = bank_for(cfg, ckpt)
+        log.info("%d images with keypoint-only people in %s", len(images), cfg.data)
+        sha = file_sha256(cfg.checkpoint)
+        chunks = [[images[i] for i in c] for c in content_chunks([im["image"] for im in images], cfg.chunk_size)]
+        results = run_chunks(synthesize_chunk, chunks,
+                             lambda chunk: not force and all(item_intact(out_path, im["image"]) for im in chunk),
+                             lambda chunk: (chunk, cfg, sha, bank_path, code, force), log)
+        fresh = force or bool(removed) or any(r != "images_reused" for r in results) or not top_level_intact(out_path)
+        totals = finalize_dataset.with_options(refresh_cache=fresh)(
+            cfg, bank_path, [im["image"] for im in images], code)
+        counts = {s: results.count(s) for s in ("images_done", "images_reused", "images_failed")}
+        totals = dict(totals, **counts, images_removed=len(removed), items_unreadable=len(listed["skipped"]))
+        create_table_artifact(key="synthesis-totals", table=[{"quantity": q, "value": v} for q, v in totals.items()],
+                              description=f"synthesized labels in {cfg.out}")
+        log.info("%s: %s", cfg.out, totals)
+        return totals

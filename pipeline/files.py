@@ -215,14 +215,19 @@ def read_mat(path: str | Path, **kwargs) -> dict:
 
 
 def read_json(path: str | Path):
-    """Parse a JSON file; DataError on a missing file or invalid JSON."""
+    """Parse a JSON file; DataError on a missing or empty file, text that is not UTF-8, or
+    invalid JSON (naming the parser's line and column, 1-based, and its complaint)."""
     path = Path(path)
     _require_file(path)
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(path, f"invalid JSON ({e})") from None
+    except json.JSONDecodeError as e:
+        if not e.doc.strip():
+            raise DataError(path, "empty file, not JSON") from None
+        raise DataError(path, f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text, so not JSON ({e.reason} at byte {e.start})") from None
 
 
 def write_json(path: str | Path, obj) -> None:

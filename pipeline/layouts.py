@@ -2,29 +2,29 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline import readers
+from pipeline import files, readers
 from pipeline.errors import ConfigError, DataError
 from pipeline.records import PersonRecord, ReadReport
 
 LAYOUTS = ("partsynth", "ccp", "lsp", "coco", "mpii", "mpii_mat", "pascal_part", "lip", "cihp")
 
 
-def _json_kind(path: Path) -> str | None:
-    with open(path, encoding="utf-8") as f:
-        head = f.read(4096).lstrip()
-    if head.startswith("["):
+def _json_kind(path: Path, strict: bool = False) -> str | None:
+    """"coco", "mpii" or None for a JSON file; with ``strict`` an unreadable file raises
+    DataError (invalid JSON with its line and column) instead of giving None."""
+    try:
+        doc = files.read_json(path)
+    except DataError:
+        if strict:
+            raise
+        return None
+    if isinstance(doc, list):
         return "mpii"
-    if head.startswith("{"):
-        try:
-            keys = json.loads(path.read_text(encoding="utf-8")).keys()
-        except json.JSONDecodeError:
-            return None
-        if {"images", "annotations"} <= set(keys):
-            return "coco"
+    if isinstance(doc, dict) and {"images", "annotations"} <= set(doc):
+        return "coco"
     return None
 
 
@@ -42,7 +42,7 @@ def detect_layout(path: str | Path) -> str:
     if not p.exists():
         raise DataError(p, "path not found")
     if p.is_file():
-        if p.suffix == ".json" and (kind := _json_kind(p)):
+        if p.suffix == ".json" and (kind := _json_kind(p, strict=True)):
             return kind
         if p.suffix == ".mat":
             return "mpii_mat"
@@ -58,11 +58,17 @@ def detect_layout(path: str | Path) -> str:
     for name, ok in checks:
         if ok:
             return name
-    kinds = {j: _json_kind(j) for j in p.glob("*.json")}
+    kinds, unreadable = {}, []
+    for j in sorted(p.glob("*.json")):
+        try:
+            kinds[j] = _json_kind(j, strict=True)
+        except DataError as e:
+            unreadable.append(f"{j.name}: {e.problem}")
     found = [j for j, k in kinds.items() if k]
     if len(found) == 1:
         return kinds[found[0]]
-    hint = f" ({len(found)} annotation JSONs: pass one file)" if found else ""
+    hint = f" ({len(found)} annotation JSONs: pass one file)" if found else \
+        f" ({'; '.join(unreadable)})" if unreadable else ""
     raise DataError(p, f"unrecognised dataset layout{hint}; known layouts: {', '.join(LAYOUTS)}")
 
 

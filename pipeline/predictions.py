@@ -27,6 +27,7 @@ from pathlib import Path
 from pipeline import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, read_dataset_info
+from pipeline.output_lock import LOCK_ENTRIES, check_unlocked
 from pipeline.skeleton import NUM_JOINTS
 from pipeline.synth_dataset import (ITEMS_DIR, check_records, item_files, item_name, label_file_intact,
                                     read_record_or_none, remove_stale_items)
@@ -162,7 +163,8 @@ def claim_item_folder(out: str | Path, data: str | Path, marker: str, own: froze
         return
     if not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder")
-    entries = {p.name for p in out.iterdir() if not p.name.startswith(files.TEMP_PREFIX)}
+    check_unlocked(out)
+    entries = {p.name for p in out.iterdir() if not p.name.startswith(files.TEMP_PREFIX)} - LOCK_ENTRIES
     if (out / DATASET_FILE).is_file():
         try:
             ours = read_dataset_info(out).get(marker)

@@ -22,6 +22,7 @@ rebuilt from the items by :func:`finalize_dataset`.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,11 +36,14 @@ from pipeline import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.labels import LABEL_SETS
 from pipeline.manifest import write_manifest
+from pipeline.output_lock import LOCK_ENTRIES, check_unlocked
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, json_to_keypoints, keypoints_to_json
 from pipeline.records import skip_records
 
 SYNTH_FORMAT_VERSION = 1
 ITEMS_DIR = "items"
+#: the key of an item record's own content hash (:func:`record_sha256`)
+RECORD_HASH = "record_sha256"
 ANNOTATIONS_FILE = "annotations.json"
 MANIFEST_FILE = "manifest.parquet"
 #: the input items the reader could not use, [{"file", "reason"}], rewritten by every run
@@ -199,8 +203,17 @@ def write_item(root: str | Path, item) -> Path:
     such as :class:`pipeline.predictions.PredictedItem`) atomically to its
     :func:`item_path`; returns the path."""
     path = item_path(root, item.image)
-    files.write_json(path, item.to_json())
+    record = item.to_json()
+    files.write_json(path, dict(record, **{RECORD_HASH: record_sha256(record)}))
     return path
+
+
+def record_sha256(record: dict) -> str:
+    """SHA-256 of an item record's content (canonical JSON, without :data:`RECORD_HASH`):
+    what :func:`write_item` stores in the record, so that a record edited by hand no longer
+    matches it and its image is redone, as an edited label PNG is."""
+    body = {k: v for k, v in record.items() if k != RECORD_HASH}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def read_item(path: str | Path) -> SynthItem:
@@ -313,11 +326,16 @@ def read_read_skips(root: str | Path) -> list[dict]:
 
 def read_record_or_none(root: str | Path, image_path: str | Path, read: Callable[[Path], object]):
     """The item record of ``image_path`` in ``root`` read with ``read``, or None when it
-    is missing or unreadable (the image is then redone)."""
+    is missing, unreadable, or its content no longer matches the hash :func:`write_item`
+    stored in it (edited by hand, or written by an older partsynth): the image is then
+    redone."""
     path = item_path(root, image_path)
     if not path.is_file():
         return None
     try:
+        raw = files.read_json(path)
+        if not isinstance(raw, dict) or raw.get(RECORD_HASH) != record_sha256(raw):
+            return None
         return read(path)
     except DataError:
         return None
@@ -360,7 +378,8 @@ def claim_output(out: str | Path, data: str | Path) -> None:
         return
     if not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder")
-    entries = [p for p in out.iterdir() if not p.name.startswith(files.TEMP_PREFIX)]
+    check_unlocked(out)
+    entries = [p for p in out.iterdir() if not p.name.startswith(files.TEMP_PREFIX) and p.name not in LOCK_ENTRIES]
     if not entries:
         return
     if (out / DATASET_FILE).is_file():
@@ -372,7 +391,7 @@ def claim_output(out: str | Path, data: str | Path) -> None:
     else:       # dataset.json deleted, or a run killed before its end: only our files, with our records
         names = {p.name for p in entries}
         foreign = sorted(names - OWN_ENTRIES)
-        if foreign or not (names <= {ITEMS_DIR, "labels", "probs", KEYPOINTS_DIR} or item_files(out)):
+        if foreign or not (names <= {ITEMS_DIR, "labels", "probs", KEYPOINTS_DIR, READ_SKIPS_FILE} or item_files(out)):
             held = ", ".join(foreign[:3] or sorted(names)[:3])
             raise ConfigError(f"{out}: not empty and not a partsynth synthesized dataset (holds {held}); "
                               "choose an empty or new folder")
@@ -412,10 +431,11 @@ def remove_stale_items(root: str | Path, images: set[str], read: Callable[[Path]
 
 
 def skip_summary(root: str | Path) -> dict[str, tuple[int, str]]:
-    """{reason: (count, an example "image person" or file)} of the people a synthesis run
-    skipped (its manifest) and the input items its reader could not use (``skipped.json``),
-    most frequent first; numbers inside reasons are blanked so that one kind of problem is
-    counted once."""
+    """{reason: (count, "image person" or file)} of the people a synthesis run skipped (its
+    manifest) and the input items its reader could not use (``skipped.json``), most
+    frequent first.  Reasons that differ only in their numbers are one kind of problem,
+    counted once; the key is the first such reason as written (digits kept) and the example
+    is where it occurred."""
     root = Path(root)
     m = pd.read_parquet(root / MANIFEST_FILE)
     m = m[m.status != "ok"]
@@ -423,8 +443,8 @@ def skip_summary(root: str | Path) -> dict[str, tuple[int, str]]:
     entries += [(s["reason"], s["file"]) for s in read_read_skips(root)]
     groups: dict[str, list] = {}
     for reason, where in entries:
-        groups.setdefault(re.sub(r"[-+]?\d[\d.e+-]*", "#", reason), []).append(where)
-    return {r: (len(v), v[0]) for r, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))}
+        groups.setdefault(re.sub(r"[-+]?\d[\d.e+-]*", "#", reason), []).append((reason, where))
+    return {v[0][0]: (len(v), v[0][1]) for _, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))}
 
 
 def training_data_signature(paths: list[str | Path]) -> str:

@@ -109,24 +109,25 @@ def import_coco(annotations: str | Path, out: str | Path, *, meta: str | Path | 
     by_image: dict[int, list[dict]] = {}
     for a in coco["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
-    writer, skipped = LabelledWriter(out, replace), 0
-    for image in coco["images"]:
-        where = f"{annotations} image {image['id']} ({image['file_name']})"
-        fact = facts.get(Path(image["file_name"]).name)
-        if fact is None:
-            raise DataError(where, "not in partsynth.json: not an image 'partsynth export' wrote")
-        anns = by_image.get(image["id"], [])
-        if not anns:
-            skipped += 1
-            continue
-        h, w = int(image["height"]), int(image["width"])
-        label_map = np.zeros((h, w), np.uint8)
-        for a in anns:
-            name = names.get(a["category_id"])
-            if name is None:
-                raise DataError(where, f"annotation {a['id']}: category id {a['category_id']} is not in categories")
-            label_map[_mask(a["segmentation"], h, w, where)] = class_id(name, fact["label_set"], where)
-        writer.add(fact, label_map, where)
-    writer.finish("a COCO file", annotations)
+    skipped = 0
+    with LabelledWriter(out, replace) as writer:
+        for image in coco["images"]:
+            where = f"{annotations} image {image['id']} ({image['file_name']})"
+            fact = facts.get(Path(image["file_name"]).name)
+            if fact is None:
+                raise DataError(where, "not in partsynth.json: not an image 'partsynth export' wrote")
+            anns = by_image.get(image["id"], [])
+            if not anns:
+                skipped += 1
+                continue
+            h, w = int(image["height"]), int(image["width"])
+            label_map = np.zeros((h, w), np.uint8)
+            for a in anns:
+                name = names.get(a["category_id"])
+                if name is None:
+                    raise DataError(where, f"annotation {a['id']}: category id {a['category_id']} is not in categories")
+                label_map[_mask(a["segmentation"], h, w, where)] = class_id(name, fact["label_set"], where)
+            writer.add(fact, label_map, where)
+        writer.finish("a COCO file", annotations)
     return {"images": writer.images, "people": len(writer.people), "not_annotated": skipped}
 

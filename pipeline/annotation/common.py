@@ -10,6 +10,7 @@ it back (from beside the annotation file, or ``meta=``).
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,9 @@ import numpy as np
 from pipeline import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.labels import IGNORE, LABEL_SETS
+from pipeline.output_lock import LOCK_ENTRIES, check_unlocked, output_lock
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json, read_dataset_info
-from pipeline.synth_dataset import SynthItem, item_name, read_items, read_synth_info
+from pipeline.synth_dataset import ITEMS_DIR, SynthItem, item_name, read_items, read_synth_info
 
 IGNORE_NAME = "ignore"
 META_FILE = "partsynth.json"
@@ -134,19 +136,37 @@ class LabelledWriter:
     ``labels/<item>.png`` per image and its people in ``people.json`` (split ``train``,
     keypoints from the synthesis that made the pre-annotation).
 
-    Raises (from :meth:`add`) DataError naming the annotation for a label map whose size
-    differs from the photo's; ConfigError for another label set than the folder's, or a
-    person already labelled there without ``replace``."""
+    Used as a context manager.  Nothing reaches ``out`` before :meth:`finish`: label maps
+    are staged in a temporary folder (removed on exit), and ``finish`` moves them in and
+    writes ``people.json`` then ``dataset.json`` while holding the folder's lock
+    (:func:`pipeline.output_lock.output_lock`), so an import that fails on its 500th image
+    leaves ``out`` as it was.
+
+    ``out`` must be new, empty, or a labelled partsynth folder; a folder that
+    ``synthesize``, ``predict`` or ``keypoints`` wrote is refused, since the people.json and
+    dataset.json it would get would lose that folder's own records (its refiner, config and
+    per-image items).
+    Raises (from the constructor) ConfigError for such a target; (from :meth:`add`)
+    DataError naming the annotation for a label map whose size differs from the photo's;
+    ConfigError for another label set than the folder's, or a person already labelled
+    there without ``replace``."""
 
     def __init__(self, out: str | Path, replace: bool = False):
         self.out, self.replace = Path(out), replace
-        self.people: list[dict] = []
-        self.label_set: str | None = None
-        if (self.out / PEOPLE_FILE).is_file():
-            self.label_set = read_dataset_info(self.out)["label_set"]
-            self.people = files.read_json(self.out / PEOPLE_FILE)
-        self.known = {p["person_id"]: i for i, p in enumerate(self.people)}
+        self.label_set, self.existing = claim_labelled_output(self.out)
+        self.known = {p["person_id"] for p in self.existing}
+        self.entries: dict[str, dict] = {}             # this import's people by id
+        self.people: list[dict] = []                    # every person of the folder, after finish
+        self.staged: dict[str, Path] = {}
         self.images = 0
+        self._stage: Path | None = None
+
+    def __enter__(self) -> LabelledWriter:
+        self._stage = Path(tempfile.mkdtemp(prefix="partsynth-import-"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self._stage, ignore_errors=True)
 
     def check_label_set(self, label_set: str, where: str) -> None:
         """Adopt ``label_set`` for a new folder; ConfigError when it differs from the folder's."""
@@ -167,21 +187,59 @@ class LabelledWriter:
         if taken and not self.replace:
             raise ConfigError(f"{where}: {taken[0]} is already labelled in {self.out} (--replace overwrites it)")
         rel = f"labels/{item_name(meta['image'])}.png"
-        files.write_label_png(self.out / rel, label_map, LABEL_SETS[self.label_set].palette)
+        files.write_label_png(self._stage / rel, label_map, LABEL_SETS[self.label_set].palette)
+        self.staged[rel] = self._stage / rel
         for p in meta["people"]:
-            entry = {"person_id": p["person_id"], "image": meta["image"], "label": rel, "keypoints": p["keypoints"],
-                     "split": "train", "meta": {"corrected_from_confidence": p.get("confidence")}}
-            if p["person_id"] in self.known:
-                self.people[self.known[p["person_id"]]] = entry
-            else:
-                self.known[p["person_id"]] = len(self.people)
-                self.people.append(entry)
+            self.entries[p["person_id"]] = {"person_id": p["person_id"], "image": meta["image"], "label": rel,
+                                            "keypoints": p["keypoints"], "split": "train",
+                                            "meta": {"corrected_from_confidence": p.get("confidence")}}
+            self.known.add(p["person_id"])
         self.images += 1
 
     def finish(self, tool: str, source: Path) -> None:
-        """Write people.json, then dataset.json (atomically).  DataError when nothing was read."""
+        """Move the staged label maps into ``out/labels`` and write people.json, then
+        dataset.json (each atomically), under the folder's lock.  DataError when nothing was
+        read; ConfigError when another run holds the folder or changed it meanwhile."""
         if self.label_set is None:
             raise DataError(source, "no annotated images")
-        files.write_json(self.out / PEOPLE_FILE, self.people)
-        files.write_json(self.out / DATASET_FILE, {"format": FORMAT, "label_set": self.label_set, "synthetic": False,
-                                                   "description": f"people corrected in {tool} (partsynth import-labels)"})
+        with output_lock(self.out):
+            label_set, existing = claim_labelled_output(self.out)
+            if label_set not in (None, self.label_set) or existing != self.existing:
+                raise ConfigError(f"{self.out}: changed by another run during this import; run it again")
+            for rel, staged in self.staged.items():
+                (self.out / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(staged, self.out / rel)
+            people = [p for p in existing if p["person_id"] not in self.entries] + list(self.entries.values())
+            files.write_json(self.out / PEOPLE_FILE, people)
+            files.write_json(self.out / DATASET_FILE, {
+                "format": FORMAT, "label_set": self.label_set, "synthetic": False,
+                "description": f"people corrected in {tool} (partsynth import-labels)"})
+        self.people = people
+
+
+def claim_labelled_output(out: Path) -> tuple[str | None, list[dict]]:
+    """(label set, people) of the labelled folder ``out`` that corrections may go into:
+    (None, []) for a new or empty folder.
+    Raises: ConfigError in one line for a folder that is not a labelled partsynth folder: a
+    synthesized, predicted or keypoints folder (with a hint naming a new folder), or a
+    non-empty folder of other files; DataError for an unreadable dataset.json/people.json."""
+    if not out.exists():
+        return None, []
+    if not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    check_unlocked(out)
+    if not (out / DATASET_FILE).is_file():
+        entries = sorted(p.name for p in out.iterdir() if not p.name.startswith(files.TEMP_PREFIX)
+                         and p.name not in LOCK_ENTRIES)
+        if entries:
+            raise ConfigError(f"{out}: not empty and not a labelled partsynth folder (holds {', '.join(entries[:3])}); "
+                              "choose a new folder")
+        return None, []
+    info = read_dataset_info(out)
+    made_by = "synthesize" if "refiner_checkpoint" in info else "predict" if info.get("predicted") else \
+        "keypoints" if info.get("keypoints_only") else "synthesize" if (out / ITEMS_DIR).is_dir() else None
+    if made_by:
+        raise ConfigError(f"{out}: written by 'partsynth {made_by}'; corrections go into a folder of their own "
+                          f"(for example --out {out.name}-corrected), which training then takes beside it")
+    people = files.read_json(out / PEOPLE_FILE) if (out / PEOPLE_FILE).is_file() else []
+    return info["label_set"], people

@@ -121,28 +121,29 @@ def import_cvat(annotations: str | Path, out: str | Path, *, meta: str | Path | 
     if root.tag != "annotations":
         raise DataError(annotations, f"expected CVAT's <annotations>, got <{root.tag}>")
     facts = read_meta(annotations.parent, meta)
-    writer, skipped = LabelledWriter(out, replace), 0
-    for image in root.iter("image"):
-        where = f"{annotations} image {image.get('id')} ({image.get('name')})"
-        fact = facts.get(Path(image.get("name", "")).name)
-        if fact is None:
-            raise DataError(where, "not in partsynth.json: not an image 'partsynth export' wrote")
-        shapes = list(image)
-        others = sorted({s.tag for s in shapes if s.tag != "mask"})
-        if others:
-            raise DataError(where, f"only masks can be imported, found {', '.join(others)}")
-        if not shapes:
-            skipped += 1
-            continue
-        h, w = int(image.get("height")), int(image.get("width"))
-        label_map = np.zeros((h, w), np.uint8)
-        for m in sorted(shapes, key=lambda s: int(s.get("z_order", 0))):
-            try:
-                runs = [int(v) for v in m.get("rle", "").split(",")]
-                box = tuple(int(float(m.get(k))) for k in ("left", "top", "width", "height"))
-            except (TypeError, ValueError):
-                raise DataError(where, f"a {m.get('label')!r} mask has a bad rle or box") from None
-            label_map[rle_to_mask(runs, box, (h, w), where)] = class_id(m.get("label"), fact["label_set"], where)
-        writer.add(fact, label_map, where)
-    writer.finish("CVAT", annotations)
+    skipped = 0
+    with LabelledWriter(out, replace) as writer:
+        for image in root.iter("image"):
+            where = f"{annotations} image {image.get('id')} ({image.get('name')})"
+            fact = facts.get(Path(image.get("name", "")).name)
+            if fact is None:
+                raise DataError(where, "not in partsynth.json: not an image 'partsynth export' wrote")
+            shapes = list(image)
+            others = sorted({s.tag for s in shapes if s.tag != "mask"})
+            if others:
+                raise DataError(where, f"only masks can be imported, found {', '.join(others)}")
+            if not shapes:
+                skipped += 1
+                continue
+            h, w = int(image.get("height")), int(image.get("width"))
+            label_map = np.zeros((h, w), np.uint8)
+            for m in sorted(shapes, key=lambda s: int(s.get("z_order", 0))):
+                try:
+                    runs = [int(v) for v in m.get("rle", "").split(",")]
+                    box = tuple(int(float(m.get(k))) for k in ("left", "top", "width", "height"))
+                except (TypeError, ValueError):
+                    raise DataError(where, f"a {m.get('label')!r} mask has a bad rle or box") from None
+                label_map[rle_to_mask(runs, box, (h, w), where)] = class_id(m.get("label"), fact["label_set"], where)
+            writer.add(fact, label_map, where)
+        writer.finish("CVAT", annotations)
     return {"images": writer.images, "people": len(writer.people), "not_annotated": skipped}

@@ -104,37 +104,46 @@ def results_label_map(results: list[dict], label_set: str, where: str) -> np.nda
 
 
 def export_label_studio(synth_dir: str | Path, out: str | Path, selection: Selection = Selection(),
-                        document_root: str | Path = "/") -> dict:
+                        document_root: str | Path | None = None) -> dict:
     """Write ``tasks.json`` and ``labeling_config.xml`` for the labelled images of a
     synthesized dataset.
 
     Args:
         selection: which images, in which order (lowest confidence first by default), and
-            with ``copy_images`` the photos copied to ``out/images`` and the URLs pointing
-            there (document root = ``out``); else the URLs point to the photos under
-            ``document_root`` (Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT``).
-    Returns: {"tasks", "images_left_out", "label_set"}.  Raises DataError for a folder that
-    is not a synthesized dataset; ConfigError without label-studio-converter, or for a
-    photo outside ``document_root``."""
+            with ``copy_images`` the photos copied to ``out/images``.
+        document_root: Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT``, which the image URLs
+            are relative to (``/data/local-files/?d=<path under it>``); default ``out``
+            with ``copy_images``, else ``/``.  The photos (or their copies) must lie under it.
+    Returns: {"tasks", "images_left_out", "label_set", "document_root"}.  Raises DataError
+    for a folder that is not a synthesized dataset; ConfigError without
+    label-studio-converter, or for a photo outside ``document_root`` (before anything is
+    written)."""
     out = Path(out)
     info, images, n_labelled = select_images(synth_dir, selection)
-    root = out if selection.copy_images else Path(document_root).resolve()
-    tasks = []
-    for image in images:
-        photo = copy_photo(image, out / "images") if selection.copy_images else Path(image.photo)
+    if document_root is None:
+        document_root = out if selection.copy_images else "/"
+    root = Path(document_root).resolve()
+    placed = [out.resolve() / "images" / image.name if selection.copy_images else Path(image.photo).resolve()
+              for image in images]
+    rels = []
+    for image, photo in zip(images, placed):
         try:
-            rel = photo.resolve().relative_to(root)
+            rels.append(photo.relative_to(root))
         except ValueError:
-            raise ConfigError(f"{image.photo}: not under the document root {root} (--document-root)") from None
-        tasks.append({
-            "data": {"image": f"/data/local-files/?d={quote(rel.as_posix())}", "partsynth": image.meta},
-            "predictions": [{"model_version": f"partsynth-{info.refiner_sha256[:12]}", "score": round(image.score, 5),
-                             "result": label_map_results(image.label_map(), info.label_set)}]})
+            raise ConfigError(f"{photo}: not under the document root {root} (--document-root)") from None
+    tasks = [{"data": {"image": f"/data/local-files/?d={quote(rel.as_posix())}", "partsynth": image.meta},
+              "predictions": [{"model_version": f"partsynth-{info.refiner_sha256[:12]}", "score": round(image.score, 5),
+                               "result": label_map_results(image.label_map(), info.label_set)}]}
+             for image, rel in zip(images, rels)]
     out.mkdir(parents=True, exist_ok=True)
+    if selection.copy_images:
+        for image in images:
+            copy_photo(image, out / "images")
     files.write_json(out / TASKS_FILE, tasks)
     with files.atomic_path(out / CONFIG_FILE) as tmp:
         tmp.write_text(labeling_config(info.label_set), encoding="utf-8")
-    return {"tasks": len(tasks), "images_left_out": n_labelled - len(tasks), "label_set": info.label_set}
+    return {"tasks": len(tasks), "images_left_out": n_labelled - len(tasks), "label_set": info.label_set,
+            "document_root": str(root)}
 
 
 def _final_annotation(task: dict) -> dict | None:
@@ -158,17 +167,18 @@ def import_label_studio(export: str | Path, out: str | Path, *, replace: bool = 
     tasks = files.read_json(export)
     if not isinstance(tasks, list):
         raise DataError(export, "expected Label Studio's JSON export (a list of tasks)")
-    writer, skipped = LabelledWriter(out, replace), 0
-    for n, task in enumerate(tasks):
-        where = f"{export} task {task.get('id', n)}"
-        meta = (task.get("data") or {}).get("partsynth")
-        if not meta:
-            raise DataError(where, "not a partsynth task (no data.partsynth): export it with 'partsynth export'")
-        writer.check_label_set(meta["label_set"], where)
-        annotation = _final_annotation(task)
-        if annotation is None:
-            skipped += 1
-            continue
-        writer.add(meta, results_label_map(annotation.get("result") or [], meta["label_set"], where), where)
-    writer.finish("Label Studio", export)
+    skipped = 0
+    with LabelledWriter(out, replace) as writer:
+        for n, task in enumerate(tasks):
+            where = f"{export} task {task.get('id', n)}"
+            meta = (task.get("data") or {}).get("partsynth")
+            if not meta:
+                raise DataError(where, "not a partsynth task (no data.partsynth): export it with 'partsynth export'")
+            writer.check_label_set(meta["label_set"], where)
+            annotation = _final_annotation(task)
+            if annotation is None:
+                skipped += 1
+                continue
+            writer.add(meta, results_label_map(annotation.get("result") or [], meta["label_set"], where), where)
+        writer.finish("Label Studio", export)
     return {"images": writer.images, "people": len(writer.people), "not_annotated": skipped}

@@ -120,16 +120,17 @@ def import_voc(folder: str | Path, out: str | Path, *, meta: str | Path | None =
     facts = read_meta(folder, meta)
     by_stem = {Path(name).stem: fact for name, fact in facts.items()}
     labelmap = read_labelmap(folder / LABELMAP_FILE) if (folder / LABELMAP_FILE).is_file() else None
-    writer, skipped = LabelledWriter(out, replace), 0
-    for stem in (folder / LIST_FILE).read_text(encoding="utf-8").split():
-        where = f"{folder} image {stem}"
-        fact = by_stem.get(stem)
-        if fact is None:
-            raise DataError(where, "not in partsynth.json: not an image 'partsynth export' wrote")
-        png = folder / MASK_DIR / f"{stem}.png"
-        if not png.is_file():
-            skipped += 1
-            continue
-        writer.add(fact, _read_mask(png, labelmap, fact["label_set"], where), where)
-    writer.finish("a VOC export", folder)
+    skipped = 0
+    with LabelledWriter(out, replace) as writer:
+        for stem in (folder / LIST_FILE).read_text(encoding="utf-8").split():
+            where = f"{folder} image {stem}"
+            fact = by_stem.get(stem)
+            if fact is None:
+                raise DataError(where, "not in partsynth.json: not an image 'partsynth export' wrote")
+            png = folder / MASK_DIR / f"{stem}.png"
+            if not png.is_file():
+                skipped += 1
+                continue
+            writer.add(fact, _read_mask(png, labelmap, fact["label_set"], where), where)
+        writer.finish("a VOC export", folder)
     return {"images": writer.images, "people": len(writer.people), "not_annotated": skipped}

@@ -37,15 +37,28 @@ def read_coco(ann_path: str | Path, image_dir: str | Path | None = None, *,
     ``report.counts`` as ``crowd`` and ``few_keypoints``.  ``meta`` keeps the annotation
     id, bbox (x, y, w, h pixels) and the instance segmentation encoded as COCO RLE.
 
+    Ambiguous entries are bad items, named by id: the people of an image id that two or
+    more ``images`` entries share (which photo they are on cannot be told), and
+    annotations whose ``image_id`` no image has.  Every problem of a person names its
+    image id, file name and annotation id.
+
     Args:
         ann_path: the JSON file.  image_dir: folder of ``file_name``s (default: its folder).
     Raises: DataError for an unreadable JSON; per person (unless ``skip_bad``) for a
-        missing/unreadable image or malformed keypoints.
+        missing/unreadable image, malformed keypoints, a shared image id or a missing image.
     """
     ann_path = Path(ann_path)
     image_dir = ann_path.parent if image_dir is None else Path(image_dir)
     coco = load_coco(ann_path)
     cat_ids = coco.getCatIds(catNms=["person"]) or sorted(coco.cats)
+    names: dict[int, list[str]] = {}
+    for img in coco.dataset.get("images", []):
+        names.setdefault(img["id"], []).append(str(img.get("file_name")))
+    for ann in coco.dataset.get("annotations", []):
+        if ann.get("image_id") not in names and ann.get("category_id") in cat_ids:
+            guard(lambda ann=ann: _raise(ann_path, f"annotation {ann.get('id')} refers to image id "
+                                                   f"{ann.get('image_id')}, which no image has"),
+                  skip_bad=skip_bad, report=report)
     for img_id in sorted(coco.getImgIds()):
         info = coco.imgs[img_id]
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=img_id, catIds=cat_ids, iscrowd=None)):
@@ -57,14 +70,22 @@ def read_coco(ann_path: str | Path, image_dir: str | Path | None = None, *,
                 if report is not None:
                     report.counts["few_keypoints"] += 1
                 continue
+            where = f"image {img_id} ({info.get('file_name')}), annotation {ann['id']}"
 
-            def one(ann=ann, info=info):
+            def one(ann=ann, info=info, where=where):
+                if len(names[img_id]) > 1:
+                    raise DataError(ann_path, f"{where}: image id {img_id} is shared by "
+                                              f"{len(names[img_id])} images ({', '.join(names[img_id])}); "
+                                              "which photo the person is on cannot be told")
                 path = image_dir / info["file_name"]
                 size = files.image_size(path)
                 if (info.get("height"), info.get("width")) not in ((None, None), size):
                     raise DataError(path, f"image size {size} differs from the JSON's "
                                           f"{(info['height'], info['width'])}")
-                kp, derived = from_coco17(ann["keypoints"], path=ann_path)
+                try:
+                    kp, derived = from_coco17(ann["keypoints"], path=ann_path)
+                except DataError as e:
+                    raise DataError(ann_path, f"{where}: {e.problem}") from None
                 meta = {"annotation_id": ann["id"], "bbox": [float(b) for b in ann.get("bbox", [])]}
                 if ann.get("segmentation"):
                     rle = coco.annToRLE(ann)
@@ -75,6 +96,10 @@ def read_coco(ann_path: str | Path, image_dir: str | Path | None = None, *,
             rec = guard(one, skip_bad=skip_bad, report=report)
             if rec is not None:
                 yield rec
+
+
+def _raise(path: Path, problem: str):
+    raise DataError(path, problem)
 
 
 def _counts_str(counts) -> str:
