@@ -1,4 +1,4 @@
-"""Does correcting pre-annotations in confidence order save annotation effort? (issue 16)
+"""Does correcting pre-annotations in confidence order save annotation effort?
 
     python experiments/annotation_order.py --runs data/exp/annotation --out docs/results/annotation_order.json \\
         --png docs/annotation_order_ccp.png

@@ -1,4 +1,4 @@
-"""Joint parsing + pose on the mixed data (issue 7's table): parsing mIoU on the CCP val
+"""Joint parsing + pose on the mixed data (docs/results.md, 'Joint parsing + pose'): parsing mIoU on the CCP val
 split and PCK@0.2 on the LSP test half (im1001-im2000, ground-truth joints, never trained on).
 
     python experiments/joint_table.py --data-root ../shared/data \\
@@ -28,16 +28,16 @@ ROWS = {
     "parser + structure loss": dict(model="parser", structure_loss=True),
     "joint": dict(model="joint"),
     "joint + synthetic": dict(model="joint", synthetic=True),
-    # SS-NAN's ablation (issue 17): the parser row, + neural aggregation, + the self-supervised joint loss
+    # SS-NAN's ablation: the parser row, + neural aggregation, + the self-supervised joint loss
     "ssnan": dict(model="parser", arch="ssnan"),
     "ssnan + joint loss": dict(model="parser", arch="ssnan", structure_loss=True),
-    # the Parsing Induced Learner's Table 1 (issue 17), on the data of "joint + synthetic"
+    # the Parsing Induced Learner's Table 1, on the data of "joint + synthetic"
     **{f"pose {a}": dict(model="joint", joint_arch=a, synthetic=True)
        for a in ("pose", "self", "add", "multi", "concat", "mtl", "pil")},
-    # HTCorrM (issue 17): each task alone, concatenation and HNL fusion, for each main task
+    # HTCorrM: each task alone, concatenation and HNL fusion, for each main task
     **{f"htcorrm {m} {f}": dict(model="joint", joint_arch="htcorrm", main_task=m, fusion=f, synthetic=True)
        for m in ("parsing", "pose", "edge") for f in ("none", "concat", "hnl")},
-    # issue 14: does the encoder-decoder parsing head alone gain from the synthetic people?
+    # does the encoder-decoder parsing head alone gain from the synthetic people?
     "htcorrm parsing none real only": dict(model="joint", joint_arch="htcorrm", main_task="parsing", fusion="none"),
 }
 

@@ -1,4 +1,4 @@
-"""How good are partsynth's own keypoints and person masks (BlazePose, issue 13)?
+"""How good are partsynth's own keypoints and person masks (BlazePose)?
 
     python experiments/keypoint_quality.py --data-root ../shared/data --out docs/results/keypoint_quality.json
 

@@ -1,5 +1,4 @@
-"""Val mIoU against the number of real labels, real only vs real + synthetic (issue 14,
-lever 6): a table and a plot from the JSON files of ``experiments/payoff.py``.
+"""Val mIoU against the number of real labels, real only vs real + synthetic (docs/results.md, lever 6): a table and a plot from the JSON files of ``experiments/payoff.py``.
 
     python experiments/n_curve.py docs/results/n_curve_*.json docs/results/person_masks_n100.json \\
         --sources real ccpm --steps 1500 --png docs/n_curve_ccp.png

@@ -1,4 +1,4 @@
-"""Partial bodies (issue 14, lever 0): how many people and how good a label, before/after.
+"""Partial bodies (docs/results.md, lever 0): how many people and how good a label, before/after.
 
     python experiments/partial_bodies.py --checkpoint RUN/last.pt --truth ../shared/data/ccp \\
         --work data/exp/partial --out docs/results/partial_bodies.json

@@ -1,4 +1,4 @@
-"""Which synthetic people help a parser, and under which schedule (issue 14, levers 2 and 5).
+"""Which synthetic people help a parser, and under which schedule (docs/results.md, levers 2 and 5).
 
     python experiments/payoff.py --synthetic ccp=data/runs/ccp/synth/ccp lsp=data/runs/ccp/synth/lsp \\
         --rows all_real_1500 all_both_1500 --seeds 0 1 --runs data/exp/payoff --out docs/results/payoff.json

@@ -1,4 +1,4 @@
-"""Which per-person score predicts how good a synthetic label is? (issue 14, lever 1c)
+"""Which per-person score predicts how good a synthetic label is? (docs/results.md, lever 1c)
 
     python experiments/quality_score.py --synth data/runs/ccp/synth/val_as_keypoint_only \\
         --truth ../shared/data/ccp --out docs/results/quality_score.json

@@ -1,5 +1,5 @@
 """Synthetic labels made with N labelled people only: the refiner with and without the
-pose prior, trained on the parser's own N people (issue 14, lever 6).
+pose prior, trained on the parser's own N people (docs/results.md, lever 6).
 
     python experiments/refiner_at_n.py --n 100 --variants real prior noprior --seeds 0 1 2 \\
         --person-masks data/runs/ccp/keypoints/ccp --runs data/exp/refiner_at_n --out docs/results/refiner_at_n100.json

@@ -1,4 +1,4 @@
-"""A picture of a synthesized set's soft labels (issue 14, lever 3): per image the photo, the
+"""A picture of a synthesized set's soft labels (docs/results.md, lever 3): per image the photo, the
 hard label map, the soft label (class colours mixed by probability) and its max-probability
 (white 1, black 0), with the foreground statistics of the whole set printed.
 

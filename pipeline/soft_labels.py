@@ -5,7 +5,7 @@ crop probabilities (``probs/<item>.npz``, uint8 (N, C, S, S) = round(255 x p)) b
 crop boxes in its item records.  Pasted back into the image the way the label map was
 (:func:`pipeline.priors.paste.paste_people`), they give a per-pixel class distribution
 that a parser can learn from instead of the argmax (knowledge distillation, Hinton et
-al., 2015; issue 14, lever 3).
+al., 2015; lever 3 of docs/results.md, 'Making synthetic labels pay off').
 
 Wherever synthesis changed a pixel after pasting (prior support, person masks, pixels
 below the confidence floor marked 255), the stored label map wins: the soft label there

@@ -1,4 +1,4 @@
-"""Soft targets (issue 14, lever 3): pasted refiner probabilities, their augmentation, the
+"""Soft targets: pasted refiner probabilities, their augmentation, the
 soft cross-entropy and a parser trained on them."""
 import json
 

@@ -1,4 +1,4 @@
-"""Scoring priors on labelled data: leave-one-out and bank/query splits (issue: priors).
+"""Scoring priors on labelled data: leave-one-out and bank/query splits.
 
 Each query person's prior is built in its own crop frame from other people's label maps
 and ``argmax(prior)`` is scored against its ground truth cropped the same way (pixels
