@@ -31,7 +31,7 @@ from flows.cli import main as cli
 from flows.server import temporary_server
 from pipeline import files
 from refine_net.config import RefinerTrainConfig
-from refine_net.train import main as train_refiner
+from refine_net.train import fit_refiner
 
 ROWS: list[tuple[str, str, str]] = []
 
@@ -92,7 +92,7 @@ def main() -> None:
     shutil.rmtree(work / "runs", ignore_errors=True)
     t0 = time.time()
     data = small_ccp(Path(args.data_root) / "ccp", work)
-    ckpt = train_refiner(RefinerTrainConfig(data=str(data), out_dir=str(work / "runs" / "refiner"), epochs=1,
+    ckpt = fit_refiner(RefinerTrainConfig(data=str(data), out_dir=str(work / "runs" / "refiner"), epochs=1,
                                             size=64, depth=4, base_filters=8, threads=2))
     out = work / "runs" / "synth"
     with temporary_server():

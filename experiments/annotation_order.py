@@ -35,7 +35,7 @@ from pipeline.priors.evaluate import evaluate_split
 from pipeline.readers.folder import keypoints_to_json
 from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer
-from refine_net.train import main as train_refiner
+from refine_net.train import fit_refiner
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -59,7 +59,7 @@ def write_folder(out: Path, people: list, label_set: str, split: str | None = No
 
 def refiner_val_miou(cfg: RefinerTrainConfig) -> float:
     """Train (or reuse) a refiner run; its last epoch's val mIoU on crops."""
-    train_refiner(cfg)
+    fit_refiner(cfg)
     return read_json(Path(cfg.out_dir) / "history.json")[-1]["val_miou"]
 
 

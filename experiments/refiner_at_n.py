@@ -34,7 +34,7 @@ from pipeline.files import read_json, write_json
 from pipeline.layouts import iter_records, keypoint_only_people
 from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer
-from refine_net.train import main as train_refiner
+from refine_net.train import fit_refiner
 from refine_net.train import training_summary
 
 
@@ -84,7 +84,7 @@ def main() -> None:
             rcfg = RefinerTrainConfig(data=str(data), out_dir=str(runs / f"refiner_{variant}"),
                                       epochs=args.refiner_epochs, loss="ce", use_prior=variant == "prior",
                                       threads=args.threads)
-            checkpoint = train_refiner(rcfg)
+            checkpoint = fit_refiner(rcfg)
             refiner_info = dict(training_summary(rcfg.out_dir), train_seconds=float(sum(
                 h["seconds"] for h in read_json(Path(rcfg.out_dir) / "history.json"))))
             print(f"refiner {variant}: val crop mIoU {100 * refiner_info['val_miou']:.2f}", flush=True)

@@ -9,7 +9,7 @@ from parser_net.config import ParserTrainConfig
 
 
 def cmd_train_parser(args) -> int:
-    from parser_net.train import main
+    from parser_net.train import fit_parser
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = config_from_args(ParserTrainConfig, args)
@@ -19,7 +19,7 @@ def cmd_train_parser(args) -> int:
         def progress(message, done, total):
             bar.update(task, description=message, completed=done, total=total)
 
-        path = main(cfg, progress=progress)
+        path = fit_parser(cfg, progress=progress)
     print(f"checkpoint: {path}  (val scores in {Path(cfg.out_dir) / 'metrics.json'})")
     return 0
 

@@ -9,7 +9,7 @@ from refine_net.config import RefinerTrainConfig
 
 
 def cmd_train_refiner(args) -> int:
-    from refine_net.train import main
+    from refine_net.train import fit_refiner
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = config_from_args(RefinerTrainConfig, args)
@@ -19,7 +19,7 @@ def cmd_train_refiner(args) -> int:
         def progress(stage, done, total):
             bar.update(task, description=stage, completed=done, total=total)
 
-        path = main(cfg, progress=progress, resume=not args.restart)
+        path = fit_refiner(cfg, progress=progress, resume=not args.restart)
     print(f"checkpoint: {path}")
     return 0
 

@@ -85,8 +85,9 @@ def index_bank(bank_data: list[str], bank_split: str | None, prior: dict, label_
                code: str) -> str:
     """Build the prior bank (pose index + part patches) of the labelled datasets
     ``bank_data`` in the refiner's ``label_set`` and pickle it in the cache folder;
-    returns the file.  Cached on the bank's files (``signature``), split, prior config,
-    label set and code."""
+    returns the file.  Cached on the bank's files (``signature``), split, prior config
+    (crop frame and morphing; not ``k``, which each query picks, so a new ``--k`` reuses
+    the bank), label set and code."""
     bank = bank_from_dataset(bank_data, bank_split, PriorConfig(**prior), label_set=label_set)
     key = hashlib.sha256(json.dumps([bank_data, bank_split, prior, label_set, signature, code],
                                     sort_keys=True).encode())
@@ -103,8 +104,9 @@ def bank_for(cfg: SynthConfig, ckpt: Checkpoint) -> str:
     """The cached prior bank file of a synthesis run with the refiner ``ckpt`` (built on
     first use)."""
     folders = bank_folders(cfg, ckpt)
-    return index_bank(folders, cfg.bank_split, asdict(synthesis_prior_config(ckpt, cfg.k)), ckpt.label_set,
-                      "+".join(tree_signature(f) for f in folders), code_fingerprint())
+    prior = {f: v for f, v in asdict(synthesis_prior_config(ckpt, cfg.k)).items() if f != "k"}   # k: per query
+    return index_bank(folders, cfg.bank_split, prior, ckpt.label_set, "+".join(tree_signature(f) for f in folders),
+                      code_fingerprint())
 
 
 @functools.lru_cache(maxsize=2)

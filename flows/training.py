@@ -13,9 +13,9 @@ from refine_net.config import RefinerTrainConfig
 @task(retries=0)
 def train_refiner_task(cfg: RefinerTrainConfig) -> str:
     """Train (or resume) the refinement U-Net; returns its ``last.pt``."""
-    from refine_net.train import main
+    from refine_net.train import fit_refiner
 
-    return str(main(cfg, progress=_every(get_run_logger(), "refiner")))
+    return str(fit_refiner(cfg, progress=_every(get_run_logger(), "refiner")))
 
 
 @flow(name="train-refiner", log_prints=True)
@@ -28,9 +28,9 @@ def train_refiner(cfg: RefinerTrainConfig) -> str:
 @task(retries=0)
 def train_parser_task(cfg: ParserTrainConfig) -> str:
     """Train (or resume) a parser; returns its ``last.pt`` (scores in ``metrics.json``)."""
-    from parser_net.train import main
+    from parser_net.train import fit_parser
 
-    return str(main(cfg, progress=_every(get_run_logger(), "parser")))
+    return str(fit_parser(cfg, progress=_every(get_run_logger(), "parser")))
 
 
 @flow(name="train-parser", log_prints=True)

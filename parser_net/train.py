@@ -227,7 +227,7 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
     return ckpt_path
 
 
-def main(cfg: ParserTrainConfig, progress: Callable[[str, int, int], None] | None = None) -> Path:
+def fit_parser(cfg: ParserTrainConfig, progress: Callable[[str, int, int], None] | None = None) -> Path:
     """Load the data ``cfg`` names and train (resumable); returns ``last.pt``."""
     pool = load_pool(cfg.data, tuple(cfg.synthetic), cfg.label_set, round(cfg.size * cfg.scale_range[1]),
                      cfg.pose_data, cfg.pose_split, cfg.soft_targets)

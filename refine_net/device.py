@@ -5,16 +5,14 @@ Shared by both networks (:mod:`parser_net` builds on this package's torch helper
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from pipeline.errors import ConfigError
+from refine_net.config import DeviceName
 
-Device = Literal["auto", "cpu", "cuda"]
 
-
-def resolve_device(device: Device | str) -> torch.device:
+def resolve_device(device: DeviceName | str) -> torch.device:
     """The torch device for ``device``.
 
     Args:
@@ -34,7 +32,7 @@ def resolve_device(device: Device | str) -> torch.device:
     raise ConfigError(f"unknown device {device!r}; choose auto, cpu or cuda")
 
 
-def setup_run(out_dir: str | Path, threads: int | None, device: Device | str, seed: int) -> tuple[Path, torch.device]:
+def setup_run(out_dir: str | Path, threads: int | None, device: DeviceName | str, seed: int) -> tuple[Path, torch.device]:
     """Create the run folder, set torch's intra-op ``threads`` (None: torch's default) and
     seed, and resolve ``device``.  Returns (run folder, device).  Raises ConfigError as
     :func:`resolve_device`."""

@@ -1,6 +1,6 @@
 """Training the refinement U-Net (Fang et al., CVPR 2018, sections 3.5-3.6, 4.2).
 
-Two plain functions, :func:`train_one_epoch` and :func:`evaluate`, and :func:`main`,
+Two plain functions, :func:`train_one_epoch` and :func:`evaluate`, and :func:`fit_refiner`,
 which prepares the data from a labelled dataset folder, trains with Adam (rate, beta1 and
 schedule from the config), evaluates on the val split, and writes ``last.pt`` (resumable) and
 ``config.json`` to the run folder after every epoch.
@@ -167,7 +167,7 @@ def prepare(cfg: RefinerTrainConfig, report: ReadReport | None = None):
     return bank, prior_cfg, train_ds, val_ds
 
 
-def main(cfg: RefinerTrainConfig, progress: Callable[[str, int, int], None] | None = None,
+def fit_refiner(cfg: RefinerTrainConfig, progress: Callable[[str, int, int], None] | None = None,
          resume: bool = True) -> Path:
     """Train (resuming from ``out_dir/last.pt`` when present and ``resume``; a larger
     ``epochs`` extends the run exactly as an uninterrupted run of that length); returns

@@ -37,9 +37,9 @@ TINY_REFINER = dict(size=64, depth=4, base_filters=8, batch_size=4, loss="ce", l
 def checkpoint(demo_dir, tmp_path_factory) -> Path:
     """A tiny refiner trained for 20 epochs on the demo set (about 10 s)."""
     from refine_net.config import RefinerTrainConfig
-    from refine_net.train import main
+    from refine_net.train import fit_refiner
 
-    return main(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path_factory.mktemp("run")), epochs=20,
+    return fit_refiner(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path_factory.mktemp("run")), epochs=20,
                                    **TINY_REFINER))
 
 
@@ -61,9 +61,9 @@ def prefect_harness(tmp_path_factory):
 def tiny_refiner(demo_dir, tmp_path_factory) -> Path:
     """A small refiner trained for 3 epochs on the demo set (a few seconds)."""
     from refine_net.config import RefinerTrainConfig
-    from refine_net.train import main
+    from refine_net.train import fit_refiner
 
-    return main(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path_factory.mktemp("refiner")), epochs=3,
+    return fit_refiner(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path_factory.mktemp("refiner")), epochs=3,
                             size=64, base_filters=8, depth=4, batch_size=4, threads=1, loss="ce"))
 
 

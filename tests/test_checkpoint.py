@@ -14,7 +14,7 @@ from pipeline.errors import CheckpointError, ConfigError
 from refine_net.checkpoint import FORMAT_VERSION, load_checkpoint
 from refine_net.config import RefinerTrainConfig
 from refine_net.device import resolve_device
-from refine_net.train import load_refiner, main as train_refiner
+from refine_net.train import fit_refiner, load_refiner
 
 from conftest import TINY_PARSER
 
@@ -98,7 +98,7 @@ def test_device_option_is_honoured(demo_dir, tmp_path, tiny_parser):
         cfg = RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "r"), epochs=1, size=32, depth=3,
                                  base_filters=4, threads=1, device="cuda")
         with pytest.raises(ConfigError, match="CUDA is not available"):
-            train_refiner(cfg)
+            fit_refiner(cfg)
     with pytest.raises(ConfigError, match="unknown device"):
         resolve_device("tpu")
 
@@ -107,7 +107,7 @@ def test_device_option_is_honoured(demo_dir, tmp_path, tiny_parser):
 def test_refiner_and_parser_train_on_cuda(demo_dir, tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    path = train_refiner(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "r"), epochs=1, size=64,
+    path = fit_refiner(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "r"), epochs=1, size=64,
                                             depth=4, base_filters=8, device="cuda"))
     model, _ = load_refiner(path, "cuda")
     assert next(model.parameters()).is_cuda
@@ -124,7 +124,7 @@ def test_training_lists_skipped_items(demo_dir, tmp_path):
     (data / bad["label"]).write_bytes(b"not a png")
     cfg = RefinerTrainConfig(data=str(data), out_dir=str(tmp_path / "r"), epochs=1, size=32, depth=3, base_filters=4,
                              threads=1)
-    train_refiner(cfg)
+    fit_refiner(cfg)
     skipped = json.loads((tmp_path / "r" / "config.json").read_text())["skipped"]
     assert len(skipped) == 1 and skipped[0]["file"].endswith(bad["label"]) and skipped[0]["reason"]
     pcfg = ParserTrainConfig(data=str(data), out_dir=str(tmp_path / "p"), iterations=2, **TINY_PARSER)
@@ -132,11 +132,11 @@ def test_training_lists_skipped_items(demo_dir, tmp_path):
     train_parser(pcfg, pool)
     assert json.loads((tmp_path / "p" / "config.json").read_text())["skipped"] == skipped
     with pytest.raises(ConfigError, match=r"1 bad items skipped \(--strict\); the first: .*" + bad["label"]):
-        train_refiner(cfg.model_copy(update={"strict": True, "out_dir": str(tmp_path / "r2")}))
-    from parser_net.train import main as train_parser_main
+        fit_refiner(cfg.model_copy(update={"strict": True, "out_dir": str(tmp_path / "r2")}))
+    from parser_net.train import fit_parser
 
     with pytest.raises(ConfigError, match="--strict"):
-        train_parser_main(pcfg.model_copy(update={"strict": True, "out_dir": str(tmp_path / "p2")}))
+        fit_parser(pcfg.model_copy(update={"strict": True, "out_dir": str(tmp_path / "p2")}))
 
 
 def test_relative_training_data_is_found_from_another_folder(demo_dir, tmp_path, monkeypatch):
@@ -144,7 +144,7 @@ def test_relative_training_data_is_found_from_another_folder(demo_dir, tmp_path,
     from refine_net.synthesize import Synthesizer
 
     monkeypatch.chdir(demo_dir.parent)
-    path = train_refiner(RefinerTrainConfig(data=demo_dir.name, out_dir=str(tmp_path / "r"), epochs=1, size=32,
+    path = fit_refiner(RefinerTrainConfig(data=demo_dir.name, out_dir=str(tmp_path / "r"), epochs=1, size=32,
                                             depth=3, base_filters=4, threads=1))
     assert load_checkpoint(path).network["bank_data"] == str(demo_dir.resolve())
     monkeypatch.chdir(tmp_path)

@@ -142,12 +142,12 @@ def test_each_refiner_encoder_trains_a_step(encoder, use_prior):
 
 
 def test_pretrained_parser_trains_saves_and_loads(demo_dir, tmp_path):
-    from parser_net.train import main
+    from parser_net.train import fit_parser
 
     cfg = ParserTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "run"), encoder="efficientnet-lite0",
                             arch="decoder", output_stride=16, head_width=8, size=64, batch_size=2, iterations=2,
                             checkpoint_every=2, threads=1, encoder_lr_scale=0.1)
-    ckpt = main(cfg)
+    ckpt = fit_parser(cfg)
     model, saved = load_parser(ckpt)
     assert saved.network["parser"]["encoder"] == "efficientnet-lite0"
     assert isinstance(model.encoder, EfficientNetLite)
@@ -159,9 +159,9 @@ def test_pretrained_parser_trains_saves_and_loads(demo_dir, tmp_path):
 
 def test_pretrained_refiner_trains_and_synthesizes(demo_dir, tmp_path):
     from refine_net.config import RefinerTrainConfig
-    from refine_net.train import load_refiner, main
+    from refine_net.train import fit_refiner, load_refiner
 
-    ckpt = main(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "ref"), epochs=1, size=64,
+    ckpt = fit_refiner(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "ref"), epochs=1, size=64,
                                    base_filters=8, batch_size=4, threads=1, encoder="efficientnet-lite0"))
     model, saved = load_refiner(ckpt)
     assert saved.network["refine"]["encoder"] == "efficientnet-lite0"

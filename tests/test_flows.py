@@ -87,6 +87,14 @@ def test_rerun_is_cached_and_new_images_only_are_processed(prefect_harness, demo
                for n, (b, t) in labels_before.items())
 
 
+def test_a_new_k_reuses_the_prior_bank(prefect_harness, demo_dir, tiny_refiner, tmp_path):
+    first = task_states(synthesize_labels(synth_cfg(tiny_refiner, demo_dir, tmp_path / "k3", k=3), return_state=True))
+    other_k = synth_cfg(tiny_refiner, demo_dir, tmp_path / "k1", k=1)
+    second = task_states(synthesize_labels(other_k, return_state=True))
+    assert first["index_bank"] in (["Completed"], ["Cached"]) and second["index_bank"] == ["Cached"], second
+    assert second["synthesize_chunk"] == ["Completed"] * len(second["synthesize_chunk"])   # the labels are redone
+
+
 def test_killed_synthesis_resumes_without_partial_files(prefect_harness, demo_dir, tiny_refiner, tmp_path):
     from pipeline.demo import write_demo_set
 

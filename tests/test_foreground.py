@@ -17,7 +17,7 @@ from pipeline.synth_dataset import read_items
 from pipeline.synth_score import score_synthesis
 from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer, mirrored
-from refine_net.train import main as train_refiner
+from refine_net.train import fit_refiner
 from checks import assert_scores_consistent
 from conftest import TINY_REFINER
 
@@ -210,7 +210,7 @@ def test_mirror_averaged_refiner_is_mirror_equivariant(demo_dir, checkpoint, tmp
     crop's probabilities, left and right classes swapped; one view alone is not.  The
     image-only refiner (--no-prior) too."""
     if not use_prior:
-        checkpoint = train_refiner(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "noprior"), epochs=2,
+        checkpoint = fit_refiner(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "noprior"), epochs=2,
                                              use_prior=False, **TINY_REFINER))
     people = keypoint_only_people(demo_dir)
     image = next(iter({p.image_path for p in people}))

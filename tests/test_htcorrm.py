@@ -111,13 +111,13 @@ def test_training_reports_every_task_and_cli_evaluates(demo_dir, tmp_path, main_
     from flows.cli import main as cli
     from parser_net.config import ParserTrainConfig
     from parser_net.networks import load_parser
-    from parser_net.train import main
+    from parser_net.train import fit_parser
 
     cfg = ParserTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / main_task), model="joint",
                             joint_arch="htcorrm", main_task=main_task, fusion="hnl", pose_data=str(demo_dir),
                             pose_split="val", iterations=3, checkpoint_every=3, width=4, size=64, batch_size=2,
                             threads=1)
-    ckpt = main(cfg)
+    ckpt = fit_parser(cfg)
     metrics = json.loads((tmp_path / main_task / "metrics.json").read_text())
     assert metrics["pose"]["people"] == 3 and 0 <= metrics["pose"]["pck"] <= 1
     assert metrics["edges"]["images"] == 3 and 0 <= metrics["edges"]["ods"] <= 1

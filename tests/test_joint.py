@@ -106,12 +106,12 @@ def test_joint_training_reports_parsing_and_pck(demo_dir, tmp_path):
     from checks import assert_scores_consistent
     from parser_net.config import ParserTrainConfig
     from parser_net.networks import load_parser
-    from parser_net.train import main
+    from parser_net.train import fit_parser
 
     cfg = ParserTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "joint"), model="joint", structure_loss=True,
                             pose_data=str(demo_dir), pose_split="val", iterations=3, checkpoint_every=3, width=4,
                             size=64, batch_size=2, threads=1)
-    ckpt = main(cfg)
+    ckpt = fit_parser(cfg)
     metrics = json.loads((tmp_path / "joint" / "metrics.json").read_text())
     assert_scores_consistent(metrics["val"], images=3)
     assert metrics["pose"]["people"] == 3 and 0 <= metrics["pose"]["pck"] <= 1

@@ -70,13 +70,13 @@ def test_training_and_evaluate_cli(demo_dir, tmp_path, joint_arch):
     from flows.cli import main as cli
     from parser_net.config import ParserTrainConfig
     from parser_net.networks import load_parser
-    from parser_net.train import main
+    from parser_net.train import fit_parser
     from pipeline.errors import ConfigError
 
     cfg = ParserTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / joint_arch), model="joint", joint_arch=joint_arch,
                             pose_data=str(demo_dir), pose_split="val", iterations=3, checkpoint_every=3, width=4,
                             size=64, batch_size=2, threads=1)
-    ckpt = main(cfg)
+    ckpt = fit_parser(cfg)
     metrics = json.loads((tmp_path / joint_arch / "metrics.json").read_text())
     assert metrics["pose"]["people"] == 3 and 0 <= metrics["pose"]["pck"] <= 1
     assert ("val" in metrics) == (joint_arch == "pil")

@@ -19,7 +19,7 @@ from refine_net.checkpoint import load_checkpoint
 from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer
 from refine_net.evaluate import evaluate_checkpoint
-from refine_net.train import epoch_lr, main, training_summary
+from refine_net.train import epoch_lr, fit_refiner, training_summary
 
 from conftest import TINY_REFINER as TINY
 
@@ -70,16 +70,16 @@ def _weights(path):
 
 def test_same_seed_same_weights_and_resume(demo_dir, tmp_path):
     cfg = dict(data=str(demo_dir), epochs=2, **{**TINY, "dropout_blocks": 1})
-    a = main(RefinerTrainConfig(out_dir=str(tmp_path / "a"), **cfg))
-    b = main(RefinerTrainConfig(out_dir=str(tmp_path / "b"), **cfg))
-    c = main(RefinerTrainConfig(out_dir=str(tmp_path / "c"), seed=1, **cfg))
+    a = fit_refiner(RefinerTrainConfig(out_dir=str(tmp_path / "a"), **cfg))
+    b = fit_refiner(RefinerTrainConfig(out_dir=str(tmp_path / "b"), **cfg))
+    c = fit_refiner(RefinerTrainConfig(out_dir=str(tmp_path / "c"), seed=1, **cfg))
     wa, wb, wc = _weights(a), _weights(b), _weights(c)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
     # a 1-epoch run, extended to 2 epochs by resuming with a larger count == 2 epochs straight
-    main(RefinerTrainConfig(out_dir=str(tmp_path / "r"), **{**cfg, "epochs": 1}))
+    fit_refiner(RefinerTrainConfig(out_dir=str(tmp_path / "r"), **{**cfg, "epochs": 1}))
     assert load_checkpoint(tmp_path / "r" / "last.pt").step == 1
-    r = main(RefinerTrainConfig(out_dir=str(tmp_path / "r"), **cfg))
+    r = fit_refiner(RefinerTrainConfig(out_dir=str(tmp_path / "r"), **cfg))
     wr = _weights(r)
     assert all(torch.equal(wa[k], wr[k]) for k in wa)
     history = json.loads((tmp_path / "r" / "history.json").read_text())
@@ -87,7 +87,7 @@ def test_same_seed_same_weights_and_resume(demo_dir, tmp_path):
 
 
 def test_training_summary_compares_the_refiner_with_its_prior(demo_dir, tmp_path):
-    run = main(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "s"), epochs=1, **TINY)).parent
+    run = fit_refiner(RefinerTrainConfig(data=str(demo_dir), out_dir=str(tmp_path / "s"), epochs=1, **TINY)).parent
     summary = training_summary(run)
     prior = evaluate_checkpoint(str(run / "last.pt"))[0]["prior argmax"].mean_iou
     assert summary["epochs"] == 1 and summary["prior_val_miou"] == pytest.approx(prior)
@@ -103,7 +103,7 @@ def test_poly_schedule_decays_the_rate_per_epoch(demo_dir, tmp_path):
                              **{**TINY, "lr_schedule": "poly"})
     assert [epoch_lr(cfg, e) for e in (0, 1)] == [cfg.lr, pytest.approx(cfg.lr * 0.5 ** 0.9)]
     assert epoch_lr(cfg.model_copy(update={"lr_schedule": "constant"}), 1) == cfg.lr
-    ckpt = load_checkpoint(main(cfg))
+    ckpt = load_checkpoint(fit_refiner(cfg))
     assert [g["lr"] for g in ckpt.optimizer["param_groups"]] == [pytest.approx(cfg.lr * 0.5 ** 0.9)]
 
 
