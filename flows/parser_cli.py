@@ -72,7 +72,7 @@ def write_grid(args) -> None:
     from pipeline.files import write_image
     from parser_net.evaluate import checkpoint_grid
 
-    write_image(args.grid, checkpoint_grid({str(c): str(c) for c in args.checkpoint}, str(args.data),
+    write_image(args.grid, checkpoint_grid(titled(args.checkpoint), str(args.data),
                                            split=args.split, n=args.grid_n, photos=not args.no_photos,
                                            layout=args.layout))
     print(f"wrote {args.grid}")
@@ -114,3 +114,13 @@ def add_parser_commands(sub) -> None:
     e.add_argument("--pose-split", help="split of --pose-data for PCK (default --split)")
     e.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     e.set_defaults(func=cmd_evaluate)
+
+
+def titled(checkpoints) -> dict[str, str]:
+    """{title: path} of checkpoints for a grid: each run folder's name
+    (``runs/parser_semi/last.pt`` -> ``parser_semi``), or the whole paths when two names
+    agree."""
+    names = [Path(c).parent.name if Path(c).name == "last.pt" else Path(c).name for c in checkpoints]
+    if len(set(names)) < len(names):
+        names = [str(c) for c in checkpoints]
+    return dict(zip(names, map(str, checkpoints)))

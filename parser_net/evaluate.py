@@ -162,9 +162,10 @@ def checkpoint_grid(checkpoints: dict[str, str], data: str, *, split: str | None
 
 def prediction_grid(models: dict[str, torch.nn.Module], records: list[PersonRecord], label_set: LabelSet,
                     long_side: int, tile: int = 128, photos: bool = True) -> np.ndarray:
-    """uint8 RGB grid, one row per labelled record: image | each model's label map | ground
-    truth (``photos=False`` leaves the image column black, for figures that may not
-    show the photographs)."""
+    """uint8 RGB grid under a header of column titles, one row per labelled record: image |
+    each model's label map (titled by its key in ``models``) | ground truth
+    (``photos=False`` leaves the image column black, for figures that may not show the
+    photographs, and titles it so)."""
     rows = []
     for r in records:
         image = files.read_image(r.image_path)
@@ -175,4 +176,4 @@ def prediction_grid(models: dict[str, torch.nn.Module], records: list[PersonReco
                                 label_set.palette))
         row.append(colorize(r.label_map, label_set.palette))
         rows.append(row)
-    return grid(rows, tile)
+    return grid(rows, tile, titles=["photo" if photos else "photo (not shown)", *models, "ground truth"])

@@ -67,3 +67,17 @@ def test_flip_label_map_swaps_left_right():
     np.testing.assert_array_equal(flip_label_map(lm, LABEL_SETS["pascal10"]), [[0, 0, 4]])
     np.testing.assert_array_equal(flip_label_map(np.array([[14, 18]], np.uint8), LABEL_SETS["lip20"]),
                                   [[19, 15]])
+
+
+def test_grid_titles_sit_over_their_columns():
+    from pipeline.pictures.overlay import grid
+
+    tiles = [[np.zeros((10, 10, 3), np.uint8), np.full((10, 10, 3), 200, np.uint8)]]
+    plain = grid(tiles, tile_size=40)
+    titled = grid(tiles, tile_size=40, titles=["photo", "a rather long model name that cannot fit"])
+    assert titled.shape == (plain.shape[0] + 20, plain.shape[1], 3)
+    assert np.array_equal(titled[20:], plain)                       # the tiles are where they were
+    header = titled[:20].max(axis=2) > 128                          # white text on dark grey
+    for col in range(2):
+        ink = np.flatnonzero(header[:, col * 44:(col + 1) * 44].any(axis=0))
+        assert ink.size and ink.min() >= 2 and ink.max() <= 41      # inside its own column

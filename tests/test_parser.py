@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from flows.cli import main as cli
+from pipeline import files
 from pipeline.labels import LABEL_SETS
 from parser_net.dataset import ParsingItem, augment, sample_indices
 from parser_net.evaluate import evaluate_records
@@ -163,7 +164,8 @@ def test_train_resume_and_cli_evaluate_on_unseen_ccp_folder(tmp_path):
     out = tmp_path / "scores.json"
     assert cli(["evaluate", "--checkpoint", str(full), "--data", str(unseen), "--out", str(out),
                 "--scales", "0.75", "1", "--flip", "--grid", str(tmp_path / "grid.png"), "--no-photos"]) == 0
-    assert (tmp_path / "grid.png").stat().st_size > 0
+    grid_png = files.read_image(tmp_path / "grid.png")
+    assert grid_png.shape[:2] == (20 + 3 * 132, 3 * 132)      # a title strip, 3 images: photo | the run | truth
     result = json.loads(out.read_text())[str(full)]
     assert_scores_consistent(result, images=3)
     assert set(result["iou"]) == set(LABEL_SETS["ccp8"].names)

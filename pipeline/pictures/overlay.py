@@ -50,10 +50,13 @@ def draw_keypoints(image: np.ndarray, keypoints: np.ndarray, radius: int = 2) ->
     return out
 
 
-def grid(tiles: list[list[np.ndarray]], tile_size: int = 128, pad: int = 2) -> np.ndarray:
+def grid(tiles: list[list[np.ndarray]], tile_size: int = 128, pad: int = 2,
+         titles: list[str] | None = None) -> np.ndarray:
     """Arrange rows of uint8 RGB tiles (any sizes) into one uint8 image; each tile is
-    letterboxed into tile_size x tile_size on a dark grey background."""
-    rows = []
+    letterboxed into tile_size x tile_size on a dark grey background.  ``titles`` (one
+    per column) go in a header strip above the first row, in white, shrunk or cut to fit
+    their column."""
+    rows = [] if titles is None else [_title_strip(titles, tile_size + 2 * pad)]
     for row in tiles:
         cells = []
         for t in row:
@@ -68,3 +71,19 @@ def grid(tiles: list[list[np.ndarray]], tile_size: int = 128, pad: int = 2) -> n
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=40) for r in rows]
     return np.concatenate(rows, axis=0)
+
+
+def _title_strip(titles: list[str], cell: int, height: int = 20) -> np.ndarray:
+    """uint8 RGB (height, cell * len(titles), 3): each title centred over its column."""
+    strip = np.full((height, cell * len(titles), 3), 40, dtype=np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for i, title in enumerate(titles):
+        scale = 0.45
+        while cv2.getTextSize(title, font, scale, 1)[0][0] > cell - 6 and scale > 0.3:
+            scale -= 0.05
+        while cv2.getTextSize(title, font, scale, 1)[0][0] > cell - 6 and len(title) > 3:
+            title = title[:-3] + ".."
+        (w, h), _ = cv2.getTextSize(title, font, scale, 1)
+        cv2.putText(strip, title, (i * cell + (cell - w) // 2, (height + h) // 2), font, scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return strip
