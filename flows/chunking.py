@@ -56,12 +56,15 @@ def prepare_output(out: Path, items: set[str], remove_stale: Callable[[Path, set
                    what: str, source: str) -> list[str]:
     """Create the per-photo output folder ``out``, delete the partial files of an
     interrupted run and the outputs of photos no longer in ``items`` (``remove_stale``),
-    logging how many (``what``: "predictions", "keypoints"; ``source``: the input).
+    logging how many (``what``: "labels", "predictions", "keypoints"; ``source``: the
+    input).
     Returns the photos removed."""
     from pipeline.synth_dataset import remove_partial_files
 
     out.mkdir(parents=True, exist_ok=True)
-    remove_partial_files(out)
+    partial = remove_partial_files(out)
+    if partial:
+        log.info("removed %d partial files of an interrupted run", len(partial))
     removed = remove_stale(out, items)
     if removed:
         log.warning("removed the %s of %d photos no longer in %s", what, len(removed), source)

@@ -25,7 +25,7 @@ from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.caching import CACHED, cache_dir, code_fingerprint, retry_on_io
-from flows.chunking import content_chunks, run_chunks
+from flows.chunking import content_chunks, prepare_output, run_chunks
 from pipeline.estimated_poses import PersonMasks, is_photo_folder
 from pipeline.files import atomic_path, file_sha256, tree_signature
 from pipeline.keypoints_config import KeypointsConfig
@@ -34,7 +34,7 @@ from pipeline.output_lock import output_lock
 from pipeline.priors.bank import PriorConfig, bank_from_dataset
 from pipeline.readers.folder import json_to_keypoints, keypoints_to_json
 from pipeline.records import PersonRecord, ReadReport
-from pipeline.synth_dataset import (KEYPOINTS_DIR, claim_output, item_intact, remove_partial_files, remove_stale_items,
+from pipeline.synth_dataset import (KEYPOINTS_DIR, claim_output, item_intact, remove_stale_items,
                                     top_level_intact, write_read_skips)
 from refine_net.checkpoint import Checkpoint, load_checkpoint
 from refine_net.config import SynthConfig
@@ -200,18 +200,12 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     with output_lock(out_path):
         if is_photo_folder(cfg.data, cfg.layout):
             cfg = photos_with_keypoints(cfg, force)
-        out_path.mkdir(parents=True, exist_ok=True)
-        stale = remove_partial_files(out_path)
-        if stale:
-            log.info("removed %d partial files of an interrupted run", len(stale))
         code = code_fingerprint()
         signature = tree_signature(cfg.data) + (f"+{tree_signature(cfg.person_masks)}" if cfg.person_masks else "")
         listed = list_images(cfg.data, cfg.layout, signature, cfg.relabel, cfg.split, cfg.person_masks)
         images = listed["images"]
+        removed = prepare_output(out_path, {im["image"] for im in images}, remove_stale_items, log, "labels", cfg.data)
         write_read_skips(out_path, listed["skipped"])
-        removed = remove_stale_items(out_path, {im["image"] for im in images})
-        if removed:
-            log.warning("removed the labels of %d images no longer in %s", len(removed), cfg.data)
         bank_path = bank_for(cfg, ckpt)
         log.info("%d images with keypoint-only people in %s", len(images), cfg.data)
         sha = file_sha256(cfg.checkpoint)

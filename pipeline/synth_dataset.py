@@ -368,12 +368,14 @@ def claim_output(out: str | Path, data: str | Path) -> None:
 
     ``out`` must be new, empty, or a partsynth synthesized dataset (its ``dataset.json``
     says so; or, when that was deleted, it holds nothing but this format's files).  It may
-    not be the input, nor a folder that contains the input.
+    not be the input, a folder that contains the input, nor a folder inside an input folder
+    (its label PNGs would be read as photos, and change the input's signature, on the
+    next run).
     Raises: ConfigError in one line naming the folder or the foreign file."""
     out, data = Path(out).resolve(), Path(data).resolve()
     source = data if data.is_dir() else data.parent
-    if out == source or out in source.parents:
-        raise ConfigError(f"{out}: the output folder may not be the input folder or contain it ({data})")
+    if out == source or out in source.parents or (data.is_dir() and source in out.parents):
+        raise ConfigError(f"{out}: the output folder may not be the input folder, be inside it or contain it ({data})")
     if not out.exists():
         return
     if not out.is_dir():

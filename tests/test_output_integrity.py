@@ -73,6 +73,8 @@ def test_foreign_files_are_kept_or_refused(prefect_harness, demo_dir, tiny_refin
         claim_output(demo_dir, demo_dir)
     with pytest.raises(ConfigError, match="may not be the input folder"):
         claim_output(demo_dir.parent, demo_dir)
+    with pytest.raises(ConfigError, match="may not be the input folder, be inside it"):
+        claim_output(demo_dir / "synth", demo_dir)
 
 
 def test_removed_photos_lose_their_labels(prefect_harness, demo_dir, tiny_refiner, tmp_path):
