@@ -32,7 +32,7 @@ from pipeline.files import read_json, write_json
 from pipeline.layouts import iter_records
 from pipeline.priors.bank import PriorConfig
 from pipeline.priors.evaluate import evaluate_split
-from pipeline.readers.folder import keypoints_to_json
+from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json
 from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer
 from refine_net.train import fit_refiner
@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 def write_folder(out: Path, people: list, label_set: str, split: str | None = None) -> Path:
     """A partsynth folder of labelled people (label PNGs, keypoints; ``split`` overrides
     theirs); rewritten only when missing."""
-    if (out / "people.json").is_file():
+    if (out / PEOPLE_FILE).is_file():
         return out
     entries = []
     for r in people:
@@ -52,8 +52,8 @@ def write_folder(out: Path, people: list, label_set: str, split: str | None = No
         files.write_label_png(out / rel, r.label_map)
         entries.append({"person_id": r.person_id, "image": str(Path(r.image_path).resolve()), "label": rel,
                         "keypoints": keypoints_to_json(r.keypoints), "split": split or r.split})
-    write_json(out / "dataset.json", {"format": "partsynth", "label_set": label_set, "synthetic": False})
-    write_json(out / "people.json", entries)
+    write_json(out / DATASET_FILE, {"format": FORMAT, "label_set": label_set, "synthetic": False})
+    write_json(out / PEOPLE_FILE, entries)
     return out
 
 
