@@ -3,7 +3,8 @@
 Kept apart from training and evaluation so that both import it (no import loop)."""
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -19,61 +20,123 @@ from refine_net.checkpoint import Checkpoint, load_checkpoint
 from refine_net.device import resolve_device
 
 
+@dataclass(frozen=True)
+class NetworkRecord:
+    """What a parser checkpoint stores to rebuild its network and to feed it images (saved
+    as a plain dict, :meth:`to_dict`, in the checkpoint's ``network``).
+
+    Attributes:
+        kind: ``parser`` (a plain parser) or ``joint`` (parsing and/or pose outputs).
+        arch: the parser's head, a key of :data:`PARSERS` (also the trunk of joint networks).
+        parser: the parser's :class:`parser_net.model.ParserConfig` (encoder included).
+        joint_stages: refinement stages of a JPPNet-style joint network.
+        size: the training long side in pixels (images are resized to it).
+        joint_arch: for ``kind`` joint, a key of :data:`JOINT_ARCHITECTURES`.
+        main_task, fusion: HTCorrM's main task and fusion.
+    """
+
+    kind: str
+    arch: str
+    parser: ParserConfig
+    joint_stages: int
+    size: int
+    joint_arch: str = "jppnet"
+    main_task: str = "parsing"
+    fusion: str = "hnl"
+
+    @classmethod
+    def from_dict(cls, net: dict) -> NetworkRecord:
+        """The record of a checkpoint's ``network`` dict; records saved before joint
+        architectures, HTCorrM or encoders existed get their defaults (JPPNet, scratch)."""
+        pc = dict(net["parser"])
+        pc["blocks"], pc["aspp_rates"], pc["scales"] = tuple(pc["blocks"]), tuple(pc["aspp_rates"]), tuple(pc["scales"])
+        return cls(net["kind"], net["arch"], ParserConfig(**pc), int(net["joint_stages"]), int(net["size"]),
+                   net.get("joint_arch") or "jppnet", net.get("main_task") or "parsing", net.get("fusion") or "hnl")
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), parser=asdict(self.parser))
+
+    @property
+    def joint_config(self) -> JointConfig:
+        return JointConfig(self.parser, stages=self.joint_stages)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registry entry: how to build a network from its record, the outputs it has
+    (among parsing, heatmaps, edges) and its heatmaps' stride (None: the parser's output
+    stride)."""
+
+    build: Callable[[NetworkRecord], torch.nn.Module]
+    outputs: Callable[[NetworkRecord], tuple[str, ...]]
+    heatmap_stride: int | None = None
+
+
+def _parsing(record: NetworkRecord) -> tuple[str, ...]:
+    return ("parsing",)
+
+
 #: the plain parsers (``kind`` parser) by ``arch``
-PARSERS = {"deeplab": DeepLab, "attention": AttentionToScale, "ssnan": SSNAN, "decoder": EncoderDecoder}
+PARSERS: dict[str, Architecture] = {
+    "deeplab": Architecture(lambda r: DeepLab(r.parser), _parsing),
+    "attention": Architecture(lambda r: AttentionToScale(r.parser), _parsing),
+    "ssnan": Architecture(lambda r: SSNAN(r.parser), _parsing),
+    "decoder": Architecture(lambda r: EncoderDecoder(r.parser), _parsing),
+}
+
+#: the joint networks (``kind`` joint) by ``joint_arch``: JPPNet, HTCorrM, and the Parsing
+#: Induced Learner's family (:data:`parser_net.pil.POSE_ARCHS`)
+JOINT_ARCHITECTURES: dict[str, Architecture] = {
+    "jppnet": Architecture(lambda r: JointNet(r.joint_config), lambda r: ("parsing", "heatmaps")),
+    "htcorrm": Architecture(lambda r: HTCorrM(r.joint_config, r.main_task, r.fusion),
+                            lambda r: tuple(OUTPUT[t] for t in (TASKS if r.fusion != "none" else (r.main_task,))),
+                            heatmap_stride=FEATURE_STRIDE),
+    **{name: Architecture(lambda r, name=name: ParsingPoseNet(r.joint_config, name),
+                          lambda r, parses=parses: ("parsing", "heatmaps") if parses else ("heatmaps",))
+       for name, parses in POSE_ARCHS.items()},
+}
 
 
 def network_record(kind: str, arch: str, pcfg: ParserConfig, joint_stages: int, size: int,
                    joint_arch: str = "jppnet", main_task: str = "parsing", fusion: str = "hnl") -> dict:
-    """What a checkpoint stores to rebuild the network (:func:`build_network`) and to feed it
-    images at the training size (long side ``size`` pixels).  ``joint_arch``, ``main_task``
-    and ``fusion`` matter for joint networks only (records without them: JPPNet)."""
-    return {"kind": kind, "arch": arch, "parser": asdict(pcfg), "joint_stages": joint_stages, "size": size,
-            "joint_arch": joint_arch, "main_task": main_task, "fusion": fusion}
+    """The ``network`` dict a checkpoint stores (:class:`NetworkRecord`): what rebuilds the
+    network (:func:`build_network`) and feeds it images at the training size (long side
+    ``size`` pixels).  ``joint_arch``, ``main_task`` and ``fusion`` matter for joint
+    networks only."""
+    return NetworkRecord(kind, arch, pcfg, joint_stages, size, joint_arch, main_task, fusion).to_dict()
 
 
-def _parser_config(net: dict) -> ParserConfig:
-    pc = dict(net["parser"])
-    pc["blocks"], pc["aspp_rates"], pc["scales"] = tuple(pc["blocks"]), tuple(pc["aspp_rates"]), tuple(pc["scales"])
-    return ParserConfig(**pc)
+def architecture(net: dict | NetworkRecord) -> tuple[Architecture, NetworkRecord]:
+    """The registry entry of a network record (or its dict) and the typed record.
+    Raises ValueError naming the choices for an unknown architecture."""
+    record = net if isinstance(net, NetworkRecord) else NetworkRecord.from_dict(net)
+    registry, key = (JOINT_ARCHITECTURES, record.joint_arch) if record.kind == "joint" else (PARSERS, record.arch)
+    if key not in registry:
+        raise ValueError(f"unknown {record.kind} architecture {key!r}; choose from {sorted(registry)}")
+    return registry[key], record
 
 
-def build_network(net: dict) -> torch.nn.Module:
-    """The untrained network a :func:`network_record` describes: a parser (``kind`` parser:
-    ``arch`` deeplab, attention, ssnan or decoder) or a joint network (``kind`` joint: ``joint_arch``
-    jppnet, :class:`parser_net.joint.JointNet`; one of :data:`parser_net.pil.POSE_ARCHS`,
-    :class:`parser_net.pil.ParsingPoseNet`; or htcorrm, :class:`parser_net.htcorrm.HTCorrM`
-    with ``main_task`` and ``fusion``).  Raises ValueError for an unknown architecture."""
-    pcfg = _parser_config(net)
-    if net["kind"] != "joint":
-        if net["arch"] not in PARSERS:
-            raise ValueError(f"unknown parser {net['arch']!r}; choose from {sorted(PARSERS)}")
-        return PARSERS[net["arch"]](pcfg)
-    jcfg = JointConfig(pcfg, stages=net["joint_stages"])
-    arch = net.get("joint_arch", "jppnet")
-    if arch == "jppnet":
-        return JointNet(jcfg)
-    if arch == "htcorrm":
-        return HTCorrM(jcfg, net["main_task"], net["fusion"])
-    return ParsingPoseNet(jcfg, arch)
+def build_network(net: dict | NetworkRecord) -> torch.nn.Module:
+    """The untrained network a record describes: a parser (``kind`` parser, ``arch`` one of
+    :data:`PARSERS`) or a joint network (``kind`` joint, ``joint_arch`` one of
+    :data:`JOINT_ARCHITECTURES`: JPPNet, :class:`parser_net.joint.JointNet`; HTCorrM with
+    ``main_task`` and ``fusion``; one of :data:`parser_net.pil.POSE_ARCHS`,
+    :class:`parser_net.pil.ParsingPoseNet`).  Raises ValueError for an unknown architecture."""
+    arch, record = architecture(net)
+    return arch.build(record)
 
 
-def network_outputs(net: dict) -> tuple[str, ...]:
+def network_outputs(net: dict | NetworkRecord) -> tuple[str, ...]:
     """The output keys of the network a record describes, among parsing, heatmaps, edges."""
-    arch = net.get("joint_arch", "jppnet")
-    if net["kind"] != "joint":
-        return ("parsing",)
-    if arch == "jppnet":
-        return "parsing", "heatmaps"
-    if arch == "htcorrm":
-        return tuple(OUTPUT[t] for t in (TASKS if net["fusion"] != "none" else (net["main_task"],)))
-    return ("parsing", "heatmaps") if POSE_ARCHS[arch] else ("heatmaps",)
+    arch, record = architecture(net)
+    return arch.outputs(record)
 
 
-def heatmap_stride(net: dict) -> int:
+def heatmap_stride(net: dict | NetworkRecord) -> int:
     """Input pixels per heatmap cell of a network's record: HTCorrM's pose encoder
     upsamples to stride 4; the others predict at the output stride."""
-    return FEATURE_STRIDE if net.get("joint_arch") == "htcorrm" else int(net["parser"]["output_stride"])
+    arch, record = architecture(net)
+    return arch.heatmap_stride or int(record.parser.output_stride)
 
 
 def load_parser(path: str | Path, device: str = "cpu", parsing: bool = True) -> tuple[torch.nn.Module, Checkpoint]:
@@ -82,10 +145,11 @@ def load_parser(path: str | Path, device: str = "cpu", parsing: bool = True) -> 
     joint).  Raises: CheckpointError naming the file when it is not a parser checkpoint;
     ConfigError when ``parsing`` is asked for and the network has no parsing output."""
     ckpt = load_checkpoint(path, kind="parser")
-    net = ckpt.network
-    if parsing and "parsing" not in network_outputs(net):
-        raise ConfigError(f"{path}: the network ({net['joint_arch']}, outputs {', '.join(network_outputs(net))}) "
+    arch, record = architecture(ckpt.network)
+    outputs = arch.outputs(record)
+    if parsing and "parsing" not in outputs:
+        raise ConfigError(f"{path}: the network ({record.joint_arch}, outputs {', '.join(outputs)}) "
                           "has no parsing output")
-    model = build_network(net)
+    model = arch.build(record)
     model.load_state_dict(ckpt.model)
     return model.to(resolve_device(device)).eval(), ckpt

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from checks import assert_gradients_reach
+from parser_net.decoder import EncoderDecoder
 from parser_net.htcorrm import HTCorrM
 from parser_net.joint import JointConfig
 from parser_net.losses import parsing_loss
 from parser_net.model import ParserConfig
-from parser_net.networks import PARSERS
 
 TINY = dict(num_classes=8, width=4, blocks=(1, 1, 1, 1), head_width=8, aspp_rates=(1, 2, 3, 4))
 
@@ -16,7 +16,7 @@ TINY = dict(num_classes=8, width=4, blocks=(1, 1, 1, 1), head_width=8, aspp_rate
 @pytest.mark.parametrize("stride", [8, 16])
 def test_decoder_shapes_and_gradients_reach_every_part(stride):
     torch.manual_seed(0)
-    model = PARSERS["decoder"](ParserConfig(**TINY, output_stride=stride))
+    model = EncoderDecoder(ParserConfig(**TINY, output_stride=stride))
     x = torch.randn(2, 3, 64, 48)
     out = model(x)
     assert set(out) == {"parsing"} and out["parsing"].shape == (2, 8, 64, 48)
@@ -31,7 +31,7 @@ def test_decoder_resolves_at_stride_four_not_at_the_output_stride():
     hundreds of times more than far away: the skip from G1 carries local detail past the
     stride-8 top (the DeepLab's global pooling branch spreads it: a ratio about 1 there)."""
     torch.manual_seed(0)
-    model = PARSERS["decoder"](ParserConfig(**TINY)).eval()
+    model = EncoderDecoder(ParserConfig(**TINY)).eval()
     x = torch.randn(1, 3, 64, 64)
     y = x.clone()
     y[..., 30:32, 30:32] += 5.0
@@ -46,7 +46,7 @@ def test_decoder_is_htcorrm_parsing_alone():
     torch.manual_seed(0)
     pc = ParserConfig(**TINY)
     ht = HTCorrM(JointConfig(pc, pose_width=pc.head_width), "parsing", "none").eval()
-    dec = PARSERS["decoder"](pc).eval()
+    dec = EncoderDecoder(pc).eval()
     rename = {"backbone.": "encoder.", "encoders.parsing.": "decoder.", "classifiers.parsing.": "classifier."}
     state = {}
     for k, v in ht.state_dict().items():

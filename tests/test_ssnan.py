@@ -5,7 +5,6 @@ import torch
 from checks import assert_gradients_reach
 from parser_net.losses import parsing_loss
 from parser_net.model import ParserConfig
-from parser_net.networks import PARSERS
 from parser_net.ssnan import SSNAN, NeuralAggregation
 from parser_net.structure import MERGED_REGIONS, structure_sensitive_loss
 
@@ -32,7 +31,7 @@ def test_aggregation_is_a_per_pixel_convex_combination_shared_by_classes():
 @pytest.mark.parametrize("stride", [8, 16])
 def test_ssnan_shapes_and_gradients_reach_every_part(stride):
     torch.manual_seed(0)
-    model = PARSERS["ssnan"](ParserConfig(**TINY, output_stride=stride))
+    model = SSNAN(ParserConfig(**TINY, output_stride=stride))
     x = torch.randn(2, 3, 64, 48)
     out = model(x)
     assert out["parsing"].shape == (2, 8, 64, 48)
