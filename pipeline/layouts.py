@@ -7,9 +7,10 @@ from pathlib import Path
 
 from pipeline import files, readers
 from pipeline.errors import ConfigError, DataError
+from pipeline.readers.openpose import openpose_folders
 from pipeline.records import PersonRecord, ReadReport
 
-LAYOUTS = ("partsynth", "ccp", "lsp", "coco", "mpii", "mpii_mat", "pascal_part", "lip", "cihp")
+LAYOUTS = ("partsynth", "ccp", "lsp", "coco", "mpii", "mpii_mat", "openpose", "pascal_part", "lip", "cihp")
 
 
 def _json_kind(path: Path, strict: bool = False) -> str | None:
@@ -33,7 +34,8 @@ def detect_layout(path: str | Path) -> str:
 
     Folders: ``dataset.json`` -> partsynth; ``photos/`` + ``label_list.mat`` -> ccp;
     ``joints.npy`` + ``images/`` -> lsp; ``TrainVal_images/`` or ``Testing_images/`` -> lip;
-    ``Training/`` or ``images/`` + ``labels/`` -> cihp; ``*.mat`` beside same-named
+    ``Training/`` or ``images/`` + ``labels/`` -> cihp; OpenPose ``*_keypoints.json`` files
+    (or a ``pose/`` folder of them) -> openpose; ``*.mat`` beside same-named
     ``*.jpg`` -> pascal_part; a folder with exactly one COCO or MPII JSON -> that.
     Files: a COCO keypoints JSON -> coco; a JSON list -> mpii; ``.mat`` -> mpii_mat.
     Raises: DataError when the path is missing or nothing matches.
@@ -53,6 +55,7 @@ def detect_layout(path: str | Path) -> str:
         ("lsp", (p / "joints.npy").is_file() and (p / "images").is_dir()),
         ("lip", (p / "TrainVal_images").is_dir() or (p / "Testing_images").is_dir()),
         ("cihp", (p / "Training").is_dir() or ((p / "images").is_dir() and (p / "labels").is_dir())),
+        ("openpose", openpose_folders(p) is not None),
         ("pascal_part", any(m.with_suffix(".jpg").exists() for m in p.glob("*.mat"))),
     ]
     for name, ok in checks:
@@ -104,6 +107,8 @@ def iter_records(path: str | Path, layout: str | None = None, *, skip_bad: bool 
         return readers.read_mpii_json(annotation_file(p, "mpii"), **kw)
     if layout == "mpii_mat":
         return readers.read_mpii_mat(p, options.get("image_dir", p.parent / "images"), **kw)
+    if layout == "openpose":
+        return readers.read_openpose(p, options.get("image_dir"), **kw)
     if layout == "pascal_part":
         return readers.read_pascal_part(p, **kw, **options)
     if layout == "lip":

@@ -239,6 +239,49 @@ def from_coco17(keypoints, *, path=None) -> CanonicalPose:
     return CanonicalPose(kp, derived)
 
 
+#: OpenPose BODY_18 (its COCO-18 model) and BODY_25 -> canonical limbs, and their face points
+_OPENPOSE = {
+    18: ({10: 0, 9: 1, 8: 2, 11: 3, 12: 4, 13: 5, 4: 10, 3: 11, 2: 12, 5: 13, 6: 14, 7: 15},
+         (16, 17), (14, 15), 0),
+    25: ({11: 0, 10: 1, 9: 2, 12: 3, 13: 4, 14: 5, 4: 10, 3: 11, 2: 12, 5: 13, 6: 14, 7: 15},
+         (17, 18), (15, 16), 0),
+}
+
+
+def from_openpose(keypoints, *, min_confidence: float = 0.1, visible_threshold: float = 0.5,
+                  path=None) -> CanonicalPose:
+    """OpenPose body keypoints -> :class:`CanonicalPose` (Cao et al., CVPR 2017 / TPAMI 2019).
+
+    Args:
+        keypoints: the flat ``pose_keypoints_2d`` list of one person (x, y, confidence per
+            point, pixels) or its (N, 3) array, N = 18 (BODY_18, OpenPose's COCO model:
+            0 nose, 1 neck, 2-4 right shoulder/elbow/wrist, 5-7 left, 8-10 right
+            hip/knee/ankle, 11-13 left, 14/15 right/left eye, 16/17 right/left ear) or 25
+            (BODY_25: 8 mid hip, 9-11 right hip/knee/ankle, 12-14 left, 15-18 eyes and
+            ears, 19-24 feet).  A point OpenPose did not find is (0, 0, 0).
+        min_confidence: points below it are missing; visible_threshold: points at or above
+            it get v = 2, the others v = 1.
+    Returns: limbs; pelvis, thorax, upper neck and head top derived from the hips,
+        shoulders and face as for COCO (the neck and mid hip are not used).
+    Raises: DataError naming ``path`` on another number of points or non-numbers.
+    """
+    try:
+        arr = np.asarray(keypoints, dtype=np.float64).reshape(-1, 3)
+    except (TypeError, ValueError):
+        raise DataError(path, "OpenPose keypoints must be numbers in (x, y, confidence) triples") from None
+    if len(arr) not in _OPENPOSE:
+        raise DataError(path, f"OpenPose keypoints: {len(arr)} points; BODY_18 has 18, BODY_25 has 25")
+    limbs, ears, eyes, nose = _OPENPOSE[len(arr)]
+    c = np.nan_to_num(arr[:, 2], nan=0.0)
+    present = (c >= min_confidence) & np.isfinite(arr[:, :2]).all(axis=1)
+    src = _finish(np.where(present[:, None], arr[:, :2], np.nan),
+                  np.where(~present, MISSING, np.where(c >= visible_threshold, VISIBLE, OCCLUDED)))
+    kp, derived = _gather(src, limbs)
+    _derive_torso(kp, derived, pelvis=True, thorax=True)
+    _derive_head(kp, derived, face_centre(src[list(ears)], src[list(eyes)], src[[nose]]))
+    return CanonicalPose(kp, derived)
+
+
 _BLAZE_TO_CANON = {28: 0, 26: 1, 24: 2, 23: 3, 25: 4, 27: 5, 16: 10, 14: 11, 12: 12, 11: 13,
                    13: 14, 15: 15}
 
