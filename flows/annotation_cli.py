@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: what import-labels reads back; export also writes the training layouts of mmsegmentation and LIP
 FORMATS = ["label-studio", "cvat", "coco", "voc"]
+EXPORT_FORMATS = [*FORMATS, "mmseg", "lip"]
 
 
 def cmd_export(args) -> int:
@@ -20,8 +22,14 @@ def cmd_export(args) -> int:
         print(f"  start Label Studio with LOCAL_FILES_SERVING_ENABLED=true "
               f"LOCAL_FILES_DOCUMENT_ROOT={done['document_root']}")
         return 0
-    from pipeline.annotation import coco, cvat, voc
+    from pipeline.annotation import coco, cvat, training_layouts, voc
 
+    if args.format in ("mmseg", "lip"):
+        export = {"mmseg": training_layouts.export_mmseg, "lip": training_layouts.export_lip}[args.format]
+        done = export(args.synth, args.out, select)
+        print(f"{args.out}: {done['images']} images ({done['label_set']}, {args.format} layout: {done['train']} train, "
+              f"{done['val']} val; {done['images_left_out']} labelled images left out)")
+        return 0
     export = {"cvat": cvat.export_cvat, "coco": coco.export_coco, "voc": voc.export_voc}[args.format]
     done = export(args.synth, args.out, select)
     print(f"{args.out}: {done['images']} images ({done['label_set']}, {args.format}; {done['images_left_out']} "
@@ -47,9 +55,10 @@ def cmd_import_labels(args) -> int:
 def add_annotation_commands(sub) -> None:
     e = sub.add_parser("export", help="synthesized labels as pre-annotations (Label Studio, CVAT, COCO, VOC)")
     e.add_argument("synth", type=Path, help="synthesized dataset folder")
-    e.add_argument("--format", choices=FORMATS, default="label-studio",
-                   help="label-studio: tasks + labeling config; cvat: CVAT for images 1.1 XML with masks; "
-                        "coco: COCO instances with RLE masks; voc: VOC segmentation PNGs")
+    e.add_argument("--format", choices=EXPORT_FORMATS, default="label-studio",
+                   help="label-studio: tasks + labeling config; cvat: CVAT for images 1.1 XML with masks and the "
+                        "project's labels.json; coco: COCO instances with RLE masks; voc: VOC segmentation PNGs; "
+                        "mmseg / lip: the training layouts of mmsegmentation and LIP (SCHP), photos copied")
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--order", choices=["confidence", "name"], default="confidence",
                    help="confidence: lowest-confidence images first (default)")

@@ -178,3 +178,57 @@ def test_export_and_import_commands_for_every_format(synth, tmp_path, capsys):
     assert cli(["import-labels", str(tmp_path / "coco" / "annotations.json"), "--format", "cvat",
                 "--out", str(tmp_path / "x")]) == 1
     assert "not XML" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def synth_with_val(synth, tmp_path_factory):
+    """The session's synthesized set with its first two images' people marked val (as
+    ``synthesize --relabel --split val`` marks them)."""
+    import shutil
+
+    out = tmp_path_factory.mktemp("val") / "synth"
+    shutil.copytree(synth, out)
+    for record in sorted((out / "items").glob("*.json"))[:2]:
+        doc = json.loads(record.read_text())
+        for p in doc["persons"]:
+            p["split"] = "val"
+        record.write_text(json.dumps(doc))
+    return out
+
+
+def test_voc_lists_train_and_val_and_cvat_writes_its_project_labels(synth_with_val, tmp_path):
+    voc.export_voc(synth_with_val, tmp_path / "voc")
+    lists = {n: (tmp_path / "voc/ImageSets/Segmentation" / f"{n}.txt").read_text().split()
+             for n in ("default", "train", "val")}
+    assert len(lists["val"]) == 2 and len(lists["train"]) == 6 and sorted(lists["train"] + lists["val"]) == \
+        sorted(lists["default"])
+    cvat.export_cvat(synth_with_val, tmp_path / "cvat")
+    labels = json.loads((tmp_path / "cvat" / "labels.json").read_text())
+    xml = ET.parse(tmp_path / "cvat" / "annotations.xml").getroot()
+    assert [(lab["name"], lab["color"], lab["type"]) for lab in labels] == \
+        [(lab.findtext("name"), lab.findtext("color"), lab.findtext("type")) for lab in xml.iter("label")]
+    assert labels[0]["name"] == LABEL_SETS["pascal10"].names[1] and labels[-1]["name"] == "ignore"
+
+
+@pytest.mark.parametrize("fmt", ["mmseg", "lip"])
+def test_training_layouts_hold_every_label_map_in_its_split(fmt, synth_with_val, tmp_path, capsys):
+    out = tmp_path / fmt
+    assert cli(["export", str(synth_with_val), "--format", fmt, "--out", str(out)]) == 0
+    assert "6 train, 2 val" in capsys.readouterr().out
+    meta = json.loads((out / "partsynth.json").read_text())
+    synthesized = {json.loads(p.read_text())["label"]: json.loads(p.read_text())
+                   for p in (synth_with_val / "items").glob("*.json")}
+    for name, fact in meta.items():
+        split = "val" if fact["people"][0]["split"] == "val" else "train"
+        stem = name.rsplit(".", 1)[0]
+        if fmt == "mmseg":
+            photo, label = out / "img_dir" / split / name, out / "ann_dir" / split / f"{stem}.png"
+        else:
+            photo, label = out / f"{split}_images" / name, out / f"{split}_segmentations" / f"{stem}.png"
+            assert stem in (out / f"{split}_id.txt").read_text().split()
+        assert photo.read_bytes() == open(fact["image"], "rb").read()
+        item = next(i for i in synthesized.values() if i["image"] == fact["image"])
+        with Image.open(label) as im:                       # the ids as the other tools read them
+            assert np.array_equal(np.array(im), files.read_label_png(synth_with_val / item["label"]))
+    if fmt == "mmseg":
+        assert (out / "classes.txt").read_text().split("\n")[:2] == ["background", LABEL_SETS["pascal10"].names[1]]

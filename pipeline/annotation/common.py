@@ -43,6 +43,12 @@ class ExportImage:
         """uint8 (H, W) synthesized label map (class ids, 255 undecided)."""
         return files.read_label_png(self.label)
 
+    @property
+    def split(self) -> str:
+        """``val`` when one of its people is in the val split (synthesized with
+        ``--relabel --split val``), else ``train`` (keypoint-only people train parsers)."""
+        return "val" if any(p.get("split") == "val" for p in self.meta["people"]) else "train"
+
 
 @dataclass(frozen=True)
 class Selection:

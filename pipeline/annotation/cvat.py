@@ -28,6 +28,8 @@ from pipeline.errors import DataError
 from pipeline.labels import LABEL_SETS
 
 ANNOTATIONS_FILE = "annotations.xml"
+#: the project labels for CVAT's "Raw" label editor, beside the annotations
+LABELS_FILE = "labels.json"
 
 
 def mask_to_rle(mask: np.ndarray) -> tuple[list[int], tuple[int, int, int, int]]:
@@ -59,8 +61,18 @@ def rle_to_mask(runs: list[int], box: tuple[int, int, int, int], hw: tuple[int, 
     return out
 
 
+def cvat_labels(label_set: str) -> list[dict]:
+    """The label set's classes (background left out, ``ignore`` added) as CVAT's project
+    label editor takes them in its "Raw" tab: ``[{"name", "color": "#rrggbb", "type":
+    "mask", "attributes": []}]``.  CVAT ignores the labels inside an uploaded annotation
+    file, so a project made from these is what lets it accept ``annotations.xml``."""
+    palette = LABEL_SETS[label_set].palette.tolist()
+    return [{"name": name, "color": f"#{r:02x}{g:02x}{b:02x}", "type": "mask", "attributes": []}
+            for name, (r, g, b) in [*zip(class_names(label_set), palette[1:]), (IGNORE_NAME, (255, 255, 255))]]
+
+
 def export_cvat(synth_dir: str | Path, out: str | Path, selection: Selection = Selection()) -> dict:
-    """Write ``annotations.xml`` and ``partsynth.json`` for the labelled images of a
+    """Write ``annotations.xml``, ``labels.json`` (:func:`cvat_labels`) and ``partsynth.json`` for the labelled images of a
     synthesized dataset (``selection``: which, in which order, and with ``copy_images`` the
     photos to ``out/images``).  Returns {"images", "masks",
     "images_left_out", "label_set"}.  Raises DataError for a folder that is not a
@@ -73,12 +85,11 @@ def export_cvat(synth_dir: str | Path, out: str | Path, selection: Selection = S
     ET.SubElement(task, "name").text = f"partsynth-{info.refiner_sha256[:12]} ({info.label_set})"
     ET.SubElement(task, "size").text = str(len(images))
     labels = ET.SubElement(task, "labels")
-    palette = LABEL_SETS[info.label_set].palette.tolist()
-    for name, (r, g, b) in [*zip(class_names(info.label_set), palette[1:]), (IGNORE_NAME, (255, 255, 255))]:
+    for spec in cvat_labels(info.label_set):
         label = ET.SubElement(labels, "label")
-        ET.SubElement(label, "name").text = name
-        ET.SubElement(label, "color").text = f"#{r:02x}{g:02x}{b:02x}"
-        ET.SubElement(label, "type").text = "mask"
+        ET.SubElement(label, "name").text = spec["name"]
+        ET.SubElement(label, "color").text = spec["color"]
+        ET.SubElement(label, "type").text = spec["type"]
         ET.SubElement(label, "attributes")
     masks = 0
     for i, image in enumerate(images):
@@ -99,6 +110,7 @@ def export_cvat(synth_dir: str | Path, out: str | Path, selection: Selection = S
     ET.indent(root)
     with files.atomic_path(out / ANNOTATIONS_FILE) as tmp:
         ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
+    files.write_json(out / LABELS_FILE, cvat_labels(info.label_set))
     write_meta(out, images)
     return {"images": len(images), "masks": masks, "images_left_out": n_labelled - len(images),
             "label_set": info.label_set}

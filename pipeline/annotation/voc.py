@@ -3,7 +3,9 @@ et al., IJCV 2010, the layout CVAT and Datumaro read and write as "PASCAL VOC").
 
 Export (:func:`export_voc`) writes ``SegmentationClass/<stem>.png`` (8-bit palette PNGs:
 pixel value = class id, the label set's palette; 255 = VOC's void, our ignore),
-``ImageSets/Segmentation/default.txt`` (the stems, lowest confidence first by default),
+``ImageSets/Segmentation/default.txt`` (the stems, lowest confidence first by default) and
+``train.txt`` / ``val.txt`` (the same split by the people's split: ``val`` for people
+synthesized from the val split, ``train`` for the rest),
 ``labelmap.txt`` (``name:r,g,b::`` per class in id order, as CVAT writes it) and
 ``partsynth.json`` beside them; ``JPEGImages/`` with the photos when asked.
 
@@ -66,8 +68,10 @@ def export_voc(synth_dir: str | Path, out: str | Path, selection: Selection = Se
             copy_photo(image, out / IMAGE_DIR)
         files.write_label_png(out / MASK_DIR / f"{Path(image.name).stem}.png", image.label_map(), palette)
     (out / LIST_FILE).parent.mkdir(parents=True, exist_ok=True)
-    with files.atomic_path(out / LIST_FILE) as tmp:
-        tmp.write_text("".join(f"{Path(im.name).stem}\n" for im in images), encoding="utf-8")
+    for list_file, picked in ((LIST_FILE, images), (LIST_FILE.with_name("train.txt"), [i for i in images if i.split == "train"]),
+                              (LIST_FILE.with_name("val.txt"), [i for i in images if i.split == "val"])):
+        with files.atomic_path(out / list_file) as tmp:
+            tmp.write_text("".join(f"{Path(im.name).stem}\n" for im in picked), encoding="utf-8")
     with files.atomic_path(out / LABELMAP_FILE) as tmp:
         tmp.write_text(labelmap_text(info.label_set), encoding="utf-8")
     write_meta(out, images)
