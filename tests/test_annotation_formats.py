@@ -232,3 +232,27 @@ def test_training_layouts_hold_every_label_map_in_its_split(fmt, synth_with_val,
             assert np.array_equal(np.array(im), files.read_label_png(synth_with_val / item["label"]))
     if fmt == "mmseg":
         assert (out / "classes.txt").read_text().split("\n")[:2] == ["background", LABEL_SETS["pascal10"].names[1]]
+
+
+def test_pycocotools_reads_our_coco_export_mask_for_mask(synth, tmp_path):
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    coco.export_coco(synth, tmp_path / "coco")
+    with contextlib.redirect_stdout(io.StringIO()):
+        api = COCO(str(tmp_path / "coco" / "annotations.json"))
+    meta = json.loads((tmp_path / "coco" / "partsynth.json").read_text())
+    names = {c["id"]: c["name"] for c in api.loadCats(api.getCatIds())}
+    assert len(api.getImgIds()) == 8
+    for image in api.loadImgs(api.getImgIds()):
+        item = next(json.loads(p.read_text()) for p in (synth / "items").glob("*.json")
+                    if json.loads(p.read_text())["image"] == meta[image["file_name"]]["image"])
+        truth = files.read_label_png(synth / item["label"])
+        painted = np.zeros_like(truth)
+        for ann in api.loadAnns(api.getAnnIds(imgIds=image["id"])):
+            mask = api.annToMask(ann).astype(bool)
+            assert not painted[mask].any()                               # one class per pixel
+            painted[mask] = IGNORE if names[ann["category_id"]] == "ignore" else ann["category_id"]
+        assert np.array_equal(painted, truth)
