@@ -49,8 +49,9 @@ def list_images(data: str, layout: str | None, signature: str, relabel: bool = F
     and ``skipped``, the [file, reason] of every item the reader could not use (missing or
     unreadable photo, bad keypoints entry).  ``relabel`` lists labelled people too (labels
     dropped, :func:`pipeline.layouts.keypoint_only_people`); ``split`` keeps one split's
-    people.  A person's ``person_mask`` is its record's own (a keypoints folder) or the
-    matching one of the keypoints folder ``person_masks``
+    people.  A person's mask is its COCO annotation's own (``person_rle``), else its
+    record's ``person_mask`` (a keypoints folder) or the matching one of the keypoints folder
+    ``person_masks``
     (:class:`pipeline.estimated_poses.PersonMasks`), with its SHA-256 so that a changed
     mask relabels its image.  ``signature`` (:func:`pipeline.files.tree_signature` of
     ``data`` and ``person_masks``) keys the cache."""
@@ -73,7 +74,10 @@ def list_images(data: str, layout: str | None, signature: str, relabel: bool = F
 
 
 def _mask_fields(r: PersonRecord, masks: PersonMasks | None) -> dict:
-    """``person_mask`` (absolute path or None) and ``person_mask_sha256`` of a record."""
+    """``person_rle`` (a COCO annotation's own instance mask, which wins), or
+    ``person_mask`` (absolute path or None) and ``person_mask_sha256`` of a record."""
+    if (r.meta or {}).get("rle"):
+        return {"person_rle": r.meta["rle"], "person_mask": None, "person_mask_sha256": None}
     mask = (r.meta or {}).get("person_mask")
     if mask is None and masks is not None and r.keypoints is not None:
         mask = masks.find(r.image_path, r.keypoints)
@@ -124,7 +128,8 @@ def _people(image: dict) -> list[PersonRecord]:
     return [PersonRecord(Path(image["image"]), tuple(p["image_size"]), p["person_id"], p["source"],
                          keypoints=None if p["keypoints"] is None else json_to_keypoints(p["keypoints"]),
                          keypoints_derived=None if p["derived"] is None else np.array(p["derived"], bool),
-                         split=p["split"], meta={"person_mask": p.get("person_mask")}) for p in image["people"]]
+                         split=p["split"], meta={"person_mask": p.get("person_mask"), "rle": p.get("person_rle")})
+            for p in image["people"]]
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)

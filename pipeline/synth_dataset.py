@@ -74,6 +74,9 @@ class SynthPerson:
         rle: {class id: COCO RLE {"size": [h, w], "counts": str}} of the person's pixels.
         estimated_joints: names of the joints a partial body lacked and got from its
             neighbours (:mod:`pipeline.priors.partial`); their region is ignore (255).
+        person_mask: the mask that clipped (and filled) the person's label: ``annotation``
+            (its COCO annotation's own instance mask), ``blazepose`` (a keypoints folder's),
+            or None.
     """
 
     person_id: str
@@ -90,6 +93,7 @@ class SynthPerson:
     pixels: int = 0
     rle: dict[int, dict] = field(default_factory=dict)
     estimated_joints: list[str] = field(default_factory=list)
+    person_mask: str | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -292,7 +296,8 @@ def finalize_dataset(root: str | Path, info: SynthDatasetInfo) -> dict:
                            "keypoints": None if p.keypoints is None else keypoints_to_json(p.keypoints),
                            "split": p.split, "meta": {"mean_max_prob": p.mean_max_prob,
                                                       "neighbours": p.neighbours, "source": p.source,
-                                                      "estimated_joints": p.estimated_joints}})
+                                                      "estimated_joints": p.estimated_joints,
+                                                      "person_mask": p.person_mask}})
             for c, rle in p.rle.items():
                 r = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
                 anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": int(c),

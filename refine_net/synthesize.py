@@ -32,6 +32,7 @@ from pipeline.priors.paste import NO_OWNER, paste_people
 from pipeline.priors.pose import apply_affine, keypoint_problem, person_box, torso_problem
 from pipeline.priors.pose_index import Neighbours
 from pipeline.priors.support import apply_person_masks, clip_to_support, prior_support
+from pipeline.readers.coco import coco_instance_mask
 from pipeline.records import PersonRecord
 from pipeline.skeleton import JOINT_NAMES
 from pipeline.synth_dataset import (SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_intact,
@@ -80,11 +81,27 @@ def mirrored(x: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
     return x.flip(-1)[:, channels]
 
 
+def person_mask_source(rec: PersonRecord) -> str | None:
+    """Which person mask :func:`read_person_mask` uses for ``rec``: ``annotation`` (its COCO
+    annotation's instance segmentation, ``meta["rle"]``), else ``blazepose``
+    (``meta["person_mask"]``, a keypoints folder's PNG), else None."""
+    meta = rec.meta or {}
+    return "annotation" if meta.get("rle") else "blazepose" if meta.get("person_mask") else None
+
+
 def read_person_mask(rec: PersonRecord, image_size: tuple[int, int]) -> np.ndarray | None:
-    """bool (H, W) person mask of ``rec`` (``meta["person_mask"]``: a uint8 PNG, >= 128 is
-    the person), or None without one.  Raises DataError naming the PNG when it is
-    unreadable or its size differs from the image's."""
-    path = (rec.meta or {}).get("person_mask")
+    """bool (H, W) person mask of ``rec``: its COCO annotation's own instance mask
+    (``meta["rle"]``, COCO RLE) when it has one, else ``meta["person_mask"]`` (a uint8 PNG,
+    >= 128 is the person), else None.  Raises DataError naming the image or PNG when the
+    mask is unreadable or its size differs from the image's."""
+    meta = rec.meta or {}
+    if meta.get("rle"):
+        mask = coco_instance_mask(meta)
+        if mask.shape != tuple(image_size):
+            raise DataError(rec.image_path, f"the annotation's mask {mask.shape} differs from the image "
+                                            f"{tuple(image_size)}")
+        return mask
+    path = meta.get("person_mask")
     if not path:
         return None
     mask = files.read_label_png(path)
@@ -145,7 +162,8 @@ class Synthesizer:
         with ``partial_bodies`` a person without pelvis or thorax is matched on the
         joints it has and completed from its neighbours (:mod:`pipeline.priors.partial`)."""
         person = SynthPerson(rec.person_id, "skipped", keypoints=rec.keypoints, split=rec.split,
-                             source=rec.source_format)
+                             source=rec.source_format,
+                             person_mask=None if self.cfg.person_mask_mode == "off" else person_mask_source(rec))
         problem = "no keypoints" if rec.keypoints is None else keypoint_problem(
             rec.keypoints, image_size, self.cfg.keypoint_margin, self.cfg.max_bone_ratio,
             allow_partial=self.cfg.partial_bodies)
