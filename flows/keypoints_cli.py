@@ -15,7 +15,7 @@ def run_keypoints(cfg: KeypointsConfig, force: bool = False) -> dict:
     from pipeline.estimated_poses import claim_keypoints_output
     from pipeline.person_boxes import read_person_boxes
     from pipeline.predictions import list_photos
-    from pipeline.synth_dataset import item_files
+    from pipeline.item_folder import item_files
 
     claim_keypoints_output(cfg.out, cfg.data)
     estimator_of(cfg)

@@ -12,7 +12,7 @@ def cmd_predict(args) -> int:
     from flows.predict import predict_labels, predict_runner
     from flows.server import temporary_server
     from pipeline.predictions import claim_predictions_output, list_photos
-    from pipeline.synth_dataset import item_files
+    from pipeline.item_folder import item_files
 
     from refine_net.checkpoint import load_checkpoint
     from refine_net.onnx_export import read_metadata

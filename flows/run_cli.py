@@ -9,7 +9,8 @@ from flows.experiment_config import ExperimentConfig
 from flows.options import add_config_options, config_from_args, interrupted, validate_config, with_item_progress
 from flows.server import temporary_server
 from pipeline.errors import ConfigError
-from pipeline.synth_dataset import item_files, skip_summary
+from pipeline.item_folder import item_files
+from pipeline.synth_dataset import skip_summary
 from refine_net.config import SynthConfig
 
 

@@ -34,7 +34,7 @@ from pipeline.output_lock import output_lock
 from pipeline.priors.bank import PriorConfig, bank_from_dataset
 from pipeline.readers.folder import json_to_keypoints, keypoints_to_json
 from pipeline.records import PersonRecord, ReadReport
-from pipeline.synth_dataset import (KEYPOINTS_DIR, claim_output, item_intact, remove_stale_items,
+from pipeline.synth_dataset import (KEYPOINTS_DIR, claim_output, item_intact, remove_stale_labels,
                                     top_level_intact, write_read_skips)
 from refine_net.checkpoint import Checkpoint, load_checkpoint
 from refine_net.config import SynthConfig
@@ -209,7 +209,7 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
         signature = tree_signature(cfg.data) + (f"+{tree_signature(cfg.person_masks)}" if cfg.person_masks else "")
         listed = list_images(cfg.data, cfg.layout, signature, cfg.relabel, cfg.split, cfg.person_masks)
         images = listed["images"]
-        removed = prepare_output(out_path, {im["image"] for im in images}, remove_stale_items, log, "labels", cfg.data)
+        removed = prepare_output(out_path, {im["image"] for im in images}, remove_stale_labels, log, "labels", cfg.data)
         write_read_skips(out_path, listed["skipped"])
         bank_path = bank_for(cfg, ckpt)
         log.info("%d images with keypoint-only people in %s", len(images), cfg.data)

@@ -18,7 +18,7 @@ from pipeline.files import file_sha256
 from pipeline.labels import LABEL_SETS
 from pipeline.pictures.overlay import draw_keypoints, overlay
 from pipeline.predictions import PredictedItem, PredictionsInfo, finalize_predictions, predicted_item_intact
-from pipeline.synth_dataset import item_name, write_item
+from pipeline.item_folder import item_name, write_item
 from parser_net.evaluate import label_map_of, predict_probabilities_batch
 from parser_net.networks import heatmap_stride, load_parser, network_outputs
 from parser_net.dataset import long_side_shape

@@ -29,11 +29,11 @@ import numpy as np
 
 from pipeline import files
 from pipeline.errors import DataError
+from pipeline.item_folder import (ITEMS_DIR, claim_item_folder, item_files, item_name, label_file_intact,
+                                  read_record_or_none, remove_stale_items, write_item)
 from pipeline.readers.folder import (DATASET_FILE, FORMAT, PEOPLE_FILE, json_to_keypoints, keypoints_to_json,
                                     read_dataset_info)
 from pipeline.skeleton import from_blazepose33
-from pipeline.synth_dataset import (ITEMS_DIR, item_files, item_name, label_file_intact, read_record_or_none,
-                                    remove_stale_items, write_item)
 
 KEYPOINTS_FORMAT_VERSION = 1
 MASKS_DIR = "masks"
@@ -170,8 +170,6 @@ def remove_stale_estimates(root: str | Path, images: set[str]) -> list[str]:
 def claim_keypoints_output(out: str | Path, data: str | Path) -> None:
     """Check that ``out`` may receive keypoints for the photos of ``data`` (as
     :func:`pipeline.predictions.claim_item_folder`).  Raises ConfigError in one line."""
-    from pipeline.predictions import claim_item_folder
-
     claim_item_folder(out, data, "keypoints_only", OWN_ENTRIES, read_estimated_item, "keypoints folder")
 
 

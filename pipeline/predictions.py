@@ -20,17 +20,15 @@ Item names are :func:`pipeline.synth_dataset.item_name` of the photo's absolute 
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline import files
 from pipeline.errors import ConfigError, DataError
-from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, read_dataset_info
-from pipeline.output_lock import LOCK_ENTRIES, check_unlocked
+from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE
 from pipeline.skeleton import NUM_JOINTS
-from pipeline.synth_dataset import (ITEMS_DIR, check_records, item_files, item_name, label_file_intact,
-                                    read_record_or_none, remove_stale_items)
+from pipeline.item_folder import (ITEMS_DIR, claim_item_folder, item_files, item_name, label_file_intact,
+                                  read_record_or_none, remove_stale_items)
 
 PREDICT_FORMAT_VERSION = 1
 OUTPUT_DIRS = ("labels", "overlays", "probs")
@@ -141,43 +139,6 @@ def claim_predictions_output(out: str | Path, data: str | Path) -> None:
     """Check that ``out`` may receive predictions for ``data`` (:func:`claim_item_folder`
     with ``dataset.json``'s ``predicted``).  Raises ConfigError in one line."""
     claim_item_folder(out, data, "predicted", OWN_ENTRIES, read_predicted_item, "predictions folder")
-
-
-def claim_item_folder(out: str | Path, data: str | Path, marker: str, own: frozenset[str],
-                      read: Callable[[Path], object], what: str) -> None:
-    """Check that ``out`` may receive a per-photo folder (predictions, keypoints) for
-    ``data``: new, empty, such a folder (``dataset.json`` with ``marker`` true), or holding
-    only the entries ``own`` (a run killed before its end) whose records ``read`` accepts.
-    It may not be the photos' folder, be inside it (its PNGs would be read as photos next
-    time) or contain it.
-    Raises ConfigError in one line naming the folder or the foreign entry, or ``data``
-    when it does not exist."""
-    out, data = Path(out).resolve(), Path(data).resolve()
-    if not data.exists():
-        raise ConfigError(f"{data}: no such file or folder")
-    source = data if data.is_dir() else data.parent
-    if out == source or out in source.parents or source in out.parents:
-        raise ConfigError(f"{out}: the output folder may not be the photos' folder, be inside it or contain it "
-                          f"({data})")
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a folder")
-    check_unlocked(out)
-    entries = {p.name for p in out.iterdir() if not p.name.startswith(files.TEMP_PREFIX)} - LOCK_ENTRIES
-    if (out / DATASET_FILE).is_file():
-        try:
-            ours = read_dataset_info(out).get(marker)
-        except DataError as e:
-            ours, entries = False, {f"{DATASET_FILE} ({e.problem})"}
-        if not ours:
-            raise ConfigError(f"{out}: not empty and not a partsynth {what} ({DATASET_FILE} is not one); "
-                              "choose an empty or new folder")
-    foreign = sorted(entries - own)
-    if foreign:
-        raise ConfigError(f"{out}: not empty and not a partsynth {what} (holds {', '.join(foreign[:3])}); "
-                          "choose an empty or new folder")
-    check_records(out, read)
 
 
 def remove_stale_predictions(root: str | Path, images: set[str]) -> list[str]:

@@ -22,9 +22,7 @@ rebuilt from the items by :func:`finalize_dataset`.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,17 +31,15 @@ import pandas as pd
 from pycocotools import mask as mask_utils
 
 from pipeline import files
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import DataError
 from pipeline.labels import LABEL_SETS
 from pipeline.manifest import write_manifest
-from pipeline.output_lock import LOCK_ENTRIES, check_unlocked
+from pipeline.item_folder import (ITEMS_DIR, claim_item_folder, item_files, label_file_intact, read_record_or_none,
+                                  remove_stale_items)
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, json_to_keypoints, keypoints_to_json
 from pipeline.records import skip_records
 
 SYNTH_FORMAT_VERSION = 1
-ITEMS_DIR = "items"
-#: the key of an item record's own content hash (:func:`record_sha256`)
-RECORD_HASH = "record_sha256"
 ANNOTATIONS_FILE = "annotations.json"
 MANIFEST_FILE = "manifest.parquet"
 #: the input items the reader could not use, [{"file", "reason"}], rewritten by every run
@@ -188,50 +184,11 @@ class SynthDatasetInfo:
                     description="labels synthesized by partsynth (prior + refinement U-Net)")
 
 
-def item_name(image_path: str | Path) -> str:
-    """A file-system-safe, unique item name for an image path: its stem (60 characters at
-    most, other characters than letters, digits, ``_.-`` replaced) and 8 hex digits of the
-    path's SHA-1."""
-    image_path = Path(image_path)
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", image_path.stem)[:60]
-    return f"{stem}-{hashlib.sha1(str(image_path).encode()).hexdigest()[:8]}"
-
-
-def item_path(root: str | Path, image_path: str | Path) -> Path:
-    """``root/items/<item_name(image_path)>.json``."""
-    return Path(root) / ITEMS_DIR / f"{item_name(image_path)}.json"
-
-
-def write_item(root: str | Path, item) -> Path:
-    """Write ``item`` (a :class:`SynthItem`, or any record with ``image`` and ``to_json()``
-    such as :class:`pipeline.predictions.PredictedItem`) atomically to its
-    :func:`item_path`; returns the path."""
-    path = item_path(root, item.image)
-    record = item.to_json()
-    files.write_json(path, dict(record, **{RECORD_HASH: record_sha256(record)}))
-    return path
-
-
-def record_sha256(record: dict) -> str:
-    """SHA-256 of an item record's content (canonical JSON, without :data:`RECORD_HASH`):
-    what :func:`write_item` stores in the record, so that a record edited by hand no longer
-    matches it and its image is redone, as an edited label PNG is."""
-    body = {k: v for k, v in record.items() if k != RECORD_HASH}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def read_item(path: str | Path) -> SynthItem:
     """One item record.  Raises DataError naming the file when it is unreadable or not an
     item of this format."""
     path = Path(path)
     return SynthItem.from_json(files.read_json(path), path)
-
-
-def item_files(root: str | Path) -> list[Path]:
-    """The item record files of a synthesized dataset, in name order; temporary files of an
-    interrupted write (``.partsynth-tmp-*``) are not records and are left out."""
-    items = Path(root) / ITEMS_DIR
-    return sorted(p for p in items.glob("*.json") if not p.name.startswith(files.TEMP_PREFIX))
 
 
 def read_items(root: str | Path) -> list[SynthItem]:
@@ -253,16 +210,6 @@ def read_synth_info(root: str | Path) -> SynthDatasetInfo:
                             refiner_sha256=d.get("refiner_sha256", ""), synth_config=d.get("synth_config") or {},
                             fingerprint=d.get("fingerprint", ""),
                             synth_format_version=int(d.get("synth_format_version", SYNTH_FORMAT_VERSION)))
-
-
-def remove_partial_files(out: Path) -> list[Path]:
-    """Delete temporary files an interrupted run left in ``out``: only the
-    ``.partsynth-tmp-*`` files of :func:`pipeline.files.atomic_path`, so a user's own
-    ``.draft.tmp`` survives.  Returns them."""
-    stale = [p for p in out.rglob(f"{files.TEMP_PREFIX}*") if p.is_file()] if out.exists() else []
-    for p in stale:
-        p.unlink()
-    return stale
 
 
 def finalize_dataset(root: str | Path, info: SynthDatasetInfo) -> dict:
@@ -329,28 +276,6 @@ def read_read_skips(root: str | Path) -> list[dict]:
     return files.read_json(path) if path.is_file() else []
 
 
-def read_record_or_none(root: str | Path, image_path: str | Path, read: Callable[[Path], object]):
-    """The item record of ``image_path`` in ``root`` read with ``read``, or None when it
-    is missing, unreadable, or its content no longer matches the hash :func:`write_item`
-    stored in it (edited by hand, or written by an older partsynth): the image is then
-    redone."""
-    path = item_path(root, image_path)
-    if not path.is_file():
-        return None
-    try:
-        raw = files.read_json(path)
-        if not isinstance(raw, dict) or raw.get(RECORD_HASH) != record_sha256(raw):
-            return None
-        return read(path)
-    except DataError:
-        return None
-
-
-def label_file_intact(root: Path, label: str | None, sha256: str | None) -> bool:
-    """True when there is no label file, or it exists with the recorded hash."""
-    return not label or ((root / label).is_file() and files.file_sha256(root / label) == sha256)
-
-
 def item_intact(root: str | Path, image_path: str | Path, fingerprint: str | None = None) -> bool:
     """True when ``root`` holds a readable item record for this image (with ``fingerprint``
     when given) whose label PNG and probabilities exist, the PNG with the recorded hash.
@@ -368,73 +293,21 @@ def top_level_intact(root: str | Path) -> bool:
     return all((root / name).is_file() for name in (DATASET_FILE, PEOPLE_FILE, ANNOTATIONS_FILE, MANIFEST_FILE))
 
 
+def remove_stale_labels(root: str | Path, images: set[str]) -> list[str]:
+    """Delete the records, label PNGs and probabilities of images no longer in the input
+    (``images``: absolute paths).  Returns the images removed."""
+    return remove_stale_items(root, images, read_item, ("label", "probs"))
+
+
 def claim_output(out: str | Path, data: str | Path) -> None:
-    """Check that ``out`` may receive a synthesized dataset made from ``data``.
-
-    ``out`` must be new, empty, or a partsynth synthesized dataset (its ``dataset.json``
-    says so; or, when that was deleted, it holds nothing but this format's files).  It may
-    not be the input, a folder that contains the input, nor a folder inside an input folder
-    (its label PNGs would be read as photos, and change the input's signature, on the
-    next run).
-    Raises: ConfigError in one line naming the folder or the foreign file."""
-    out, data = Path(out).resolve(), Path(data).resolve()
-    source = data if data.is_dir() else data.parent
-    if out == source or out in source.parents or (data.is_dir() and source in out.parents):
-        raise ConfigError(f"{out}: the output folder may not be the input folder, be inside it or contain it ({data})")
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a folder")
-    check_unlocked(out)
-    entries = [p for p in out.iterdir() if not p.name.startswith(files.TEMP_PREFIX) and p.name not in LOCK_ENTRIES]
-    if not entries:
-        return
-    if (out / DATASET_FILE).is_file():
-        try:
-            read_synth_info(out)
-        except DataError as e:
-            raise ConfigError(f"{out}: not empty and not a partsynth synthesized dataset ({e.problem}); "
-                              "choose an empty or new folder") from None
-    else:       # dataset.json deleted, or a run killed before its end: only our files, with our records
-        names = {p.name for p in entries}
-        foreign = sorted(names - OWN_ENTRIES)
-        if foreign or not (names <= {ITEMS_DIR, "labels", "probs", KEYPOINTS_DIR, READ_SKIPS_FILE} or item_files(out)):
-            held = ", ".join(foreign[:3] or sorted(names)[:3])
-            raise ConfigError(f"{out}: not empty and not a partsynth synthesized dataset (holds {held}); "
-                              "choose an empty or new folder")
-    check_records(out, read_item)
-
-
-def check_records(out: Path, read: Callable[[Path], object]) -> None:
-    """Read every item record of ``out`` with ``read``; raises ConfigError naming the first
-    that is not ours (a user's file in ``items/``)."""
-    for path in item_files(out):
-        try:
-            read(path)
-        except DataError as e:
-            raise ConfigError(f"{path}: {e.problem}; this file is not ours: move it out of {out}") from None
-
-
-def remove_stale_items(root: str | Path, images: set[str], read: Callable[[Path], object] | None = None,
-                       fields: tuple[str, ...] = ("label", "probs")) -> list[str]:
-    """Delete the records and the files they name (their ``fields``: label PNGs and
-    probabilities here; overlays too for predictions; a field may hold a list of paths, as
-    a keypoints record's masks) of images no longer in the input (``images``: absolute
-    paths of the current images).  ``read`` reads a record (default
-    :func:`read_item`).  Returns the removed images."""
-    root = Path(root)
-    removed = []
-    for path in item_files(root):
-        item = (read or read_item)(path)
-        if item.image in images:
-            continue
-        for value in (getattr(item, f) for f in fields):
-            for rel in value if isinstance(value, list) else [value]:
-                if rel:
-                    (root / rel).unlink(missing_ok=True)
-        path.unlink()
-        removed.append(item.image)
-    return removed
+    """Check that ``out`` may receive a synthesized dataset made from ``data``
+    (:func:`pipeline.item_folder.claim_item_folder`): new, empty, a synthesized dataset
+    (``dataset.json`` with a ``refiner_checkpoint``), or, when that was deleted, nothing
+    but this format's files with readable item records; not the input, inside an input
+    folder, or containing it.  Raises: ConfigError in one line naming the folder or the
+    foreign file."""
+    claim_item_folder(out, data, "refiner_checkpoint", OWN_ENTRIES, read_item, "synthesized dataset",
+                      bare=frozenset({ITEMS_DIR, "labels", "probs", KEYPOINTS_DIR, READ_SKIPS_FILE}), keep_foreign=True)
 
 
 def skip_summary(root: str | Path) -> dict[str, tuple[int, str]]:

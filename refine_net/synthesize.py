@@ -35,8 +35,8 @@ from pipeline.priors.support import apply_person_masks, clip_to_support, prior_s
 from pipeline.readers.coco import coco_instance_mask
 from pipeline.records import PersonRecord
 from pipeline.skeleton import JOINT_NAMES
-from pipeline.synth_dataset import (SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_intact,
-                                    item_name, remove_partial_files, write_item)
+from pipeline.item_folder import item_name, remove_partial_files, write_item
+from pipeline.synth_dataset import SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_intact
 from refine_net.checkpoint import Checkpoint
 from refine_net.config import SynthConfig
 from refine_net.dataset import image_to_tensor

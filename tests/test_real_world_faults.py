@@ -25,7 +25,7 @@ from pipeline.layouts import detect_layout, iter_records
 from pipeline.output_lock import HOLDER_FILE, output_lock
 from pipeline.readers import read_coco
 from pipeline.records import ReadReport
-from pipeline.synth_dataset import item_files
+from pipeline.item_folder import item_files
 from refine_net.config import SynthConfig
 
 

@@ -8,8 +8,8 @@ from parser_net.dataset import to_tensor
 from pipeline import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.priors.bank import PriorConfig, bank_from_dataset
-from pipeline.synth_dataset import (SYNTH_FORMAT_VERSION, SynthItem, SynthPerson, item_name, item_path, read_item,
-                                    read_synth_info, write_item)
+from pipeline.item_folder import item_name, item_path, write_item
+from pipeline.synth_dataset import SYNTH_FORMAT_VERSION, SynthItem, SynthPerson, read_item, read_synth_info
 
 
 def person(**kw) -> SynthPerson:

@@ -21,7 +21,8 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.output_lock import LOCK_ENTRIES, check_unlocked, output_lock
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json, read_dataset_info
-from pipeline.synth_dataset import ITEMS_DIR, SynthItem, item_name, read_items, read_synth_info
+from pipeline.item_folder import ITEMS_DIR, item_name
+from pipeline.synth_dataset import SynthItem, read_items, read_synth_info
 
 IGNORE_NAME = "ignore"
 META_FILE = "partsynth.json"

@@ -1,0 +1,171 @@
+"""The per-image output folders partsynth writes (synthesized datasets, predictions,
+keypoints folders): one item record per image in ``items/``, written atomically with its
+own content hash; claiming a folder, removing an interrupted run's temporary files and the
+records of images gone from the input, and checking that a record and its files are intact.
+Each format passes its own record reader."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from pipeline import files
+from pipeline.errors import ConfigError, DataError
+from pipeline.output_lock import LOCK_ENTRIES, check_unlocked
+from pipeline.readers.folder import DATASET_FILE, read_dataset_info
+
+ITEMS_DIR = "items"
+#: the key of an item record's own content hash (:func:`record_sha256`)
+RECORD_HASH = "record_sha256"
+
+
+def item_name(image_path: str | Path) -> str:
+    """A file-system-safe, unique item name for an image path: its stem (60 characters at
+    most, other characters than letters, digits, ``_.-`` replaced) and 8 hex digits of the
+    path's SHA-1."""
+    image_path = Path(image_path)
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", image_path.stem)[:60]
+    return f"{stem}-{hashlib.sha1(str(image_path).encode()).hexdigest()[:8]}"
+
+
+def item_path(root: str | Path, image_path: str | Path) -> Path:
+    """``root/items/<item_name(image_path)>.json``."""
+    return Path(root) / ITEMS_DIR / f"{item_name(image_path)}.json"
+
+
+def write_item(root: str | Path, item) -> Path:
+    """Write ``item`` (any record with ``image`` and ``to_json()``:
+    :class:`pipeline.synth_dataset.SynthItem`, :class:`pipeline.predictions.PredictedItem`,
+    :class:`pipeline.estimated_poses.EstimatedItem`) atomically to its
+    :func:`item_path`; returns the path."""
+    path = item_path(root, item.image)
+    record = item.to_json()
+    files.write_json(path, dict(record, **{RECORD_HASH: record_sha256(record)}))
+    return path
+
+
+def record_sha256(record: dict) -> str:
+    """SHA-256 of an item record's content (canonical JSON, without :data:`RECORD_HASH`):
+    what :func:`write_item` stores in the record, so that a record edited by hand no longer
+    matches it and its image is redone, as an edited label PNG is."""
+    body = {k: v for k, v in record.items() if k != RECORD_HASH}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def item_files(root: str | Path) -> list[Path]:
+    """The item record files of a per-image output folder, in name order; temporary files of an
+    interrupted write (``.partsynth-tmp-*``) are not records and are left out."""
+    items = Path(root) / ITEMS_DIR
+    return sorted(p for p in items.glob("*.json") if not p.name.startswith(files.TEMP_PREFIX))
+
+
+def read_record_or_none(root: str | Path, image_path: str | Path, read: Callable[[Path], object]):
+    """The item record of ``image_path`` in ``root`` read with ``read``, or None when it
+    is missing, unreadable, or its content no longer matches the hash :func:`write_item`
+    stored in it (edited by hand, or written by an older partsynth): the image is then
+    redone."""
+    path = item_path(root, image_path)
+    if not path.is_file():
+        return None
+    try:
+        raw = files.read_json(path)
+        if not isinstance(raw, dict) or raw.get(RECORD_HASH) != record_sha256(raw):
+            return None
+        return read(path)
+    except DataError:
+        return None
+
+
+def label_file_intact(root: Path, label: str | None, sha256: str | None) -> bool:
+    """True when there is no label file, or it exists with the recorded hash."""
+    return not label or ((root / label).is_file() and files.file_sha256(root / label) == sha256)
+
+
+def remove_partial_files(out: Path) -> list[Path]:
+    """Delete temporary files an interrupted run left in ``out``: only the
+    ``.partsynth-tmp-*`` files of :func:`pipeline.files.atomic_path`, so a user's own
+    ``.draft.tmp`` survives.  Returns them."""
+    stale = [p for p in out.rglob(f"{files.TEMP_PREFIX}*") if p.is_file()] if out.exists() else []
+    for p in stale:
+        p.unlink()
+    return stale
+
+
+def claim_item_folder(out: str | Path, data: str | Path, marker: str, own: frozenset[str],
+                      read: Callable[[Path], object], what: str, bare: frozenset[str] | None = None,
+                      keep_foreign: bool = False) -> None:
+    """Check that ``out`` may receive a per-image folder (a synthesized dataset,
+    predictions, keypoints) for ``data``: new, empty, such a folder (``dataset.json`` with
+    ``marker`` set; with ``keep_foreign`` other files of the user's in it are left alone,
+    else refused), or, when
+    ``dataset.json`` is missing (a run killed before its end, or deleted), holding only
+    the entries ``own`` and either item records or nothing but the entries ``bare``
+    (default ``own``) that such a run writes before its first record.  Every record must
+    be one ``read`` accepts.  It may not be the input, be inside an input folder (its PNGs
+    would be read as photos, and change the input's signature, next time) or contain the
+    input.
+    Raises ConfigError in one line naming the folder or the foreign entry, or ``data``
+    when it does not exist."""
+    out, data = Path(out).resolve(), Path(data).resolve()
+    if not data.exists():
+        raise ConfigError(f"{data}: no such file or folder")
+    source = data if data.is_dir() else data.parent
+    if out == source or out in source.parents or (data.is_dir() and source in out.parents):
+        raise ConfigError(f"{out}: the output folder may not be the input folder, be inside it or contain it "
+                          f"({data})")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    check_unlocked(out)
+    entries = {p.name for p in out.iterdir() if not p.name.startswith(files.TEMP_PREFIX)} - LOCK_ENTRIES
+    if (out / DATASET_FILE).is_file():
+        try:
+            ours = read_dataset_info(out).get(marker)
+        except DataError as e:
+            raise ConfigError(f"{out}: not empty and not a partsynth {what} ({e.problem}); "
+                              "choose an empty or new folder") from None
+        if not ours:
+            raise ConfigError(f"{out}: not empty and not a partsynth {what} ({DATASET_FILE} is not one); "
+                              "choose an empty or new folder")
+        foreign = [] if keep_foreign else sorted(entries - own)
+    else:
+        foreign = sorted(entries - own) or (sorted(entries - (own if bare is None else bare))
+                                            if not item_files(out) else [])
+    if foreign:
+        raise ConfigError(f"{out}: not empty and not a partsynth {what} (holds {', '.join(foreign[:3])}); "
+                          "choose an empty or new folder")
+    check_records(out, read)
+
+
+def check_records(out: Path, read: Callable[[Path], object]) -> None:
+    """Read every item record of ``out`` with ``read``; raises ConfigError naming the first
+    that is not ours (a user's file in ``items/``)."""
+    for path in item_files(out):
+        try:
+            read(path)
+        except DataError as e:
+            raise ConfigError(f"{path}: {e.problem}; this file is not ours: move it out of {out}") from None
+
+
+def remove_stale_items(root: str | Path, images: set[str], read: Callable[[Path], object],
+                       fields: tuple[str, ...] = ("label", "probs")) -> list[str]:
+    """Delete the records and the files they name (their ``fields``: label PNGs and
+    probabilities here; overlays too for predictions; a field may hold a list of paths, as
+    a keypoints record's masks) of images no longer in the input (``images``: absolute
+    paths of the current images).  ``read`` reads a record.  Returns the removed images."""
+    root = Path(root)
+    removed = []
+    for path in item_files(root):
+        item = read(path)
+        if item.image in images:
+            continue
+        for value in (getattr(item, f) for f in fields):
+            for rel in value if isinstance(value, list) else [value]:
+                if rel:
+                    (root / rel).unlink(missing_ok=True)
+        path.unlink()
+        removed.append(item.image)
+    return removed
