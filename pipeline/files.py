@@ -64,6 +64,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+#: the photo file suffixes partsynth reads (folders of photos, OpenPose photos)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
 #: EXIF orientations (TIFF/EXIF tag 0x0112) that turn the stored pixels by 90 or 270 degrees
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline import files
+from pipeline.files import IMAGE_SUFFIXES
 from pipeline.errors import ConfigError, DataError
 from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE
 from pipeline.skeleton import NUM_JOINTS
@@ -33,7 +34,6 @@ from pipeline.item_folder import (ITEMS_DIR, claim_item_folder, item_files, item
 PREDICT_FORMAT_VERSION = 1
 OUTPUT_DIRS = ("labels", "overlays", "probs")
 OWN_ENTRIES = frozenset({DATASET_FILE, PEOPLE_FILE, ITEMS_DIR, *OUTPUT_DIRS})
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass

@@ -11,7 +11,6 @@ from pipeline.records import PersonRecord, ReadReport, guard
 from pipeline.skeleton import from_openpose
 
 SUFFIX = "_keypoints.json"
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def openpose_folders(path: str | Path) -> tuple[Path, list[Path]] | None:
@@ -88,7 +87,7 @@ def _open(keypoints_file: Path, stem: str, photo_dirs: list[Path]) -> tuple[Path
     doc = files.read_json(keypoints_file)
     if not isinstance(doc, dict) or not isinstance(doc.get("people"), list):
         raise DataError(keypoints_file, "not OpenPose output (needs a 'people' list)")
-    photo = next((d / f"{stem}{sfx}" for d in photo_dirs for sfx in PHOTO_SUFFIXES
+    photo = next((d / f"{stem}{sfx}" for d in photo_dirs for sfx in files.IMAGE_SUFFIXES
                   if (d / f"{stem}{sfx}").is_file()), None)
     if photo is None:
         raise DataError(keypoints_file, f"no photo {stem}.jpg (or .png, ...) in {', '.join(map(str, photo_dirs))}")
