@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from pipeline import files
-from pipeline.labels import LABEL_SETS
+from pipeline.labels import LABEL_SETS, resize_label_map
 from pipeline.layouts import iter_records
 from pipeline.pictures.overlay import colorize, grid
 from parser_net.dataset import resize_long_side, to_tensor
@@ -47,7 +47,7 @@ def main() -> None:
         out = model(to_tensor(image)[None])
         w = out["aggregation_weights"][0].numpy().reshape(len(scales), 2, *out["aggregation_weights"].shape[-2:])
         parsing = out["parsing"][0].argmax(0).numpy().astype(np.uint8)
-        truth = cv2.resize(r.label_map, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
+        truth = resize_label_map(r.label_map, (image.shape[1], image.shape[0]))
         hw = image.shape[:2]
         rows.append([image, colorize(parsing, lset.palette), colorize(truth, lset.palette),
                      *[gray(w[i].sum(0), hw) for i in range(len(scales))], gray(w[:, 1].sum(0), hw)])

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from pipeline import files
-from pipeline.labels import IGNORE, LabelSet
+from pipeline.labels import IGNORE, LabelSet, resize_label_map
 from pipeline.records import PersonRecord
 from pipeline.skeleton import flip_keypoints
 from refine_net.encoders import IMAGENET_MEAN, IMAGENET_STD
@@ -126,7 +126,7 @@ def load_items(records: list[PersonRecord], long_side: int, allow_unlabelled: bo
         raw = files.read_image(path)
         image = resize_long_side(raw, long_side, cv2.INTER_AREA)
         if r.label_map is not None:
-            label = resize_long_side(r.label_map, long_side, cv2.INTER_NEAREST)
+            label = resize_label_map(r.label_map, image.shape[1::-1])
         else:
             label = np.full(image.shape[:2], IGNORE, np.uint8)
         kp = None
@@ -162,7 +162,7 @@ def augment(item: ParsingItem, crop_hw: tuple[int, int], scale_range: tuple[floa
     h, w = item.label_map.shape
     size_wh = (max(1, round(w * s)), max(1, round(h * s)))
     image = cv2.resize(item.image, size_wh, interpolation=cv2.INTER_LINEAR)
-    label = cv2.resize(item.label_map, size_wh, interpolation=cv2.INTER_NEAREST)
+    label = resize_label_map(item.label_map, size_wh)
     ch, cw = crop_hw
     out_img = np.zeros((ch, cw, 3), np.uint8)
     out_lab = np.full((ch, cw), IGNORE, np.uint8)

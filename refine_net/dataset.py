@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pipeline import files
-from pipeline.labels import LABEL_SETS
+from pipeline.labels import LABEL_SETS, resize_label_map
 from pipeline.priors.pose import apply_affine, person_box
 from pipeline.priors.bank import PriorBank, crop_image, crop_label_map
 from pipeline.records import PersonRecord
@@ -119,12 +119,12 @@ class RefineDataset(Dataset):
 
 
 def _jitter(image, target, prior, rng):
-    """Resize to JITTER_RATIO x S (bilinear; nearest for the target), crop S at random."""
+    """Resize to JITTER_RATIO x S (bilinear; the target by :func:`resize_label_map`), crop S at random."""
     s = image.shape[0]
     big = int(round(s * JITTER_RATIO))
     y, x = rng.integers(0, big - s + 1, size=2)
     image = cv2.resize(image, (big, big), interpolation=cv2.INTER_LINEAR)[y:y + s, x:x + s]
-    target = cv2.resize(target, (big, big), interpolation=cv2.INTER_NEAREST)[y:y + s, x:x + s]
+    target = resize_label_map(target, (big, big))[y:y + s, x:x + s]
     if prior is not None:
         p = cv2.resize(prior.transpose(1, 2, 0), (big, big), interpolation=cv2.INTER_LINEAR)
         prior = np.ascontiguousarray(p.reshape(big, big, -1)[y:y + s, x:x + s].transpose(2, 0, 1))
