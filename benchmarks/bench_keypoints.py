@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.blazepose import BlazePose
 from pipeline.person_boxes import read_person_boxes
 

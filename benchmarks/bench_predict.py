@@ -27,7 +27,7 @@ from parser_net.export import export_checkpoint
 from parser_net.networks import build_network, network_record
 from parser_net.predict import Predictor
 from pipeline.labels import LABEL_SETS
-from pipeline.predictions import list_photos
+from pipeline.readers.layouts import list_photos
 from refine_net.checkpoint import Checkpoint, save_checkpoint
 
 

@@ -20,7 +20,7 @@ import time  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipeline.layouts import iter_records  # noqa: E402
+from pipeline.readers.layouts import iter_records  # noqa: E402
 from pipeline.priors.bank import PriorBank, PriorConfig  # noqa: E402
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from pipeline.labels import LABEL_SETS
-from pipeline.layouts import iter_records, keypoint_only_people
+from pipeline.readers.layouts import iter_records, keypoint_only_people
 from pipeline.priors.bank import PriorConfig
 from refine_net.checkpoint import Checkpoint, save_checkpoint
 from refine_net.config import RefinerTrainConfig, SynthConfig

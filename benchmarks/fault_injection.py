@@ -29,7 +29,7 @@ from PIL import Image
 
 from flows.cli import main as cli
 from flows.server import temporary_server
-from pipeline import files
+from pipeline.formats import files
 from refine_net.config import RefinerTrainConfig
 from refine_net.train import fit_refiner
 

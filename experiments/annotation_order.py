@@ -27,12 +27,12 @@ import matplotlib
 import numpy as np
 from scipy.stats import spearmanr
 
-from pipeline import files
-from pipeline.files import read_json, write_json
-from pipeline.layouts import iter_records
+from pipeline.formats import files
+from pipeline.formats.files import read_json, write_json
+from pipeline.readers.layouts import iter_records
 from pipeline.priors.bank import PriorConfig
 from pipeline.priors.evaluate import evaluate_split
-from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json
+from pipeline.formats.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json
 from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer
 from refine_net.train import fit_refiner

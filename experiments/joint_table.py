@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from pipeline.files import read_json, write_json
+from pipeline.formats.files import read_json, write_json
 from parser_net.config import ParserTrainConfig
 from parser_net.train import load_pool, train_parser
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from pipeline import files
+from pipeline.formats import files
 from pipeline.blazepose import BlazePose
 from pipeline.metrics import pck_torso
 from pipeline.readers import read_ccp, read_coco, read_lsp

@@ -18,7 +18,7 @@ import matplotlib
 import matplotlib.ticker
 import numpy as np
 
-from pipeline.files import read_json
+from pipeline.formats.files import read_json
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

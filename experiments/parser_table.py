@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.files import read_json, write_json
+from pipeline.formats.files import read_json, write_json
 from parser_net.config import ParserTrainConfig
 from parser_net.train import load_pool, train_parser
 

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.labels import IGNORE, LABEL_SETS
-from pipeline.layouts import iter_records
+from pipeline.readers.layouts import iter_records
 from pipeline.metrics import ConfusionMatrix
-from pipeline.records import PersonRecord
+from pipeline.formats.records import PersonRecord
 from pipeline.skeleton import J, present
 from refine_net.config import SynthConfig
 from refine_net.synthesize import Synthesizer

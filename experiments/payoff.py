@@ -31,7 +31,7 @@ import numpy as np
 
 from parser_net.config import ParserTrainConfig
 from parser_net.train import load_pool, train_parser
-from pipeline.files import read_json, write_json
+from pipeline.formats.files import read_json, write_json
 
 ROW = re.compile(r"^(?P<n>all|\d+)_(?P<sources>[a-z+]+)_(?P<steps>\d+)(?:_rf(?P<rf>\d+))?(?:_ft(?P<finetune>\d+))?"
                  r"(?:_syn(?P<n_synthetic>\d+))?"

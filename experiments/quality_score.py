@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from pipeline import files
-from pipeline.files import write_json
+from pipeline.formats import files
+from pipeline.formats.files import write_json
 from pipeline.labels import LABEL_SETS
-from pipeline.layouts import iter_records
+from pipeline.readers.layouts import iter_records
 from pipeline.metrics import ConfusionMatrix
 from pipeline.priors.bank import PriorConfig, bank_from_dataset, crop_label_map
 from pipeline.priors.pose import CropBox, apply_affine

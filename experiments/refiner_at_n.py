@@ -30,8 +30,8 @@ from annotation_order import write_folder
 from parser_net.config import ParserTrainConfig
 from parser_net.networks import PARSERS
 from parser_net.train import load_pool, train_parser
-from pipeline.files import read_json, write_json
-from pipeline.layouts import iter_records, keypoint_only_people
+from pipeline.formats.files import read_json, write_json
+from pipeline.readers.layouts import iter_records, keypoint_only_people
 from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer
 from refine_net.train import fit_refiner

@@ -13,12 +13,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.pictures.overlay import colorize, grid
 from pipeline.pictures.prior_grid import prior_colour
 from pipeline.soft_labels import SoftLabels
-from pipeline.synth_dataset import read_items, read_synth_info
+from pipeline.formats.synth_dataset import read_items, read_synth_info
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.labels import LABEL_SETS, resize_label_map
-from pipeline.layouts import iter_records
+from pipeline.readers.layouts import iter_records
 from pipeline.pictures.overlay import colorize, grid
 from parser_net.dataset import resize_long_side, to_tensor
 from parser_net.networks import load_parser

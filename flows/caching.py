@@ -2,7 +2,7 @@
 
 Cached tasks use ``cache_policy=INPUTS + TASK_SOURCE`` with persisted results, and take
 among their inputs the fingerprints made here: the content of the files they read
-(:func:`pipeline.files.tree_signature`, :func:`pipeline.files.file_sha256`) and the source
+(:func:`pipeline.formats.files.tree_signature`, :func:`pipeline.formats.files.file_sha256`) and the source
 code of the packages they call (:func:`code_fingerprint`), so that a rerun with unchanged
 inputs and code recomputes nothing, and any change recomputes what depends on it.
 """

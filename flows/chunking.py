@@ -59,7 +59,7 @@ def prepare_output(out: Path, items: set[str], remove_stale: Callable[[Path, set
     logging how many (``what``: "labels", "predictions", "keypoints"; ``source``: the
     input).
     Returns the photos removed."""
-    from pipeline.item_folder import remove_partial_files
+    from pipeline.formats.item_folder import remove_partial_files
 
     out.mkdir(parents=True, exist_ok=True)
     partial = remove_partial_files(out)

@@ -42,9 +42,9 @@ def cmd_data_summary(args) -> int:
     from rich.table import Table
 
     from pipeline.errors import DataError
-    from pipeline.layouts import detect_layout, iter_records
-    from pipeline.manifest import build_manifest, summarize, write_manifest
-    from pipeline.records import ReadReport
+    from pipeline.readers.layouts import detect_layout, iter_records
+    from pipeline.formats.manifest import build_manifest, summarize, write_manifest
+    from pipeline.formats.records import ReadReport
 
     from pipeline.demo import ensure_demo
 
@@ -95,7 +95,7 @@ def cmd_data_summary(args) -> int:
 
 
 def cmd_data_score(args) -> int:
-    from pipeline.files import write_json
+    from pipeline.formats.files import write_json
     from pipeline.synth_score import score_synthesis
 
     scores = score_synthesis(args.synth, args.truth, None if args.split == "all" else args.split, args.layout)
@@ -113,9 +113,9 @@ def cmd_data_score(args) -> int:
 def cmd_data_show(args) -> int:
     import numpy as np
 
-    from pipeline import files
+    from pipeline.formats import files
     from pipeline.pictures.dataset_grid import people_grid
-    from pipeline.layouts import iter_records
+    from pipeline.readers.layouts import iter_records
 
     recs = [r for r in iter_records(args.path, args.layout, skip_bad=True) if r.keypoints is not None
             and (r.label_map is not None or r.meta.get("person_mask"))]

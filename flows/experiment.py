@@ -14,8 +14,8 @@ from flows.keypoints import estimate_keypoints, keypoints_runner
 from flows.reports import payoff_verdict, publish_scores, refiner_line, report_dir, synthesis_score_line
 from flows.synthesis import synthesize_labels, task_runner
 from flows.training import evaluate_task, train_parser, train_refiner
-from pipeline.files import write_image
-from pipeline.output_lock import output_lock
+from pipeline.formats.files import write_image
+from pipeline.formats.output_lock import output_lock
 
 
 @task
@@ -30,7 +30,7 @@ def prediction_grid_task(checkpoints: dict[str, str], data: str, out: str, photo
 @task
 def link_photos_task(data: str, folder: str) -> int:
     """Link ``data``'s photos without pixel labels into ``folder`` (raw photos); returns how many."""
-    from pipeline.layouts import link_unlabelled_photos
+    from pipeline.readers.layouts import link_unlabelled_photos
 
     n = len(link_unlabelled_photos(data, folder))
     get_run_logger().info("%d photos of %s without labels linked into %s as raw photos", n, data, folder)
@@ -63,7 +63,7 @@ def run_experiment(cfg: ExperimentConfig, dask_address: str | None = None) -> di
     (its epochs and val mIoU against its prior's) and
     ``verdict`` (one line: do synthetic people help the parser?).
     Raises ConfigError when another main job holds ``cfg.work``
-    (:func:`pipeline.output_lock.output_lock`)."""
+    (:func:`pipeline.formats.output_lock.output_lock`)."""
     log = get_run_logger()
     with output_lock(cfg.work):                          # one main job per run folder
         if cfg.raw_photos_from:

@@ -12,7 +12,7 @@ from flows.synthesis import bank_for
 from pipeline.errors import DataError
 from pipeline.labels import LABEL_SETS
 from pipeline.pictures.inspect_page import bank_prior_fn, dataset_stats, write_inspect_page
-from pipeline.synth_dataset import read_synth_info
+from pipeline.formats.synth_dataset import read_synth_info
 from refine_net.checkpoint import load_checkpoint
 from refine_net.config import SynthConfig
 

@@ -1,7 +1,7 @@
 """The ``estimate-keypoints`` flow: BlazePose keypoints and person masks for a folder of
 photos, one task per content-defined chunk of photos (:mod:`flows.chunking`), cached
 across runs and resumable: every mask is written atomically and a photo's record last
-(:mod:`pipeline.estimated_poses`)."""
+(:mod:`pipeline.formats.estimated_poses`)."""
 from __future__ import annotations
 
 import functools
@@ -14,13 +14,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.caching import CACHED, code_fingerprint, retry_on_io
 from flows.chunking import content_chunks, prepare_output, run_chunks
 from pipeline.blazepose import BlazePose
-from pipeline.estimated_poses import (claim_keypoints_output, estimate_photos, estimated_item_intact,
+from pipeline.formats.estimated_poses import (claim_keypoints_output, estimate_photos, estimated_item_intact,
                                       estimator_fingerprint, finalize_keypoints, remove_stale_estimates)
-from pipeline.files import file_sha256
+from pipeline.formats.files import file_sha256
 from pipeline.keypoints_config import KeypointsConfig
-from pipeline.output_lock import output_lock
+from pipeline.formats.output_lock import output_lock
 from pipeline.person_boxes import read_person_boxes
-from pipeline.predictions import list_photos
+from pipeline.readers.layouts import list_photos
 
 
 @functools.lru_cache(maxsize=2)

@@ -12,10 +12,10 @@ def run_keypoints(cfg: KeypointsConfig, force: bool = False) -> dict:
     one-line errors (mediapipe missing, output folder not ours) before the server starts."""
     from flows.keypoints import estimate_keypoints, estimator_of, keypoints_runner
     from flows.server import temporary_server
-    from pipeline.estimated_poses import claim_keypoints_output
+    from pipeline.formats.estimated_poses import claim_keypoints_output
     from pipeline.person_boxes import read_person_boxes
-    from pipeline.predictions import list_photos
-    from pipeline.item_folder import item_files
+    from pipeline.readers.layouts import list_photos
+    from pipeline.formats.item_folder import item_files
 
     claim_keypoints_output(cfg.out, cfg.data)
     estimator_of(cfg)

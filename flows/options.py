@@ -39,7 +39,7 @@ def with_item_progress(description: str, total: int, out: str | Path, run: Calla
     (``out/items/*.json``: one per image done), refreshed every half second."""
     import threading
 
-    from pipeline.item_folder import item_files
+    from pipeline.formats.item_folder import item_files
 
     done = threading.Event()
     with progress_bar() as bar:

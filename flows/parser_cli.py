@@ -26,7 +26,7 @@ def cmd_train_parser(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from pipeline.errors import ConfigError
-    from pipeline.files import write_json
+    from pipeline.formats.files import write_json
     from parser_net.evaluate import evaluate_checkpoint, scores_markdown
 
     from parser_net.networks import network_outputs
@@ -69,7 +69,7 @@ def cmd_evaluate(args) -> int:
 
 def write_grid(args) -> None:
     """PNG grid image | each checkpoint's parsing | ground truth of the first --grid-n images."""
-    from pipeline.files import write_image
+    from pipeline.formats.files import write_image
     from parser_net.evaluate import checkpoint_grid
 
     write_image(args.grid, checkpoint_grid(titled(args.checkpoint), str(args.data),
@@ -81,7 +81,7 @@ def write_grid(args) -> None:
 def pose_scores(checkpoint: str, data: str, split: str | None, device: str = "auto") -> dict | None:
     """PCK@0.2 of a joint checkpoint on the people with keypoints of ``data`` (``split``);
     None for a plain parser or when nobody has keypoints."""
-    from pipeline.layouts import iter_records
+    from pipeline.readers.layouts import iter_records
     from parser_net.networks import heatmap_stride, load_parser, network_outputs
     from parser_net.pose_eval import evaluate_pose
 

@@ -18,10 +18,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.caching import CACHED, code_fingerprint, retry_on_io
 from flows.chunking import content_chunks, prepare_output, run_chunks
-from pipeline.files import file_sha256
-from pipeline.output_lock import output_lock
-from pipeline.predictions import claim_predictions_output, list_photos, predicted_item_intact, \
-    remove_stale_predictions
+from pipeline.formats.files import file_sha256
+from pipeline.formats.output_lock import output_lock
+from pipeline.formats.predictions import claim_predictions_output, predicted_item_intact, remove_stale_predictions
+from pipeline.readers.layouts import list_photos
 from parser_net.config import PredictConfig
 from parser_net.predict import Predictor, photo_sha256
 

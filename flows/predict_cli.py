@@ -11,8 +11,9 @@ def cmd_predict(args) -> int:
     cfg = config_from_args(PredictConfig, args)          # a bad option fails before the heavy imports
     from flows.predict import predict_labels, predict_runner
     from flows.server import temporary_server
-    from pipeline.predictions import claim_predictions_output, list_photos
-    from pipeline.item_folder import item_files
+    from pipeline.formats.predictions import claim_predictions_output
+    from pipeline.readers.layouts import list_photos
+    from pipeline.formats.item_folder import item_files
 
     from refine_net.checkpoint import load_checkpoint
     from refine_net.onnx_export import read_metadata

@@ -10,7 +10,7 @@ from flows.options import progress_bar
 
 
 def _records(args):
-    from pipeline.layouts import detect_layout, iter_records
+    from pipeline.readers.layouts import detect_layout, iter_records
 
     layout = args.layout or detect_layout(args.data)
     options = {"keypoints_from_masks": True} if layout == "pascal_part" else {}
@@ -31,7 +31,7 @@ def _config(args):
 def cmd_prior_evaluate(args) -> int:
     from rich.console import Console
 
-    from pipeline.files import write_json
+    from pipeline.formats.files import write_json
     from pipeline.priors.evaluate import evaluate_leave_one_out, evaluate_split, scores_table
 
     console = Console()
@@ -68,7 +68,7 @@ def cmd_prior_evaluate(args) -> int:
 
 
 def cmd_prior_show(args) -> int:
-    from pipeline import files
+    from pipeline.formats import files
     from pipeline.priors.bank import PriorBank
     from pipeline.pictures.prior_grid import prior_grid
 

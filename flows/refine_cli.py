@@ -25,7 +25,7 @@ def cmd_train_refiner(args) -> int:
 
 
 def cmd_evaluate_refiner(args) -> int:
-    from pipeline.files import write_image, write_json
+    from pipeline.formats.files import write_image, write_json
     from pipeline.labels import LABEL_SETS
     from pipeline.priors.evaluate import scores_table
     from refine_net.checkpoint import load_checkpoint

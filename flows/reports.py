@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from pipeline.files import write_json
+from pipeline.formats.files import write_json
 from parser_net.evaluate import scores_markdown
 
 

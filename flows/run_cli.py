@@ -9,8 +9,8 @@ from flows.experiment_config import ExperimentConfig
 from flows.options import add_config_options, config_from_args, interrupted, validate_config, with_item_progress
 from flows.server import temporary_server
 from pipeline.errors import ConfigError
-from pipeline.item_folder import item_files
-from pipeline.synth_dataset import skip_summary
+from pipeline.formats.item_folder import item_files
+from pipeline.formats.synth_dataset import skip_summary
 from refine_net.config import SynthConfig
 
 
@@ -55,10 +55,10 @@ def cmd_run(args) -> int:
 def cmd_synthesize(args) -> int:
     cfg = config_from_args(SynthConfig, args)             # a bad option fails before the heavy imports
     from flows.synthesis import synthesize_labels, task_runner
-    from pipeline.estimated_poses import is_photo_folder
-    from pipeline.layouts import keypoint_only_people
-    from pipeline.predictions import list_photos
-    from pipeline.synth_dataset import claim_output
+    from pipeline.readers.layouts import is_photo_folder
+    from pipeline.readers.layouts import keypoint_only_people
+    from pipeline.readers.layouts import list_photos
+    from pipeline.formats.synth_dataset import claim_output
     from refine_net.checkpoint import load_checkpoint
 
     claim_output(cfg.out, cfg.data)                       # clear errors before starting Prefect
@@ -97,7 +97,7 @@ def cmd_inspect(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from pipeline.readers.folder import read_dataset_info
+    from pipeline.formats.folder import read_dataset_info
 
     read_dataset_info(args.dataset)          # a clear error before importing and starting Prefect
     from flows.inspect import inspect_dataset

@@ -26,15 +26,16 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.caching import CACHED, cache_dir, code_fingerprint, retry_on_io
 from flows.chunking import content_chunks, prepare_output, run_chunks
-from pipeline.estimated_poses import PersonMasks, is_photo_folder
-from pipeline.files import atomic_path, file_sha256, tree_signature
+from pipeline.formats.estimated_poses import PersonMasks
+from pipeline.readers.layouts import is_photo_folder
+from pipeline.formats.files import atomic_path, file_sha256, tree_signature
 from pipeline.keypoints_config import KeypointsConfig
-from pipeline.layouts import keypoint_only_people
-from pipeline.output_lock import output_lock
+from pipeline.readers.layouts import keypoint_only_people
+from pipeline.formats.output_lock import output_lock
 from pipeline.priors.bank import PriorConfig, bank_from_dataset
-from pipeline.readers.folder import json_to_keypoints, keypoints_to_json
-from pipeline.records import PersonRecord, ReadReport
-from pipeline.synth_dataset import (KEYPOINTS_DIR, claim_output, item_intact, remove_stale_labels,
+from pipeline.formats.folder import json_to_keypoints, keypoints_to_json
+from pipeline.formats.records import PersonRecord, ReadReport
+from pipeline.formats.synth_dataset import (KEYPOINTS_DIR, claim_output, item_intact, remove_stale_labels,
                                     top_level_intact, write_read_skips)
 from refine_net.checkpoint import Checkpoint, load_checkpoint
 from refine_net.config import SynthConfig
@@ -48,12 +49,12 @@ def list_images(data: str, layout: str | None, signature: str, relabel: bool = F
     ``image_sha256``, ``people``: person_id, image_size, keypoints, derived, split, source),
     and ``skipped``, the [file, reason] of every item the reader could not use (missing or
     unreadable photo, bad keypoints entry).  ``relabel`` lists labelled people too (labels
-    dropped, :func:`pipeline.layouts.keypoint_only_people`); ``split`` keeps one split's
+    dropped, :func:`pipeline.readers.layouts.keypoint_only_people`); ``split`` keeps one split's
     people.  A person's mask is its COCO annotation's own (``person_rle``), else its
     record's ``person_mask`` (a keypoints folder) or the matching one of the keypoints folder
     ``person_masks``
-    (:class:`pipeline.estimated_poses.PersonMasks`), with its SHA-256 so that a changed
-    mask relabels its image.  ``signature`` (:func:`pipeline.files.tree_signature` of
+    (:class:`pipeline.formats.estimated_poses.PersonMasks`), with its SHA-256 so that a changed
+    mask relabels its image.  ``signature`` (:func:`pipeline.formats.files.tree_signature` of
     ``data`` and ``person_masks``) keys the cache."""
     report = ReadReport()
     masks = PersonMasks(person_masks) if person_masks else None
@@ -196,7 +197,7 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     (``images_reused``: served from cache or from intact files) and ``images_removed``.
     Raises: CheckpointError when ``cfg.checkpoint`` is not a refiner checkpoint;
     ConfigError when ``cfg.out`` is the input or a non-empty folder that is not ours, when
-    another run is writing into it (:func:`pipeline.output_lock.output_lock`), or when
+    another run is writing into it (:func:`pipeline.formats.output_lock.output_lock`), or when
     photos need keypoints and partsynth[pose] is not installed."""
     log = get_run_logger()
     out_path = Path(cfg.out)

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.labels import IGNORE, LabelSet, resize_label_map
-from pipeline.records import PersonRecord
+from pipeline.formats.records import PersonRecord
 from pipeline.skeleton import flip_keypoints
 from refine_net.encoders import IMAGENET_MEAN, IMAGENET_STD
 
@@ -112,7 +112,7 @@ def load_items(records: list[PersonRecord], long_side: int, allow_unlabelled: bo
     ``soft_labels(image path, label map)`` (e.g. :class:`pipeline.soft_labels.SoftLabels`)
     gives an image's uint8 (H, W, C) soft label or None; it is resized with the image.
 
-    Raises: DataError (from :func:`pipeline.files.read_image`) for a missing or corrupt
+    Raises: DataError (from :func:`pipeline.formats.files.read_image`) for a missing or corrupt
     image; ValueError for a record without a label map unless ``allow_unlabelled`` (then
     its label map is all 255 and ``has_label`` False)."""
     per_image: dict = {}

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.edges import BSDS_MAX_DIST, THRESHOLDS, edge_counts, label_boundaries, ods
 from pipeline.labels import IGNORE, resize_label_map
-from pipeline.records import PersonRecord
+from pipeline.formats.records import PersonRecord
 from parser_net.dataset import resize_long_side, to_tensor
 
 

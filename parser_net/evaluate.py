@@ -9,13 +9,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import ConfigError
 from pipeline.labels import LABEL_SETS, LabelSet
-from pipeline.layouts import iter_records
+from pipeline.readers.layouts import iter_records
 from pipeline.metrics import ConfusionMatrix, ParsingScores
 from pipeline.pictures.overlay import colorize, grid
-from pipeline.records import PersonRecord
+from pipeline.formats.records import PersonRecord
 from parser_net.dataset import resize_long_side, to_tensor
 from parser_net.networks import load_parser
 

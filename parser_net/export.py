@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.files import file_sha256
+from pipeline.formats.files import file_sha256
 from refine_net.checkpoint import load_checkpoint
 from refine_net.onnx_export import OPSET, OnnxModule, export_onnx, max_abs_diff, write_metadata
 

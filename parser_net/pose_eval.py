@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.metrics import pck_torso
-from pipeline.records import PersonRecord
+from pipeline.formats.records import PersonRecord
 from parser_net.dataset import resize_long_side, to_tensor
 from parser_net.heatmaps import decode_heatmaps, encode_heatmaps
 

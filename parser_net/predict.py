@@ -1,6 +1,6 @@
 """Applying a trained parser (or joint parsing + pose network) to photos without labels:
 label maps, optional overlays and probabilities, and keypoints for joint networks, in the
-predictions folder of :mod:`pipeline.predictions`.  Each photo's files are written
+predictions folder of :mod:`pipeline.formats.predictions`.  Each photo's files are written
 atomically, its record last, so a killed run resumes where it stopped."""
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
-from pipeline.files import file_sha256
+from pipeline.formats.files import file_sha256
 from pipeline.labels import LABEL_SETS
 from pipeline.pictures.overlay import draw_keypoints, overlay
-from pipeline.predictions import PredictedItem, PredictionsInfo, finalize_predictions, predicted_item_intact
-from pipeline.item_folder import item_name, write_item
+from pipeline.formats.predictions import PredictedItem, PredictionsInfo, finalize_predictions, predicted_item_intact
+from pipeline.formats.item_folder import item_name, write_item
 from parser_net.evaluate import label_map_of, predict_probabilities_batch
 from parser_net.networks import heatmap_stride, load_parser, network_outputs
 from parser_net.dataset import long_side_shape

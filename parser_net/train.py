@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 from pipeline.errors import ConfigError
-from pipeline.files import write_json
+from pipeline.formats.files import write_json
 from pipeline.labels import LABEL_SETS, LabelSet
-from pipeline.layouts import iter_records
-from pipeline.readers.folder import read_dataset_info
-from pipeline.records import PersonRecord, ReadReport
+from pipeline.readers.layouts import iter_records
+from pipeline.formats.folder import read_dataset_info
+from pipeline.formats.records import PersonRecord, ReadReport
 from pipeline.soft_labels import SoftLabels
-from pipeline.synth_dataset import training_data_signature
+from pipeline.formats.synth_dataset import training_data_signature
 from parser_net.config import ParserTrainConfig
 from parser_net.dataset import ParsingItem, draw_batch, load_items, sample_indices
 from parser_net.evaluate import evaluate_records

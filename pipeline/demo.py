@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.labels import LABEL_SETS
-from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json
+from pipeline.formats.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json
 from pipeline.skeleton import J, NUM_JOINTS, VISIBLE
 
 #: (joint a, joint b, pascal10 class, width as a fraction of the torso length)

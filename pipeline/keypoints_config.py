@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class KeypointsConfig(BaseModel):
     """Estimate keypoints and person masks for every photo of ``data`` into ``out``
-    (:mod:`pipeline.estimated_poses`).  Frozen; unknown keys refused."""
+    (:mod:`pipeline.formats.estimated_poses`).  Frozen; unknown keys refused."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

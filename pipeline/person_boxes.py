@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
 
 PERSON_CATEGORY = 1

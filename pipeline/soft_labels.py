@@ -22,7 +22,7 @@ from pipeline.errors import DataError
 from pipeline.labels import IGNORE
 from pipeline.priors.paste import paste_people
 from pipeline.priors.pose import CropBox
-from pipeline.synth_dataset import SynthItem, read_items
+from pipeline.formats.synth_dataset import SynthItem, read_items
 
 
 def soft_label_map(item: SynthItem, probs: np.ndarray, label_map: np.ndarray) -> np.ndarray:

@@ -15,20 +15,20 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.labels import IGNORE, LABEL_SETS
-from pipeline.layouts import iter_records
+from pipeline.readers.layouts import iter_records
 from pipeline.metrics import ConfusionMatrix
-from pipeline.records import ReadReport
-from pipeline.synth_dataset import item_files, read_items, read_synth_info
+from pipeline.formats.records import ReadReport
+from pipeline.formats.synth_dataset import item_files, read_items, read_synth_info
 
 
 def _label_files(folder: Path) -> tuple[str, list[tuple[str, str | None]]]:
     """(label set, [(image, label PNG relative to ``folder`` or None)]) of a synthesized
-    dataset or a predictions folder (:mod:`pipeline.predictions`)."""
-    from pipeline.predictions import read_predicted_item
-    from pipeline.readers.folder import DATASET_FILE, read_dataset_info
+    dataset or a predictions folder (:mod:`pipeline.formats.predictions`)."""
+    from pipeline.formats.predictions import read_predicted_item
+    from pipeline.formats.folder import DATASET_FILE, read_dataset_info
 
     info = read_dataset_info(folder) if (folder / DATASET_FILE).is_file() else {}
     if info.get("predicted"):
@@ -42,9 +42,9 @@ def score_synthesis(synth_dir: str | Path, truth: str | Path, split: str | None 
     """Score the synthesized dataset ``synth_dir`` against the labelled dataset ``truth``.
 
     Args:
-        synth_dir: a synthesized dataset (:mod:`pipeline.synth_dataset`) made from ``truth``
+        synth_dir: a synthesized dataset (:mod:`pipeline.formats.synth_dataset`) made from ``truth``
             with ``relabel`` (or from the same photos), or a predictions folder of
-            ``partsynth predict`` on ``truth``'s photos (:mod:`pipeline.predictions`).
+            ``partsynth predict`` on ``truth``'s photos (:mod:`pipeline.formats.predictions`).
         truth: the labelled dataset, read in the synthesized set's label set.
         split: the ground-truth split scored (None: every labelled image).
         layout: force the layout of ``truth``.

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from pipeline.errors import CheckpointError, ConfigError
-from pipeline.files import atomic_path
+from pipeline.formats.files import atomic_path
 
 FORMAT = "partsynth-checkpoint"
 FORMAT_VERSION = 1

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.labels import LABEL_SETS, resize_label_map
 from pipeline.priors.pose import apply_affine, person_box
 from pipeline.priors.bank import PriorBank, crop_image, crop_label_map
-from pipeline.records import PersonRecord
+from pipeline.formats.records import PersonRecord
 
 #: pix2pix jitter: resize to 286/256 of the crop size, then crop back at random.
 JITTER_RATIO = 286 / 256

@@ -11,7 +11,7 @@ from pipeline.labels import LABEL_SETS
 from pipeline.metrics import ParsingScores
 from pipeline.pictures.overlay import colorize, draw_keypoints, grid
 from pipeline.priors.bank import PriorBank
-from pipeline.records import ReadReport
+from pipeline.formats.records import ReadReport
 from pipeline.pictures.prior_grid import prior_colour
 from refine_net.dataset import RefineDataset, make_samples
 from refine_net.checkpoint import Checkpoint

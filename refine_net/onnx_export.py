@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import CheckpointError, ConfigError
-from pipeline.files import read_json
+from pipeline.formats.files import read_json
 
 OPSET = 17
 
@@ -46,7 +46,7 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str | Path,
         outputs: the dict keys exported, in order (e.g. ["parsing", "heatmaps"]).
         dynamic_size: H and W dynamic (parsers) besides the batch (always dynamic).
     Returns: ``path``.  Raises ConfigError when the onnx package is not installed."""
-    from pipeline.files import atomic_path
+    from pipeline.formats.files import atomic_path
 
     if importlib.util.find_spec("onnx") is None:                 # the exporter needs it
         raise ConfigError("the onnx package is not installed: pip install 'partsynth[onnx]'")
@@ -110,7 +110,7 @@ def metadata_path(onnx_path: str | Path) -> Path:
 
 def write_metadata(onnx_path: str | Path, meta: dict) -> Path:
     """Write the export's metadata JSON beside the ONNX file; returns its path."""
-    from pipeline.files import write_json
+    from pipeline.formats.files import write_json
 
     path = metadata_path(onnx_path)
     write_json(path, meta)

@@ -4,7 +4,7 @@ refiner's inference over a dataset.
 For every image: each person's crop -> part-level prior from the k nearest labelled
 poses (deterministic) -> refinement U-Net -> class probabilities, pasted back into the
 full image (overlaps go to the most confident person, :mod:`pipeline.priors.paste`).
-The output folder is the synthesized-dataset format of :mod:`pipeline.synth_dataset`:
+The output folder is the synthesized-dataset format of :mod:`pipeline.formats.synth_dataset`:
 each image's label PNG, optional probabilities and item record are written atomically
 (record last), a rerun skips images whose record carries the run's fingerprint, and
 :meth:`Synthesizer.finalize` rebuilds the summary files from the records.
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
-from pipeline.files import file_sha256
+from pipeline.formats.files import file_sha256
 from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.priors.bank import PriorBank, PriorConfig, bank_from_dataset, crop_image
 from pipeline.priors.partial import complete_pose, hidden_in_image, hidden_region, is_partial, partial_neighbours
@@ -33,10 +33,10 @@ from pipeline.priors.pose import apply_affine, keypoint_problem, person_box, tor
 from pipeline.priors.pose_index import Neighbours
 from pipeline.priors.support import apply_person_masks, clip_to_support, prior_support
 from pipeline.readers.coco import coco_instance_mask
-from pipeline.records import PersonRecord
+from pipeline.formats.records import PersonRecord
 from pipeline.skeleton import JOINT_NAMES
-from pipeline.item_folder import item_name, remove_partial_files, write_item
-from pipeline.synth_dataset import SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_intact
+from pipeline.formats.item_folder import item_name, remove_partial_files, write_item
+from pipeline.formats.synth_dataset import SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_intact
 from refine_net.checkpoint import Checkpoint
 from refine_net.config import SynthConfig
 from refine_net.dataset import image_to_tensor
@@ -370,5 +370,5 @@ class Synthesizer:
 
     def finalize(self, out_dir: str | Path) -> dict:
         """Rebuild people.json, annotations.json, manifest.parquet and dataset.json from
-        the item records (:func:`pipeline.synth_dataset.finalize_dataset`); returns totals."""
+        the item records (:func:`pipeline.formats.synth_dataset.finalize_dataset`); returns totals."""
         return finalize_dataset(out_dir, self.dataset_info())

@@ -17,12 +17,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from pipeline.errors import ConfigError
-from pipeline.files import read_json, write_json
-from pipeline.layouts import iter_records
+from pipeline.formats.files import read_json, write_json
+from pipeline.readers.layouts import iter_records
 from pipeline.metrics import ConfusionMatrix, ParsingScores
 from pipeline.priors.bank import PriorBank, PriorConfig
-from pipeline.records import ReadReport
-from pipeline.synth_dataset import training_data_signature
+from pipeline.formats.records import ReadReport
+from pipeline.formats.synth_dataset import training_data_signature
 from refine_net.checkpoint import Checkpoint, load_checkpoint, rng_state, save_checkpoint
 from refine_net.checkpoint import resume as resume_run
 from refine_net.checkpoint import set_aside_stale_run

@@ -22,10 +22,10 @@ def assert_import_round_trip(read, synth, labelled) -> None:
     import numpy as np
     import pytest
 
-    from pipeline import files
+    from pipeline.formats import files
     from pipeline.errors import ConfigError
-    from pipeline.layouts import iter_records
-    from pipeline.synth_dataset import read_items
+    from pipeline.readers.layouts import iter_records
+    from pipeline.formats.synth_dataset import read_items
 
     assert read(labelled) == {"images": 8, "people": 8, "not_annotated": 0}
     synthesized = {i.image: files.read_label_png(synth / i.label) for i in read_items(synth)}

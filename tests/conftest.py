@@ -94,7 +94,7 @@ def tiny_joint(demo_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synth(checkpoint, demo_dir, tmp_path_factory) -> Path:
     """The demo's keypoint-only people synthesized with the session's refiner (8 images)."""
-    from pipeline.layouts import keypoint_only_people
+    from pipeline.readers.layouts import keypoint_only_people
     from refine_net.config import SynthConfig
     from refine_net.synthesize import Synthesizer
 

@@ -8,12 +8,12 @@ import pytest
 from PIL import Image
 
 from flows.cli import main as cli
-from pipeline import files
+from pipeline.formats import files
 from pipeline.annotation import coco, cvat, voc
 from pipeline.annotation.common import Selection
 from pipeline.errors import DataError
 from pipeline.labels import IGNORE, LABEL_SETS
-from pipeline.layouts import iter_records
+from pipeline.readers.layouts import iter_records
 from checks import assert_import_round_trip
 
 EXPORT = {"cvat": cvat.export_cvat, "coco": coco.export_coco, "voc": voc.export_voc}

@@ -24,7 +24,7 @@ def test_memory_format_bench_trains_both_kinds(bench):
 
 def test_predict_bench_checkpoint_parses_a_photo(bench, demo_dir, tmp_path):
     from parser_net.predict import Predictor
-    from pipeline import files
+    from pipeline.formats import files
 
     ckpt = bench("bench_predict").untrained_parser(tmp_path / "parser.pt", "cpu", 96)
     label_map, probs, keypoints = Predictor(ckpt).predict(files.read_image(sorted((demo_dir / "images").iterdir())[0]))

@@ -6,8 +6,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from flows.synthesis import synthesize_labels
-from pipeline import files
-from pipeline.synth_dataset import read_items
+from pipeline.formats import files
+from pipeline.formats.synth_dataset import read_items
 from refine_net.config import SynthConfig
 
 

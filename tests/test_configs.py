@@ -120,7 +120,7 @@ def test_checkpoint_holds_the_resolved_training_config(tiny_refiner):
 
 
 def test_the_raw_photos_preset_estimates_keypoints_once_per_dataset(shared_data, tmp_path):
-    from pipeline.layouts import link_unlabelled_photos
+    from pipeline.readers.layouts import link_unlabelled_photos
 
     cfg = validate_config(ExperimentConfig, preset_values("ccp-photos", str(shared_data)))
     raw = cfg.raw_photos()

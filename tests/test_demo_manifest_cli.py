@@ -7,8 +7,8 @@ import pytest
 
 from flows.cli import main
 from pipeline.demo import make_figure, write_demo_set
-from pipeline.layouts import detect_layout, iter_records
-from pipeline.manifest import build_manifest, read_manifest, summarize, write_manifest
+from pipeline.readers.layouts import detect_layout, iter_records
+from pipeline.formats.manifest import build_manifest, read_manifest, summarize, write_manifest
 from pipeline.skeleton import J
 
 
@@ -79,7 +79,7 @@ def test_cli_summary_on_real_ccp(shared_data, capsys):
 
 
 def test_cli_data_show_writes_a_grid(demo_dir, tmp_path):
-    from pipeline.files import read_image
+    from pipeline.formats.files import read_image
 
     assert main(["data", "show", str(demo_dir), "--n", "3", "--tile", "64", "--out", str(tmp_path / "g.png")]) == 0
     assert read_image(tmp_path / "g.png").shape == (68, 6 * 68, 3)

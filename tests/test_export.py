@@ -11,7 +11,7 @@ from flows.cli import main as cli  # noqa: E402
 from parser_net.export import export_checkpoint  # noqa: E402
 from parser_net.networks import load_parser  # noqa: E402
 from parser_net.predict import Predictor  # noqa: E402
-from pipeline import files  # noqa: E402
+from pipeline.formats import files  # noqa: E402
 from pipeline.errors import CheckpointError  # noqa: E402
 from refine_net.onnx_export import OnnxModule  # noqa: E402
 

@@ -17,7 +17,7 @@ from prefect.client.schemas.sorting import TaskRunSort
 from flows.caching import code_fingerprint
 from flows.cli import main as cli
 from flows.synthesis import list_images, synthesize_labels
-from pipeline.files import tree_signature
+from pipeline.formats.files import tree_signature
 from refine_net.config import SynthConfig
 from checks import assert_scores_consistent
 

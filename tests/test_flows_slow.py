@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from flows.synthesis import synthesize_labels, task_runner
-from pipeline import files
+from pipeline.formats import files
 from refine_net.config import SynthConfig
 
 pytestmark = pytest.mark.slow

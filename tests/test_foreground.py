@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import ConfigError
 from pipeline.labels import LABEL_SETS
-from pipeline.layouts import iter_records, keypoint_only_people
+from pipeline.readers.layouts import iter_records, keypoint_only_people
 from pipeline.priors.support import apply_person_masks, clip_to_support, prior_support
-from pipeline.synth_dataset import read_items
+from pipeline.formats.synth_dataset import read_items
 from pipeline.synth_score import score_synthesis
 from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer, mirrored
@@ -164,7 +164,7 @@ def test_person_masks_clip_outside_and_fill_inside_from_the_nearest_part():
 def test_synthesis_clips_to_the_person_masks_of_a_keypoints_folder(checkpoint, demo_dir, tmp_path):
     """Person masks from a keypoints folder of the same photos (here: a box around each
     demo person's keypoints, written as partsynth keypoints would) keep every label inside."""
-    from pipeline.estimated_poses import PersonMasks
+    from pipeline.formats.estimated_poses import PersonMasks
 
     people = keypoint_only_people(demo_dir)[:6]
     kp_dir = tmp_path / "kp"

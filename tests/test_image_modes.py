@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
 
 

@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 
 from flows.cli import main as cli
-from pipeline import files
+from pipeline.formats import files
 from pipeline.blazepose import BlazePose, crop_box, mediapipe_pose
 from pipeline.errors import ConfigError, DataError
-from pipeline.estimated_poses import estimate_photos, estimator_fingerprint, is_photo_folder, finalize_keypoints
-from pipeline.layouts import iter_records, keypoint_only_people
+from pipeline.formats.estimated_poses import estimate_photos, estimator_fingerprint, finalize_keypoints
+from pipeline.readers.layouts import is_photo_folder
+from pipeline.readers.layouts import iter_records, keypoint_only_people
 from pipeline.person_boxes import read_person_boxes
 from pipeline.readers.ccp import read_ccp_label_map
-from pipeline.readers.folder import read_dataset_info
+from pipeline.formats.folder import read_dataset_info
 
 
 def _mediapipe_or_skip():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
 from pipeline.labels import (LABEL_SETS, ccp59_to_ccp8_lut, flip_label_map, pascal10_to_pascal6_lut,
                              remap, voc_palette)

@@ -6,7 +6,7 @@ from pipeline.demo import make_figure
 from pipeline.labels import LABEL_SETS
 from pipeline.priors.morph import bone_affine, lstsq_affine, morph_patches, segment_transforms
 from pipeline.priors.bank import PriorBank, PriorConfig, make_exemplar, one_hot_mean
-from pipeline.records import PersonRecord
+from pipeline.formats.records import PersonRecord
 from pipeline.priors.segments import NO_SEGMENT, SEG, assign_segments, skeleton_map
 from pipeline.skeleton import J
 

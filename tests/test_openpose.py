@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
-from pipeline.layouts import detect_layout, iter_records, keypoint_only_people
+from pipeline.readers.layouts import detect_layout, iter_records, keypoint_only_people
 from pipeline.readers import read_openpose
-from pipeline.records import ReadReport
+from pipeline.formats.records import ReadReport
 from pipeline.skeleton import JOINT_NAMES, from_openpose
 
 J = {n: i for i, n in enumerate(JOINT_NAMES)}

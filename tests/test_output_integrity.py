@@ -11,10 +11,10 @@ import pytest
 
 from flows.cli import main as cli
 from flows.synthesis import synthesize_labels
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import ConfigError
 from pipeline.priors.pose import keypoint_problem
-from pipeline.synth_dataset import claim_output, read_items
+from pipeline.formats.synth_dataset import claim_output, read_items
 from refine_net.config import SynthConfig
 
 
@@ -128,8 +128,8 @@ def test_bad_keypoints_are_skipped_with_reason(prefect_harness, demo_dir, tiny_r
     listed = {p["person_id"]: p for p in json.loads((out / "people.json").read_text())}
     assert {pid for pid, p in listed.items() if p.get("status") == "skipped"} == set(reasons)
     assert all(listed[pid]["reason"] == r for pid, r in reasons.items())
-    from pipeline.layouts import iter_records
-    from pipeline.records import ReadReport
+    from pipeline.readers.layouts import iter_records
+    from pipeline.formats.records import ReadReport
 
     report = ReadReport()
     assert len([r for r in iter_records(out, report=report) if r.label_map is not None]) == 6
@@ -148,8 +148,8 @@ def test_written_files_follow_the_umask(tmp_path):
 
 
 def test_ccp_reader_names_what_it_ignores(tmp_path):
-    from pipeline.layouts import keypoint_only_people
-    from pipeline.records import ReadReport
+    from pipeline.readers.layouts import keypoint_only_people
+    from pipeline.formats.records import ReadReport
     from writers import write_ccp
 
     write_ccp(tmp_path, n=2, size=(12, 8))

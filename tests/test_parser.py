@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from flows.cli import main as cli
-from pipeline import files
+from pipeline.formats import files
 from pipeline.labels import LABEL_SETS
 from parser_net.dataset import ParsingItem, augment, sample_indices
 from parser_net.evaluate import evaluate_records
@@ -16,7 +16,7 @@ from parser_net.model import AttentionToScale, DeepLab, ParserConfig, scaled_rat
 from parser_net.config import ParserTrainConfig
 from parser_net.networks import load_parser
 from parser_net.train import load_pool, train_parser
-from pipeline.layouts import iter_records
+from pipeline.readers.layouts import iter_records
 from checks import assert_scores_consistent
 from writers import write_ccp
 

@@ -5,17 +5,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipeline import files
+from pipeline.formats import files
 
 from pipeline.demo import random_pose
 from pipeline.labels import IGNORE
-from pipeline.layouts import keypoint_only_people
+from pipeline.readers.layouts import keypoint_only_people
 from pipeline.priors.partial import (complete_pose, hidden_in_image, hidden_region, is_partial, lstsq_similarity,
                                      partial_neighbours)
 from pipeline.priors.pose import CropBox, apply_affine, keypoint_problem
 from pipeline.priors.pose_index import PoseIndex
 from pipeline.skeleton import J, JOINT_NAMES
-from pipeline.synth_dataset import read_items
+from pipeline.formats.synth_dataset import read_items
 from refine_net.config import SynthConfig
 from refine_net.synthesize import Synthesizer
 

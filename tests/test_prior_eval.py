@@ -1,7 +1,7 @@
 import numpy as np
 
 from flows.cli import main
-from pipeline.layouts import iter_records
+from pipeline.readers.layouts import iter_records
 from pipeline.priors.bank import PriorConfig
 from pipeline.priors.evaluate import evaluate_leave_one_out, evaluate_split, scores_table
 from pipeline.readers.part_joints import keypoints_from_parts
@@ -58,7 +58,7 @@ def test_cli_prior_evaluate_and_show(demo_dir, tmp_path, capsys):
     png = tmp_path / "g.png"
     assert main(["prior", "show", "--data", str(demo_dir), "--size", "64", "--ids", "demo00000",
                  "demo00001", "--out", str(png)]) == 0
-    from pipeline.files import read_image
+    from pipeline.formats.files import read_image
 
     img = read_image(png)
     assert img.shape[0] == 2 * (128 + 4) and img.shape[1] >= 6 * 128

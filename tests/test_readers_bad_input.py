@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
 from pipeline.readers import read_ccp, read_coco, read_lsp, read_mpii_mat, read_partsynth_folder
-from pipeline.records import ReadReport
+from pipeline.formats.records import ReadReport
 from pipeline.skeleton import J
 from writers import write_ccp
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from pipeline.labels import LABEL_SETS
-from pipeline.layouts import detect_layout
+from pipeline.readers.layouts import detect_layout
 from pipeline.readers import (read_ccp, read_cihp, read_coco, read_lip, read_lsp, read_mpii_json,
                               read_pascal_part)
-from pipeline.records import ReadReport
+from pipeline.formats.records import ReadReport
 from pipeline.skeleton import J
 
 

@@ -17,15 +17,15 @@ import pytest
 
 from flows.cli import main as cli
 from flows.synthesis import synthesize_labels
-from pipeline import files
+from pipeline.formats import files
 from pipeline.annotation import voc
 from pipeline.annotation.common import Selection
 from pipeline.errors import ConfigError, DataError
-from pipeline.layouts import detect_layout, iter_records
-from pipeline.output_lock import HOLDER_FILE, output_lock
+from pipeline.readers.layouts import detect_layout, iter_records
+from pipeline.formats.output_lock import HOLDER_FILE, output_lock
 from pipeline.readers import read_coco
-from pipeline.records import ReadReport
-from pipeline.item_folder import item_files
+from pipeline.formats.records import ReadReport
+from pipeline.formats.item_folder import item_files
 from refine_net.config import SynthConfig
 
 
@@ -92,7 +92,7 @@ def test_a_hand_edited_item_record_is_redone(prefect_harness, demo_dir, tiny_ref
 
 
 def _hold_lock(out: Path) -> subprocess.Popen:
-    code = ("import sys, time\nfrom pipeline.output_lock import output_lock\n"
+    code = ("import sys, time\nfrom pipeline.formats.output_lock import output_lock\n"
             f"with output_lock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(120)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             cwd=Path(__file__).resolve().parents[1])

@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import files
-from pipeline.layouts import iter_records
-from pipeline.readers.folder import keypoints_to_json
-from pipeline.records import ReadReport
+from pipeline.formats import files
+from pipeline.readers.layouts import iter_records
+from pipeline.formats.folder import keypoints_to_json
+from pipeline.formats.records import ReadReport
 from refine_net.losses import ce_loss, l1_mask_loss
 from refine_net.model import RefineConfig, UNet
-from pipeline.layouts import keypoint_only_people
-from pipeline.synth_dataset import read_items
+from pipeline.readers.layouts import keypoint_only_people
+from pipeline.formats.synth_dataset import read_items
 from refine_net.checkpoint import load_checkpoint
 from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.synthesize import Synthesizer

@@ -13,12 +13,12 @@ from parser_net.dataset import ParsingItem, augment, draw_batch
 from parser_net.losses import weighted_ce, weighted_soft_ce
 from parser_net.train import load_pool, train_parser
 from pipeline.errors import DataError
-from pipeline.files import read_label_png
+from pipeline.formats.files import read_label_png
 from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.priors.paste import NO_OWNER, paste_people
 from pipeline.priors.pose import CropBox
 from pipeline.soft_labels import SoftLabels, soft_label_map
-from pipeline.synth_dataset import SynthItem, SynthPerson, read_items
+from pipeline.formats.synth_dataset import SynthItem, SynthPerson, read_items
 
 BOXES = [CropBox(14.0, 15.0, 20.0), CropBox(24.0, 18.0, 16.0)]
 
@@ -130,7 +130,7 @@ def test_soft_targets_refuse_the_joint_network_and_structure_loss():
 def soft_synth(checkpoint, demo_dir, tmp_path_factory):
     """The demo's keypoint-only people synthesized with saved probabilities and a
     confidence floor (so that some pixels are 255)."""
-    from pipeline.layouts import keypoint_only_people
+    from pipeline.readers.layouts import keypoint_only_people
     from refine_net.config import SynthConfig
     from refine_net.synthesize import Synthesizer
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from parser_net.dataset import to_tensor
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.priors.bank import PriorConfig, bank_from_dataset
-from pipeline.item_folder import item_name, item_path, write_item
-from pipeline.synth_dataset import SYNTH_FORMAT_VERSION, SynthItem, SynthPerson, read_item, read_synth_info
+from pipeline.formats.item_folder import item_name, item_path, write_item
+from pipeline.formats.synth_dataset import SYNTH_FORMAT_VERSION, SynthItem, SynthPerson, read_item, read_synth_info
 
 
 def person(**kw) -> SynthPerson:

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import scipy.io
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.labels import CCP59_NAMES
 
 

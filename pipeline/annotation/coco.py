@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.annotation.common import (IGNORE_NAME, LabelledWriter, Selection, class_id, class_names, copy_photo,
                                         read_meta, select_images, write_meta)
 from pipeline.errors import DataError

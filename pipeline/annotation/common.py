@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.labels import IGNORE, LABEL_SETS
-from pipeline.output_lock import LOCK_ENTRIES, check_unlocked, output_lock
-from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json, read_dataset_info
-from pipeline.item_folder import ITEMS_DIR, item_name
-from pipeline.synth_dataset import SynthItem, read_items, read_synth_info
+from pipeline.formats.output_lock import LOCK_ENTRIES, check_unlocked, output_lock
+from pipeline.formats.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, keypoints_to_json, read_dataset_info
+from pipeline.formats.item_folder import ITEMS_DIR, item_name
+from pipeline.formats.synth_dataset import SynthItem, read_items, read_synth_info
 
 IGNORE_NAME = "ignore"
 META_FILE = "partsynth.json"
@@ -67,7 +67,7 @@ class Selection:
 def select_images(synth_dir: str | Path, selection: Selection = Selection()) -> tuple[object, list[ExportImage], int]:
     """The labelled images of a synthesized dataset to export, as ``selection`` says.
 
-    Returns (the dataset's :class:`pipeline.synth_dataset.SynthDatasetInfo`, the images, the
+    Returns (the dataset's :class:`pipeline.formats.synth_dataset.SynthDatasetInfo`, the images, the
     number of labelled images).  Raises DataError for a folder that is not a synthesized
     dataset; ValueError for an unknown order."""
     order, max_confidence, limit = selection.order, selection.max_confidence, selection.limit
@@ -146,7 +146,7 @@ class LabelledWriter:
     Used as a context manager.  Nothing reaches ``out`` before :meth:`finish`: label maps
     are staged in a temporary folder (removed on exit), and ``finish`` moves them in and
     writes ``people.json`` then ``dataset.json`` while holding the folder's lock
-    (:func:`pipeline.output_lock.output_lock`), so an import that fails on its 500th image
+    (:func:`pipeline.formats.output_lock.output_lock`), so an import that fails on its 500th image
     leaves ``out`` as it was.
 
     ``out`` must be new, empty, or a labelled partsynth folder; a folder that

@@ -2,7 +2,7 @@
 corrected label maps back in as a labelled partsynth folder.
 
 Export (:func:`export_label_studio`) writes, for a synthesized dataset
-(:mod:`pipeline.synth_dataset`):
+(:mod:`pipeline.formats.synth_dataset`):
 
     tasks.json            one task per labelled image: ``data.image`` (a local-files URL),
                           ``data.partsynth`` (the photo's path and its people's ids,
@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.annotation.common import (IGNORE_NAME, LabelledWriter, Selection, class_id, class_name, class_names,
                                         copy_photo, select_images)
 from pipeline.errors import ConfigError, DataError

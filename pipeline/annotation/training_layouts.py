@@ -23,7 +23,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.annotation.common import Selection, select_images, write_meta
 from pipeline.labels import LABEL_SETS
 

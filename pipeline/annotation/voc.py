@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.annotation.common import (LabelledWriter, Selection, class_id, class_names, copy_photo, read_meta,
                                         select_images, write_meta)
 from pipeline.errors import DataError

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.labels import LABEL_SETS
 from pipeline.pictures.overlay import colorize, draw_keypoints, grid, overlay
 from pipeline.priors.pose import apply_affine, person_box
 from pipeline.priors.bank import crop_image, crop_label_map
-from pipeline.records import PersonRecord
+from pipeline.formats.records import PersonRecord
 
 
 #: background black, person mask green

@@ -1,6 +1,6 @@
 """Inspecting a synthesized dataset: statistics and a static, sortable HTML page.
 
-Reads a folder in the synthesized-dataset format (:mod:`pipeline.synth_dataset`).  The
+Reads a folder in the synthesized-dataset format (:mod:`pipeline.formats.synth_dataset`).  The
 page (``index.html`` + ``thumbs/*.png``, rendered from ``templates/inspect.html.j2``)
 opens from disk in any browser with no server: one row per person with thumbnails
 image | prior | label overlay, sortable by refiner confidence by clicking the column
@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.pictures.overlay import overlay
 from pipeline.priors.pose import CropBox
-from pipeline.readers.folder import read_dataset_info
-from pipeline.synth_dataset import SynthPerson, read_items
+from pipeline.formats.folder import read_dataset_info
+from pipeline.formats.synth_dataset import SynthPerson, read_items
 
 
 @dataclass

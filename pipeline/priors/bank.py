@@ -18,7 +18,7 @@ from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.priors.morph import Patch, morph_patches, segment_patches, segment_transforms
 from pipeline.priors.pose import CropBox, apply_affine, person_box, torso_problem
 from pipeline.priors.pose_index import PoseIndex
-from pipeline.records import PersonRecord
+from pipeline.formats.records import PersonRecord
 from pipeline.priors.segments import assign_segments
 from pipeline.skeleton import flip_keypoints
 
@@ -209,11 +209,11 @@ def bank_from_dataset(data: str | Path | Sequence[str | Path], split: str | None
         config: crop frame and prior settings.
         label_set: read the data in this label set (a refiner's: ccp8, ccp59, ...);
             None: the reader's default.
-        report: a :class:`pipeline.records.ReadReport` collecting skipped bad items.
+        report: a :class:`pipeline.formats.records.ReadReport` collecting skipped bad items.
     Raises: ConfigError when a dataset has no labelled person with keypoints (in
     ``split``) or labels in another label set."""
     from pipeline.errors import ConfigError
-    from pipeline.layouts import iter_records
+    from pipeline.readers.layouts import iter_records
 
     options = {"label_set": label_set} if label_set else {}
     recs = []

@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.metrics import ConfusionMatrix, ParsingScores
 from pipeline.priors.bank import PriorBank, PriorConfig, crop_label_map
-from pipeline.records import PersonRecord
+from pipeline.formats.records import PersonRecord
 from pipeline.priors.segments import SEGMENT_TO_PASCAL6, skeleton_map
 
 

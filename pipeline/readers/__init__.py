@@ -1,8 +1,8 @@
-"""Dataset readers: each yields :class:`pipeline.records.PersonRecord` items.
+"""Dataset readers: each yields :class:`pipeline.formats.records.PersonRecord` items.
 
 Every reader takes ``skip_bad`` (skip bad items instead of raising
 :class:`pipeline.errors.DataError`) and an optional ``report``
-(:class:`pipeline.records.ReadReport`) that collects what was skipped and why.
+(:class:`pipeline.formats.records.ReadReport`) that collects what was skipped and why.
 ``docs/data.md`` documents each format.
 """
 from pipeline.readers.ccp import read_ccp
@@ -12,7 +12,7 @@ from pipeline.readers.lsp import read_lsp
 from pipeline.readers.mpii import read_mpii_json, read_mpii_mat
 from pipeline.readers.openpose import read_openpose
 from pipeline.readers.pascal_part import read_pascal_part
-from pipeline.readers.folder import read_partsynth_folder
+from pipeline.formats.folder import read_partsynth_folder
 
 __all__ = ["read_ccp", "read_coco", "read_cihp", "read_lip", "read_lsp", "read_mpii_json",
            "read_mpii_mat", "read_openpose", "read_pascal_part", "read_partsynth_folder"]

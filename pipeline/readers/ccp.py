@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.labels import CCP59_NAMES, ccp59_to_ccp8_lut, remap
-from pipeline.records import PersonRecord, ReadReport, guard
+from pipeline.formats.records import PersonRecord, ReadReport, guard
 from pipeline.skeleton import from_blazepose33
 
 KEYPOINTS_FILE = "keypoints_blazepose33.json"

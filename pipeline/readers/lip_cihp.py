@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
 from pipeline.labels import IGNORE, LIP_NAMES
-from pipeline.records import PersonRecord, ReadReport, guard
+from pipeline.formats.records import PersonRecord, ReadReport, guard
 
 
 def read_label_for(label_path: Path, image_size: tuple[int, int]) -> np.ndarray:

@@ -5,9 +5,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
-from pipeline.records import PersonRecord, ReadReport, guard
+from pipeline.formats.records import PersonRecord, ReadReport, guard
 from pipeline.skeleton import from_lsp14
 
 #: ``train_fit_residual_px`` above this marks a training image's joints as suspect.

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
-from pipeline.records import PersonRecord, ReadReport, guard
+from pipeline.formats.records import PersonRecord, ReadReport, guard
 from pipeline.skeleton import NUM_JOINTS, VISIBLE, OCCLUDED, CanonicalPose, from_mpii16, validate_keypoints
 
 

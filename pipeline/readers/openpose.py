@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
-from pipeline.records import PersonRecord, ReadReport, guard
+from pipeline.formats.records import PersonRecord, ReadReport, guard
 from pipeline.skeleton import from_openpose
 
 SUFFIX = "_keypoints.json"

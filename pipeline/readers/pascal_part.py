@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.labels import IGNORE, pascal10_to_pascal6_lut, remap
-from pipeline.records import PersonRecord, ReadReport, guard
+from pipeline.formats.records import PersonRecord, ReadReport, guard
 from pipeline.readers.part_joints import keypoints_from_parts
 
 #: PASCAL-Part person part name -> ``pascal10`` id.  Left/right are the person's own.

@@ -1,14 +1,18 @@
-"""Recognise a dataset's layout on disk and read it with the matching reader."""
+"""Recognise a dataset's layout on disk and read it with the matching reader; list the
+photos of an input (:func:`list_photos`) and tell a folder of bare photos from a dataset
+(:func:`is_photo_folder`)."""
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline import files, readers
+from pipeline import readers
 from pipeline.errors import ConfigError, DataError
+from pipeline.formats import files
+from pipeline.formats.files import IMAGE_SUFFIXES
+from pipeline.formats.records import PersonRecord, ReadReport
 from pipeline.readers.openpose import openpose_folders
-from pipeline.records import PersonRecord, ReadReport
 
 LAYOUTS = ("partsynth", "ccp", "lsp", "coco", "mpii", "mpii_mat", "openpose", "pascal_part", "lip", "cihp")
 
@@ -141,7 +145,7 @@ def link_unlabelled_photos(data: str | Path, folder: str | Path) -> list[Path]:
     Raises: ConfigError when ``folder`` holds anything but symbolic links, or two photos
         share a file name; DataError as the dataset's reader does.
     """
-    from pipeline.files import TEMP_PREFIX
+    from pipeline.formats.files import TEMP_PREFIX
 
     folder = Path(folder)
     labelled = set()
@@ -170,3 +174,38 @@ def link_unlabelled_photos(data: str | Path, folder: str | Path) -> list[Path]:
             tmp.symlink_to(target)
             tmp.replace(link)
     return list(wanted.values())
+
+
+def list_photos(data: str | Path) -> list[Path]:
+    """The photos to parse: ``data`` itself when it is a file; the images of a recognised
+    dataset layout (each once, in reader order); else every file with an image suffix
+    (:data:`IMAGE_SUFFIXES`, any case) under the folder, hidden folders excluded, in path
+    order.  Paths are absolute.  Raises ConfigError when ``data`` is missing or holds no
+    photo."""
+    data = Path(data)
+    if data.is_file():
+        return [data.resolve()]
+    if not data.is_dir():
+        raise ConfigError(f"{data}: no such file or folder")
+    try:
+        detect_layout(data)
+        photos = list(dict.fromkeys(Path(r.image_path).resolve() for r in iter_records(data, skip_bad=True)))
+    except DataError:
+        photos = sorted(p.resolve() for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                        and not any(part.startswith(".") for part in p.relative_to(data).parts))
+    if not photos:
+        raise ConfigError(f"{data}: no photos ({', '.join(IMAGE_SUFFIXES)})")
+    return photos
+
+
+def is_photo_folder(path: str | Path, layout: str | None = None) -> bool:
+    """True when ``path`` is a folder of photos in no dataset layout partsynth reads (so its
+    people need keypoints first); False for a recognised layout or a forced ``layout``."""
+    path = Path(path)
+    if layout is not None or not path.is_dir():
+        return False
+    try:
+        detect_layout(path)
+        return False
+    except DataError:
+        return any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*") if p.is_file())

@@ -2,7 +2,7 @@
 functions.  Synthesis (:mod:`refine_net.synthesize`) writes it; the parsers, the
 inspection page and the flows read it through here, never by string keys.
 
-A synthesized dataset is a partsynth folder (:mod:`pipeline.readers.folder`)::
+A synthesized dataset is a partsynth folder (:mod:`pipeline.formats.folder`)::
 
     dataset.json          SynthDatasetInfo: format "partsynth", synthetic true,
                           synth_format_version, label_set, refiner checkpoint and sha256,
@@ -30,14 +30,14 @@ import numpy as np
 import pandas as pd
 from pycocotools import mask as mask_utils
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
 from pipeline.labels import LABEL_SETS
-from pipeline.manifest import write_manifest
-from pipeline.item_folder import (ITEMS_DIR, claim_item_folder, item_files, label_file_intact, read_record_or_none,
+from pipeline.formats.manifest import write_manifest
+from pipeline.formats.item_folder import (ITEMS_DIR, claim_item_folder, item_files, label_file_intact, read_record_or_none,
                                   remove_stale_items)
-from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, json_to_keypoints, keypoints_to_json
-from pipeline.records import skip_records
+from pipeline.formats.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, json_to_keypoints, keypoints_to_json
+from pipeline.formats.records import skip_records
 
 SYNTH_FORMAT_VERSION = 1
 ANNOTATIONS_FILE = "annotations.json"
@@ -200,7 +200,7 @@ def read_items(root: str | Path) -> list[SynthItem]:
 def read_synth_info(root: str | Path) -> SynthDatasetInfo:
     """``dataset.json`` of a synthesized dataset.  Raises DataError naming the file when it
     is missing, not a partsynth dataset, or not a synthesized one."""
-    from pipeline.readers.folder import read_dataset_info
+    from pipeline.formats.folder import read_dataset_info
 
     path = Path(root) / DATASET_FILE
     d = read_dataset_info(Path(root))
@@ -301,7 +301,7 @@ def remove_stale_labels(root: str | Path, images: set[str]) -> list[str]:
 
 def claim_output(out: str | Path, data: str | Path) -> None:
     """Check that ``out`` may receive a synthesized dataset made from ``data``
-    (:func:`pipeline.item_folder.claim_item_folder`): new, empty, a synthesized dataset
+    (:func:`pipeline.formats.item_folder.claim_item_folder`): new, empty, a synthesized dataset
     (``dataset.json`` with a ``refiner_checkpoint``), or, when that was deleted, nothing
     but this format's files with readable item records; not the input, inside an input
     folder, or containing it.  Raises: ConfigError in one line naming the folder or the
@@ -333,7 +333,7 @@ def training_data_signature(paths: list[str | Path]) -> str:
     A folder written by partsynth (``items/`` beside ``dataset.json``: synthesized,
     predicted or imported people) is hashed by the content of its ``people.json`` and item
     records, which carry every label file's hash, so that a rerun that rewrites the same
-    labels keeps the signature; any other path by :func:`pipeline.files.tree_signature`
+    labels keeps the signature; any other path by :func:`pipeline.formats.files.tree_signature`
     (names, sizes, modification times).  Raises DataError for a missing path."""
     h = hashlib.sha256()
     for path in map(Path, paths):

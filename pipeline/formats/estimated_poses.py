@@ -15,7 +15,7 @@ Layout::
     items/<item>.json   per-photo record, written last (:class:`EstimatedItem`)
     masks/<item>-<i>.png  uint8 person mask at the photo's size: round(255 x probability)
 
-Item names are :func:`pipeline.synth_dataset.item_name` of the photo's absolute path.
+Item names are :func:`pipeline.formats.synth_dataset.item_name` of the photo's absolute path.
 """
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
-from pipeline.item_folder import (ITEMS_DIR, claim_item_folder, item_files, item_name, label_file_intact,
+from pipeline.formats.item_folder import (ITEMS_DIR, claim_item_folder, item_files, item_name, label_file_intact,
                                   read_record_or_none, remove_stale_items, write_item)
-from pipeline.readers.folder import (DATASET_FILE, FORMAT, PEOPLE_FILE, json_to_keypoints, keypoints_to_json,
+from pipeline.formats.folder import (DATASET_FILE, FORMAT, PEOPLE_FILE, json_to_keypoints, keypoints_to_json,
                                     read_dataset_info)
 from pipeline.skeleton import from_blazepose33
 
@@ -169,7 +169,7 @@ def remove_stale_estimates(root: str | Path, images: set[str]) -> list[str]:
 
 def claim_keypoints_output(out: str | Path, data: str | Path) -> None:
     """Check that ``out`` may receive keypoints for the photos of ``data`` (as
-    :func:`pipeline.predictions.claim_item_folder`).  Raises ConfigError in one line."""
+    :func:`pipeline.formats.predictions.claim_item_folder`).  Raises ConfigError in one line."""
     claim_item_folder(out, data, "keypoints_only", OWN_ENTRIES, read_estimated_item, "keypoints folder")
 
 
@@ -218,22 +218,6 @@ def is_keypoints_folder(path: str | Path) -> bool:
         return bool(read_dataset_info(Path(path)).get("keypoints_only"))
     except (DataError, OSError):
         return False
-
-
-def is_photo_folder(path: str | Path, layout: str | None = None) -> bool:
-    """True when ``path`` is a folder of photos in no dataset layout partsynth reads (so its
-    people need keypoints first); False for a recognised layout or a forced ``layout``."""
-    from pipeline.layouts import detect_layout
-    from pipeline.predictions import IMAGE_SUFFIXES
-
-    path = Path(path)
-    if layout is not None or not path.is_dir():
-        return False
-    try:
-        detect_layout(path)
-        return False
-    except DataError:
-        return any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*") if p.is_file())
 
 
 class PersonMasks:

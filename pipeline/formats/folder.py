@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import DataError
 from pipeline.labels import IGNORE, LABEL_SETS
-from pipeline.records import PersonRecord, ReadReport, guard
+from pipeline.formats.records import PersonRecord, ReadReport, guard
 from pipeline.skeleton import NUM_JOINTS, validate_keypoints
 
 DATASET_FILE = "dataset.json"

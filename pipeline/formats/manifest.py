@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.files import atomic_path
+from pipeline.formats.files import atomic_path
 from pipeline.labels import IGNORE, LABEL_SETS
-from pipeline.records import PersonRecord
+from pipeline.formats.records import PersonRecord
 
 COLUMNS = ("person_id", "image_path", "image_h", "image_w", "source_format", "split",
            "label_set", "has_labels", "num_keypoints", "classes_present", "class_pixels")

@@ -11,24 +11,23 @@ Layout::
                          networks) | null, "split": null, "meta": {"keypoint_confidence"}};
                          unreadable photos as {"status": "skipped", "reason"}
     items/<item>.json   per-photo record, written last (:class:`PredictedItem`, by
-                        :func:`pipeline.synth_dataset.write_item`)
+                        :func:`pipeline.formats.synth_dataset.write_item`)
     labels/<item>.png   palette PNG at the photo's own size, class ids of label_set
     overlays/<item>.jpg photo blended with its label map (and keypoints), when asked for
     probs/<item>.npz    ``probs``: uint8 (C, H, W) = round(255 x probability), when asked for
 
-Item names are :func:`pipeline.synth_dataset.item_name` of the photo's absolute path.
+Item names are :func:`pipeline.formats.synth_dataset.item_name` of the photo's absolute path.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipeline import files
-from pipeline.files import IMAGE_SUFFIXES
-from pipeline.errors import ConfigError, DataError
-from pipeline.readers.folder import DATASET_FILE, FORMAT, PEOPLE_FILE
+from pipeline.formats import files
+from pipeline.errors import DataError
+from pipeline.formats.folder import DATASET_FILE, FORMAT, PEOPLE_FILE
 from pipeline.skeleton import NUM_JOINTS
-from pipeline.item_folder import (ITEMS_DIR, claim_item_folder, item_files, item_name, label_file_intact,
+from pipeline.formats.item_folder import (ITEMS_DIR, claim_item_folder, item_files, item_name, label_file_intact,
                                   read_record_or_none, remove_stale_items)
 
 PREDICT_FORMAT_VERSION = 1
@@ -92,30 +91,6 @@ class PredictionsInfo:
         return dict(asdict(self), format=FORMAT, predicted=True, synthetic=False,
                     predict_format_version=PREDICT_FORMAT_VERSION,
                     description="label maps predicted by a partsynth parser")
-
-
-def list_photos(data: str | Path) -> list[Path]:
-    """The photos to parse: ``data`` itself when it is a file; the images of a recognised
-    dataset layout (each once, in reader order); else every file with an image suffix
-    (:data:`IMAGE_SUFFIXES`, any case) under the folder, hidden folders excluded, in path
-    order.  Paths are absolute.  Raises ConfigError when ``data`` is missing or holds no
-    photo."""
-    from pipeline.layouts import detect_layout, iter_records
-
-    data = Path(data)
-    if data.is_file():
-        return [data.resolve()]
-    if not data.is_dir():
-        raise ConfigError(f"{data}: no such file or folder")
-    try:
-        detect_layout(data)
-        photos = list(dict.fromkeys(Path(r.image_path).resolve() for r in iter_records(data, skip_bad=True)))
-    except DataError:
-        photos = sorted(p.resolve() for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-                        and not any(part.startswith(".") for part in p.relative_to(data).parts))
-    if not photos:
-        raise ConfigError(f"{data}: no photos ({', '.join(IMAGE_SUFFIXES)})")
-    return photos
 
 
 def read_predicted_item(path: str | Path) -> PredictedItem:

@@ -11,10 +11,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline import files
+from pipeline.formats import files
 from pipeline.errors import ConfigError, DataError
-from pipeline.output_lock import LOCK_ENTRIES, check_unlocked
-from pipeline.readers.folder import DATASET_FILE, read_dataset_info
+from pipeline.formats.output_lock import LOCK_ENTRIES, check_unlocked
+from pipeline.formats.folder import DATASET_FILE, read_dataset_info
 
 ITEMS_DIR = "items"
 #: the key of an item record's own content hash (:func:`record_sha256`)
@@ -37,8 +37,8 @@ def item_path(root: str | Path, image_path: str | Path) -> Path:
 
 def write_item(root: str | Path, item) -> Path:
     """Write ``item`` (any record with ``image`` and ``to_json()``:
-    :class:`pipeline.synth_dataset.SynthItem`, :class:`pipeline.predictions.PredictedItem`,
-    :class:`pipeline.estimated_poses.EstimatedItem`) atomically to its
+    :class:`pipeline.formats.synth_dataset.SynthItem`, :class:`pipeline.formats.predictions.PredictedItem`,
+    :class:`pipeline.formats.estimated_poses.EstimatedItem`) atomically to its
     :func:`item_path`; returns the path."""
     path = item_path(root, item.image)
     record = item.to_json()
@@ -85,7 +85,7 @@ def label_file_intact(root: Path, label: str | None, sha256: str | None) -> bool
 
 def remove_partial_files(out: Path) -> list[Path]:
     """Delete temporary files an interrupted run left in ``out``: only the
-    ``.partsynth-tmp-*`` files of :func:`pipeline.files.atomic_path`, so a user's own
+    ``.partsynth-tmp-*`` files of :func:`pipeline.formats.files.atomic_path`, so a user's own
     ``.draft.tmp`` survives.  Returns them."""
     stale = [p for p in out.rglob(f"{files.TEMP_PREFIX}*") if p.is_file()] if out.exists() else []
     for p in stale:
