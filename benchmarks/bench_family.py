@@ -5,6 +5,7 @@
     python benchmarks/bench_family.py --profile gpu --device cuda   # the papers' input sizes, GPU widths
     python benchmarks/bench_family.py --rows decoder --encoders scratch efficientnet-lite0 efficientnet-lite1 \
         efficientnet-lite2                                          # ImageNet encoders vs scratch
+    python benchmarks/bench_family.py --rows decoder --amp off bf16     # mixed precision (train-parser --amp)
 
 ``--profile cpu`` uses the CPU training profile (width 16, 160 x 120 crops, batch 8), the
 setting of docs/results.md's rows.  ``--profile gpu`` uses the GPU profile (width 64,
@@ -13,7 +14,8 @@ blocks 2-2-2-2, batch 16) at each paper's input size: 321 x 321 for the parsers 
 Backbones are from scratch unless ``--encoders`` names EfficientNet-Lites (random weights:
 speed does not depend on them; output stride 16, as the main job trains them).  Peak memory: CUDA's max allocated for the row
 on a GPU; on the CPU the process's peak RSS so far (rows run in the order given, so run one
-row per process for a per-row figure).
+row per process for a per-row figure).  Each step is the trainers' own
+(:class:`refine_net.distributed.Stepper`: autocast under ``--amp``, gradient scaling for fp16).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from parser_net.htcorrm import edge_targets
 from parser_net.joint import joint_loss
 from parser_net.losses import parsing_loss
 from parser_net.networks import build_network, heatmap_stride, network_outputs, network_record
+from refine_net.distributed import Stepper
 
 ROWS = {
     "deeplab": dict(model="parser"), "decoder": dict(model="parser", arch="decoder", head_width=64),
@@ -40,7 +43,8 @@ ROWS = {
 PAPER_SIZE = {"parser": 321, "pose": 256, "htcorrm": 384}
 
 
-def step_cost(name: str, spec: dict, profile: str, device: str, steps: int, encoder: str = "scratch") -> dict:
+def step_cost(name: str, spec: dict, profile: str, device: str, steps: int, encoder: str = "scratch",
+              amp: str = "off") -> dict:
     """Mean seconds per training step (after 2 warm-up steps) and peak memory of one row."""
     if encoder != "scratch":
         spec = dict(spec, encoder=encoder, output_stride=16)
@@ -62,24 +66,26 @@ def step_cost(name: str, spec: dict, profile: str, device: str, steps: int, enco
     edges = edge_targets(y) if "edges" in outputs else None
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    stepper = Stepper(model, opt, amp, torch.device(device))
+
+    def loss_of():
+        out = model(x)
+        return (parsing_loss(out, y) if cfg.model == "parser" else
+                joint_loss(out, y, heat, torch.ones(b, 16, device=device), torch.ones(b, device=device),
+                           edges=edges)["loss"])
+
     times = []
     for i in range(steps + 2):
         if device == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        out = model(x)
-        loss = (parsing_loss(out, y) if cfg.model == "parser" else
-                joint_loss(out, y, heat, torch.ones(b, 16, device=device), torch.ones(b, device=device),
-                           edges=edges)["loss"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        stepper.step([loss_of])
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"row": name, "encoder": encoder, "input_hw": list(hw), "batch": b, "seconds_per_step": sum(times[2:]) / steps,
+    return {"row": name, "encoder": encoder, "amp": amp, "input_hw": list(hw), "batch": b, "seconds_per_step": sum(times[2:]) / steps,
             "peak_mib": round(peak, 1), "parameters": sum(p.numel() for p in model.parameters())}
 
 
@@ -91,15 +97,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     ap.add_argument("--encoders", nargs="+", default=["scratch"], help="encoders (train-parser --encoder)")
+    ap.add_argument("--amp", nargs="+", default=["off"], choices=["off", "bf16", "fp16"],
+                    help="mixed precision settings (train-parser --amp)")
     ap.add_argument("--out", help="also write the figures as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = []
-    for name, encoder in ((n, e) for n in args.rows for e in args.encoders):
-        r = step_cost(name, ROWS[name], args.profile, args.device, args.steps, encoder)
+    for name, encoder, amp in ((n, e, a) for n in args.rows for e in args.encoders for a in args.amp):
+        r = step_cost(name, ROWS[name], args.profile, args.device, args.steps, encoder, amp)
         results.append(r)
-        print(f"{name:>16} {encoder:>18}: {r['seconds_per_step']:.3f} s/step at {r['input_hw'][0]}x{r['input_hw'][1]}, batch "
+        print(f"{name:>16} {encoder:>18} amp {amp:>4}: {r['seconds_per_step']:.3f} s/step at {r['input_hw'][0]}x{r['input_hw'][1]}, batch "
               f"{r['batch']}, peak {r['peak_mib']:.0f} MiB, {r['parameters'] / 1e6:.2f} M parameters", flush=True)
     if args.out:
         with open(args.out, "w") as f:

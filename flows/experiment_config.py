@@ -3,7 +3,7 @@ that the command line can build it without importing Prefect."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -72,12 +72,14 @@ class ExperimentConfig(RunConfig):
     photos_in_grids: bool = Field(True, description="show the photographs in the prediction grid")
     reports: str = Field("reports", description="report folder root (reports/<flow run name>/)")
     device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="mixed precision of the refiner's and the "
+                                                                  "parsers' training (train-parser --amp)")
 
     def refiner(self) -> RefinerTrainConfig:
         """The refiner's training run (cross-entropy, the measured best on CCP)."""
         return RefinerTrainConfig(data=self.labelled, out_dir=str(Path(self.work) / "refiner"),
                                   epochs=self.refiner_epochs, loss="ce", threads=self.threads,
-                                  profile=self.profile, device=self.device, encoder=self.refiner_encoder,
+                                  profile=self.profile, device=self.device, amp=self.amp, encoder=self.refiner_encoder,
                                   encoder_weights=self.encoder_weights)
 
     @model_validator(mode="after")
@@ -142,7 +144,7 @@ class ExperimentConfig(RunConfig):
                                  encoder=self.parser_encoder, encoder_weights=self.encoder_weights,
                                  output_stride=self.parser_output_stride or (8 if self.parser_encoder == "scratch"
                                                                              else 16),
-                                 threads=self.threads, profile=self.profile, device=self.device)
+                                 threads=self.threads, profile=self.profile, device=self.device, amp=self.amp)
 
 
 def preset_values(name: str, data_root: str | None = None) -> dict:

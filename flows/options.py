@@ -26,12 +26,24 @@ M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
 
-def progress_bar():
-    """A transient rich progress bar: description, bar, done/total, elapsed time."""
+def progress_bar(disable: bool = False):
+    """A transient rich progress bar: description, bar, done/total, elapsed time (nothing
+    shown with ``disable``)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), transient=True)
+                    TimeElapsedColumn(), transient=True, disable=disable)
+
+
+def training_console() -> bool:
+    """Set up a training command's console: INFO logs and progress on rank 0 of a
+    ``torchrun`` run (or the one process), warnings only on the other ranks.  Returns
+    whether this process is rank 0."""
+    from refine_net.distributed import launched_world
+
+    main = launched_world().is_main
+    logging.basicConfig(level=logging.INFO if main else logging.WARNING, format="%(asctime)s %(message)s")
+    return main
 
 
 def with_item_progress(description: str, total: int, out: str | Path, run: Callable[[], T]) -> T:

@@ -1,26 +1,26 @@
 """``partsynth train-parser`` and ``partsynth evaluate``."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from flows.options import add_config_options, config_from_args, progress_bar
+from flows.options import add_config_options, config_from_args, progress_bar, training_console
 from parser_net.config import ParserTrainConfig
 
 
 def cmd_train_parser(args) -> int:
     from parser_net.train import fit_parser
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    main = training_console()
     cfg = config_from_args(ParserTrainConfig, args)
-    with progress_bar() as bar:
+    with progress_bar(disable=not main) as bar:
         task = bar.add_task("training", total=cfg.iterations)
 
         def progress(message, done, total):
             bar.update(task, description=message, completed=done, total=total)
 
         path = fit_parser(cfg, progress=progress)
-    print(f"checkpoint: {path}  (val scores in {Path(cfg.out_dir) / 'metrics.json'})")
+    if main:
+        print(f"checkpoint: {path}  (val scores in {Path(cfg.out_dir) / 'metrics.json'})")
     return 0
 
 

@@ -1,26 +1,26 @@
 """``partsynth train-refiner`` and ``partsynth evaluate-refiner``."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
-from flows.options import add_config_options, config_from_args, progress_bar
+from flows.options import add_config_options, config_from_args, progress_bar, training_console
 from refine_net.config import RefinerTrainConfig
 
 
 def cmd_train_refiner(args) -> int:
     from refine_net.train import fit_refiner
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    main = training_console()
     cfg = config_from_args(RefinerTrainConfig, args)
-    with progress_bar() as bar:
+    with progress_bar(disable=not main) as bar:
         task = bar.add_task("training", total=None)
 
         def progress(stage, done, total):
             bar.update(task, description=stage, completed=done, total=total)
 
         path = fit_refiner(cfg, progress=progress, resume=not args.restart)
-    print(f"checkpoint: {path}")
+    if main:
+        print(f"checkpoint: {path}")
     return 0
 
 

@@ -7,7 +7,7 @@ run reads the disk once; a few thousand images at 200 px take ~100 MB.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -213,13 +213,20 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 def draw_batch(items: list[ParsingItem], indices: np.ndarray, crop_hw: tuple[int, int],
                scale_range: tuple[float, float], label_set: LabelSet, seed: int, step: int,
-               flip: bool = True, with_keypoints: bool = False, with_soft: bool = False) -> Batch:
-    """Augmented :class:`Batch` of ``items[indices]``, deterministic in (seed, step) (the
-    same with and without ``with_soft``).  ``with_keypoints`` adds the keypoints in crop
-    pixels, ``with_soft`` the target distributions (``label_set.num_classes`` channels)."""
-    rng = np.random.default_rng([seed, step])
+               flip: bool = True, with_keypoints: bool = False, with_soft: bool = False,
+               positions: Sequence[int] | None = None) -> Batch:
+    """Augmented :class:`Batch` of ``items[indices]``, deterministic in (seed, step,
+    position) (the same with and without ``with_soft``).  ``positions``: where these items
+    sit in the step's global batch (default ``0 .. len(indices)-1``), so that a rank or a
+    micro-batch drawing a slice of it gets the very crops the whole batch would hold.
+    ``with_keypoints`` adds the keypoints in crop pixels, ``with_soft`` the target
+    distributions (``label_set.num_classes`` channels)."""
+    positions = range(len(indices)) if positions is None else positions
+    if len(positions) != len(indices):
+        raise ValueError(f"{len(indices)} items but {len(positions)} positions")
     lut = label_set.flip_lut() if flip else None
-    outs = [augment(items[i], crop_hw, scale_range, lut, rng, with_keypoints) for i in indices]
+    outs = [augment(items[i], crop_hw, scale_range, lut, np.random.default_rng([seed, step, p]), with_keypoints)
+            for i, p in zip(indices, positions)]
     x = to_tensor(np.stack([o.image for o in outs]))
     labels = np.stack([o.label_map for o in outs])
     y = torch.from_numpy(labels.astype(np.int64))

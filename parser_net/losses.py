@@ -81,6 +81,6 @@ def soft_parsing_loss(output: dict[str, torch.Tensor], target: torch.Tensor,
                       temperature: float = 1.0) -> dict[str, torch.Tensor]:
     """:func:`parsing_loss` with :func:`weighted_soft_ce` against ``soft`` (float (B, C,
     H, W) target distributions) as ``{"loss": scalar}``, the form of a training step's
-    ``loss_fn`` (:func:`parser_net.train.train_one_step`)."""
+    ``loss_fn`` (:func:`parser_net.train.batch_loss`)."""
     pixel_loss = functools.partial(weighted_soft_ce, soft=soft, temperature=temperature)
     return {"loss": parsing_loss(output, target, label_weight, pixel_loss=pixel_loss)}

@@ -5,8 +5,9 @@ steps in all, of which the last ``finetune_iterations`` draw only real labels (t
 release's recipe: train on the mixture, then fine-tune on the real labels).  Batches are a
 pure function of (seed, step) (:func:`parser_net.dataset.sample_indices`,
 :func:`parser_net.dataset.draw_batch`), so a resumed run draws the same batches as an
-uninterrupted one.  ``last.pt`` holds the model, optimizer, step, RNG state and the
-resolved config; ``metrics.json`` the val scores.
+uninterrupted one, and the same for any number of processes: under ``torchrun`` each rank
+draws its share of the global batch (:mod:`refine_net.distributed`).  ``last.pt`` holds the
+model, optimizer, step, RNG state and the resolved config; ``metrics.json`` the val scores.
 """
 from __future__ import annotations
 
@@ -42,13 +43,15 @@ from refine_net.checkpoint import Checkpoint, rng_state, save_checkpoint
 from refine_net.checkpoint import resume as resume_run
 from refine_net.checkpoint import set_aside_stale_run
 from refine_net.device import setup_run
+from refine_net.distributed import (Stepper, World, barrier, close_world, init_world, micro_seed, shares,
+                                    unwrap, wrap)
 from refine_net.encoders import init_pretrained, param_groups
 from refine_net.schedule import poly_lr, set_lr
 
 log = logging.getLogger("partsynth.parser")
 
 #: config fields that may change when a run is resumed (the run is extended or moved)
-RESUMABLE_CHANGES = frozenset({"iterations", "threads", "device", "checkpoint_every", "strict"})
+RESUMABLE_CHANGES = frozenset({"iterations", "threads", "device", "checkpoint_every", "strict", "amp", "accumulate"})
 
 
 @dataclass
@@ -114,22 +117,16 @@ def select(pool: Pool, cfg: ParserTrainConfig) -> tuple[list[ParsingItem], list[
     return subset(pool.real, cfg.n_real), subset(synth, cfg.n_synthetic)
 
 
-def train_one_step(model, optimizer, x, y, weight, loss_fn: Callable | None = None, regions: dict | None = None) -> float:
-    """One optimizer step on a batch; returns the loss.  ``loss_fn(output, target,
-    label_weight=...)`` returns a dict with ``loss`` (the joint networks'); by default the
-    parsing loss of the output and of its scales (structure-sensitive with ``regions``)."""
-    model.train()
+def batch_loss(model, x, y, weight, loss_fn: Callable | None = None, regions: dict | None = None) -> torch.Tensor:
+    """The loss of one batch (graph kept).  ``loss_fn(output, target, label_weight=...)``
+    returns a dict with ``loss`` (the joint networks'); by default the parsing loss of the
+    output and of its scales (structure-sensitive with ``regions``)."""
     out = model(x)
     if loss_fn is not None:
-        loss = loss_fn(out, y, label_weight=weight)["loss"]
-    elif regions is not None:
-        loss = parsing_loss(out, y, weight, pixel_loss=lambda lg, t, w: structure_sensitive_loss(lg, t, regions, w))
-    else:
-        loss = parsing_loss(out, y, weight)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach())
+        return loss_fn(out, y, label_weight=weight)["loss"]
+    if regions is not None:
+        return parsing_loss(out, y, weight, pixel_loss=lambda lg, t, w: structure_sensitive_loss(lg, t, regions, w))
+    return parsing_loss(out, y, weight)
 
 
 def make_optimizer(cfg: ParserTrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -147,7 +144,17 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
     extends the run (the poly schedule then follows the new length from the resumed step).
     ``progress(message, step, total)`` is called every step.
     Raises: ConfigError when the run folder holds a run with another config."""
-    out, device = setup_run(cfg.out_dir, cfg.threads, cfg.device, cfg.seed)
+    world, device = init_world(cfg.device)
+    try:
+        return _train(cfg, pool, world, device, progress, resume)
+    finally:
+        close_world(world)
+
+
+def _train(cfg: ParserTrainConfig, pool: Pool, world: World, device: torch.device,
+           progress: Callable[[str, int, int], None] | None, resume: bool) -> Path:
+    micro = shares(cfg.batch_size, world, cfg.accumulate)
+    out = setup_run(cfg.out_dir, cfg.threads, cfg.seed)
     real, synth = select(pool, cfg)
     if not real and cfg.finetune_iterations:
         raise ConfigError("fine-tuning on real labels needs real items")
@@ -163,29 +170,33 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
     saved_cfg = cfg.model_dump(mode="json")
     ckpt_path = out / "last.pt"
     signature = training_data_signature([cfg.data, *cfg.synthetic, *([cfg.pose_data] if cfg.pose_data else [])])
-    set_aside_stale_run(out, signature)
+    if world.is_main:
+        set_aside_stale_run(out, signature)
+    barrier(world)
     step, history = resume_run(ckpt_path, "parser", saved_cfg, RESUMABLE_CHANGES, model, optimizer, resume)
     resolved = {"train": saved_cfg, "parser": asdict(pcfg), "label_set": pool.label_set.name,
                 "n_real": len(real), "n_synthetic": len(synth), "skipped": pool.report.records(),
                 "data_signature": signature}
-    write_json(out / "config.json", resolved)
-    if loaded and step == 0:
-        log.info("encoder %s initialised from %s", cfg.encoder, loaded[0])
-    log.info("training %s on %d real + %d synthetic images for %d steps on %s", cfg.arch, len(real), len(synth),
-             cfg.iterations, device)
+    if world.is_main:
+        write_json(out / "config.json", resolved)
+        if loaded and step == 0:
+            log.info("encoder %s initialised from %s", cfg.encoder, loaded[0])
+        log.info("training %s on %d real + %d synthetic images for %d steps on %s%s", cfg.arch, len(real),
+                 len(synth), cfg.iterations, device, f" x {world.size} ranks" if world.size > 1 else "")
+    model = wrap(model, world, device)
+    stepper = Stepper(model, optimizer, cfg.amp, device)
     mixed_until = cfg.iterations - cfg.finetune_iterations
     scale_max = cfg.scale_range[1]
     scale_range = (cfg.scale_range[0] / scale_max, 1.0)      # items are stored at size * scale_max
     items = real + synth                                     # indices >= len(real) are synthetic
     t0, running = time.time(), []
-    while step < cfg.iterations:
-        n_synth = len(synth) if step < mixed_until else 0
-        idx = sample_indices(len(real), n_synth, cfg.batch_size, cfg.real_fraction, cfg.seed, step)
-        batch = draw_batch(items, idx, cfg.crop_hw, scale_range, pool.label_set, cfg.seed, step, cfg.flip,
-                           with_keypoints=cfg.model == "joint", with_soft=cfg.soft_targets)
+
+    def micro_loss(idx: np.ndarray, positions: range) -> Callable[[], torch.Tensor]:
+        batch = draw_batch(items, idx[positions.start:positions.stop], cfg.crop_hw, scale_range, pool.label_set,
+                           cfg.seed, step, cfg.flip, with_keypoints=cfg.model == "joint",
+                           with_soft=cfg.soft_targets, positions=positions)
         weight = (torch.where(batch.synthetic, cfg.synthetic_weight, 1.0) * batch.has_label).to(device)
         x, y = batch.x.to(device, non_blocking=True), batch.target.to(device, non_blocking=True)
-        set_lr(optimizer, poly_lr(cfg.lr, step, cfg.iterations))
         if cfg.soft_targets:
             loss_fn = functools.partial(soft_parsing_loss, soft=batch.soft.to(device),
                                         temperature=cfg.soft_temperature)
@@ -198,19 +209,36 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
                                         edge_weight=cfg.edge_weight)
         else:
             loss_fn = None
-        running.append(train_one_step(model, optimizer, x, y, weight, loss_fn=loss_fn, regions=regions))
+        return lambda: batch_loss(model, x, y, weight, loss_fn=loss_fn, regions=regions)
+
+    while step < cfg.iterations:
+        n_synth = len(synth) if step < mixed_until else 0
+        idx = sample_indices(len(real), n_synth, cfg.batch_size, cfg.real_fraction, cfg.seed, step)
+        set_lr(optimizer, poly_lr(cfg.lr, step, cfg.iterations))
+        running.append(stepper.step([micro_loss(idx, positions) for positions in micro],
+                                    [micro_seed(cfg.seed, step, positions.start) for positions in micro]))
         step += 1
-        if progress:
+        if progress and world.is_main:
             progress(f"loss {np.mean(running[-20:]):.3f}", step, cfg.iterations)
         if step % cfg.checkpoint_every == 0 or step == cfg.iterations:
             now = time.time()
             history.append({"step": step, "loss": float(np.mean(running)), "seconds": now - t0})  # this interval
             running, t0 = [], now
-            save_checkpoint(ckpt_path, Checkpoint(
-                kind="parser", config=saved_cfg, network=network, label_set=pool.label_set.name,
-                model=model.state_dict(), step=step, history=list(history), optimizer=optimizer.state_dict(),
-                rng=rng_state()))
-            log.info("step %d/%d loss %.4f", step, cfg.iterations, history[-1]["loss"])
+            if world.is_main:
+                save_checkpoint(ckpt_path, Checkpoint(
+                    kind="parser", config=saved_cfg, network=network, label_set=pool.label_set.name,
+                    model=unwrap(model).state_dict(), step=step, history=list(history),
+                    optimizer=optimizer.state_dict(), rng=rng_state()))
+                log.info("step %d/%d loss %.4f", step, cfg.iterations, history[-1]["loss"])
+    if world.is_main:
+        _score(cfg, pool, unwrap(model), network, outputs, out, resolved, history)
+    barrier(world)
+    return ckpt_path
+
+
+def _score(cfg: ParserTrainConfig, pool: Pool, model: torch.nn.Module, network: dict, outputs, out: Path,
+           resolved: dict, history: list[dict]) -> None:
+    """Val scores of the trained network into ``metrics.json`` (rank 0)."""
     metrics = {"config": resolved, "history": history,
                "train_seconds": sum(h["seconds"] for h in history)}
     if pool.val and "parsing" in outputs:
@@ -224,7 +252,6 @@ def train_parser(cfg: ParserTrainConfig, pool: Pool, progress: Callable[[str, in
         metrics["pose"] = evaluate_pose(model, pool.pose_val, cfg.size, heatmap_stride(network))
         log.info("PCK@0.2 %.4f on %d people", metrics["pose"]["pck"], metrics["pose"]["people"])
     write_json(out / "metrics.json", metrics)
-    return ckpt_path
 
 
 def fit_parser(cfg: ParserTrainConfig, progress: Callable[[str, int, int], None] | None = None) -> Path:

@@ -63,6 +63,11 @@ class TrainRunConfig(RunConfig):
     strict: bool = Field(False, description="fail instead of skipping bad items of the datasets")
     threads: int | None = Field(None, description="torch intra-op threads")
     device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="mixed precision of the forward pass: bf16 (GPUs "
+                                                                  "and recent CPUs), fp16 (GPUs, with gradient "
+                                                                  "scaling) or off")
+    accumulate: int = Field(1, ge=1, description="micro-batches per optimizer step on each process (gradient "
+                                                 "accumulation: the batch size stays the global one)")
 
 
 class RefinerTrainConfig(TrainRunConfig):

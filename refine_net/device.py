@@ -32,14 +32,13 @@ def resolve_device(device: DeviceName | str) -> torch.device:
     raise ConfigError(f"unknown device {device!r}; choose auto, cpu or cuda")
 
 
-def setup_run(out_dir: str | Path, threads: int | None, device: DeviceName | str, seed: int) -> tuple[Path, torch.device]:
+def setup_run(out_dir: str | Path, threads: int | None, seed: int) -> Path:
     """Create the run folder, set torch's intra-op ``threads`` (None: torch's default) and
-    seed, and resolve ``device``.  Returns (run folder, device).  Raises ConfigError as
-    :func:`resolve_device`."""
+    seed.  Returns the run folder (the device comes from
+    :func:`refine_net.distributed.init_world`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if threads:
         torch.set_num_threads(threads)
-    resolved = resolve_device(device)
     torch.manual_seed(seed)
-    return out, resolved
+    return out

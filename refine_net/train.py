@@ -1,9 +1,11 @@
 """Training the refinement U-Net (Fang et al., CVPR 2018, sections 3.5-3.6, 4.2).
 
-Two plain functions, :func:`train_one_epoch` and :func:`evaluate`, and :func:`fit_refiner`,
-which prepares the data from a labelled dataset folder, trains with Adam (rate, beta1 and
-schedule from the config), evaluates on the val split, and writes ``last.pt`` (resumable) and
-``config.json`` to the run folder after every epoch.
+:func:`fit_refiner` prepares the data from a labelled dataset folder, trains with Adam
+(rate, beta1 and schedule from the config), evaluates on the val split, and writes
+``last.pt`` (resumable) and ``config.json`` to the run folder after every epoch.  Each
+epoch's global batches are a pure function of (seed, epoch) (:func:`epoch_batches`), so a
+run under ``torchrun`` (each rank taking its share, :mod:`refine_net.distributed`) or with
+``--accumulate`` sees the same samples as one process.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from pipeline.errors import ConfigError
 from pipeline.formats.files import read_json, write_json
@@ -29,6 +31,8 @@ from refine_net.checkpoint import set_aside_stale_run
 from refine_net.config import RefinerTrainConfig
 from refine_net.dataset import RefineDataset, make_samples
 from refine_net.device import resolve_device, setup_run
+from refine_net.distributed import (Stepper, World, agree, barrier, close_world, init_world, micro_seed, shares,
+                                    unwrap, wrap)
 from refine_net.losses import LOSSES
 from refine_net.encoders import init_pretrained, param_groups
 from refine_net.model import RefineConfig, build_refiner
@@ -40,26 +44,41 @@ log = logging.getLogger("partsynth.refine")
 IMPROVING_MIOU = 0.005
 
 #: config fields that may change when a run is resumed (the run is extended or moved)
-RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "threads", "device", "strict"})
+RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "threads", "device", "strict", "amp", "accumulate"})
 
 
-def train_one_epoch(model: torch.nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer,
-                    loader: DataLoader, progress: Callable[[float], None] | None = None,
-                    device: torch.device = torch.device("cpu")) -> float:
-    """One pass over ``loader`` (batches of image + prior (B, 3 + C, S, S) float32 and label
-    maps (B, S, S) int64) on ``device``; returns the mean loss."""
-    model.train()
+def epoch_batches(n: int, batch_size: int, parts: int, generator: torch.Generator) -> list[list[int]]:
+    """The global batches of one epoch: a permutation of ``0 .. n-1`` drawn from
+    ``generator`` (as ``DataLoader(shuffle=True)`` draws it) cut into ``batch_size`` runs;
+    split into ``parts`` (ranks x micro-batches) > 1, the short last batch is cut to a
+    multiple of ``parts`` (at most ``parts - 1`` samples of the epoch are left out)."""
+    order = torch.randperm(n, generator=generator).tolist()
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if parts > 1 and batches and len(batches[-1]) % parts:
+        batches[-1] = batches[-1][: len(batches[-1]) // parts * parts]
+    return [b for b in batches if b]
+
+
+def train_one_epoch(stepper: Stepper, loss_fn: Callable, dataset: RefineDataset, batches: list[list[int]],
+                    world: World, accumulate: int, progress: Callable[[float], None] | None = None) -> float:
+    """One pass over ``batches`` (global batches of ``dataset`` indices; this rank takes its
+    micro-batches of each: image + prior (b, 3 + C, S, S) float32 and label maps (b, S, S)
+    int64); returns the mean loss of this rank's samples."""
     total, count = 0.0, 0
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = loss_fn(model(x)["parsing"], y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach()) * len(x)
-        count += len(x)
+    device = stepper.device
+    for b, batch in enumerate(batches):
+        micro, seeds, n = [], [], 0
+        for part in shares(len(batch), world, accumulate):     # epoch_batches cut the batches to fit
+            x, y = default_collate([dataset[i] for i in batch[part.start:part.stop]])
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            micro.append(lambda x=x, y=y: loss_fn(stepper.model(x)["parsing"], y))
+            seeds.append(micro_seed(dataset.seed, dataset.epoch, b, part.start))
+            n += len(part)
+        loss = stepper.step(micro, seeds)
+        total += loss * n
+        count += n
         if progress is not None:
-            progress(float(loss.detach()))
+            progress(loss)
     return total / max(count, 1)
 
 
@@ -178,7 +197,20 @@ def fit_refiner(cfg: RefinerTrainConfig, progress: Callable[[str, int, int], Non
     ``last.pt``.
 
     Raises: ConfigError when the run folder holds another run, or no train people."""
-    out, device = setup_run(cfg.out_dir, cfg.threads, cfg.device, cfg.seed)
+    world, device = init_world(cfg.device)
+    try:
+        return _fit(cfg, world, device, progress, resume)
+    finally:
+        close_world(world)
+
+
+def _fit(cfg: RefinerTrainConfig, world: World, device: torch.device,
+         progress: Callable[[str, int, int], None] | None, resume: bool) -> Path:
+    parts = world.size * cfg.accumulate
+    if cfg.batch_size % parts:
+        raise ConfigError(f"--batch-size {cfg.batch_size} does not split into {world.size} rank(s) x "
+                          f"{cfg.accumulate} micro-batch(es); use a batch size divisible by {parts}")
+    out = setup_run(cfg.out_dir, cfg.threads, cfg.seed)
     report = ReadReport()
     bank, prior_cfg, train_ds, val_ds = prepare(cfg, report)
     refine_cfg = RefineConfig(num_classes=bank.num_classes, use_prior=cfg.use_prior,
@@ -191,44 +223,52 @@ def fit_refiner(cfg: RefinerTrainConfig, progress: Callable[[str, int, int], Non
     saved_cfg = cfg.model_dump(mode="json")
     ckpt_path = out / "last.pt"
     signature = training_data_signature([cfg.data, *cfg.extra_data])
-    set_aside_stale_run(out, signature)
+    if world.is_main:
+        set_aside_stale_run(out, signature)
+    barrier(world)
     start, history = resume_run(ckpt_path, "refiner", saved_cfg, RESUMABLE_CHANGES, model, optimizer, resume)
-    if loaded and start == 0:
-        log.info("encoder %s initialised from %s", cfg.encoder, loaded[0])
     network = {"refine": asdict(refine_cfg), "prior": asdict(prior_cfg),
                "bank_data": str(Path(cfg.data).resolve())}
-    prior_miou = prior_argmax_scores(val_ds).mean_iou if val_ds is not None and cfg.use_prior else None
-    write_json(out / "config.json", {"train": saved_cfg, **network, "label_set": bank.label_set,
-                                     "skipped": report.records(), "data_signature": signature,
-                                     "val_prior_argmax_miou": prior_miou})
+    if world.is_main:
+        if loaded and start == 0:
+            log.info("encoder %s initialised from %s", cfg.encoder, loaded[0])
+        prior_miou = prior_argmax_scores(val_ds).mean_iou if val_ds is not None and cfg.use_prior else None
+        write_json(out / "config.json", {"train": saved_cfg, **network, "label_set": bank.label_set,
+                                         "skipped": report.records(), "data_signature": signature,
+                                         "val_prior_argmax_miou": prior_miou})
+    model = wrap(model, world, device)
+    stepper = Stepper(model, optimizer, cfg.amp, device)
     gen = torch.Generator().manual_seed(cfg.seed)
     t0 = time.time() - sum(h["seconds"] for h in history)
     for epoch in range(start, cfg.epochs):
-        if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
+        if agree(world, cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes):
             log.info("time budget of %.1f min reached after %d epochs", cfg.max_minutes, epoch)
             break
         train_ds.set_epoch(epoch)
         set_lr(optimizer, epoch_lr(cfg, epoch))
         gen.manual_seed(cfg.seed * 100003 + epoch)
-        loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen)
+        batches = epoch_batches(len(train_ds), cfg.batch_size, parts, gen)
         t = time.time()
         done = [0]
 
-        def tick(loss, epoch=epoch, loader=loader):
+        def tick(loss, epoch=epoch, total=len(batches)):
             done[0] += 1
-            if progress:
-                progress(f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.4f}", done[0], len(loader))
+            if progress and world.is_main:
+                progress(f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.4f}", done[0], total)
 
-        loss = train_one_epoch(model, LOSSES[cfg.loss], optimizer, loader, tick, device)
+        loss = train_one_epoch(stepper, LOSSES[cfg.loss], train_ds, batches, world, cfg.accumulate, tick)
         entry = {"epoch": epoch, "loss": loss, "seconds": time.time() - t}
-        if val_ds is not None:
-            entry["val_miou"] = evaluate(model, DataLoader(val_ds, batch_size=16), bank.num_classes).mean_iou
         history.append(entry)
+        if not world.is_main:
+            continue
+        if val_ds is not None:
+            entry["val_miou"] = evaluate(unwrap(model), DataLoader(val_ds, batch_size=16), bank.num_classes).mean_iou
         log.info("epoch %d: loss %.4f%s (%.0f s)", epoch + 1, loss,
                  f", val mIoU {entry['val_miou']:.4f}" if "val_miou" in entry else "", entry["seconds"])
         save_checkpoint(ckpt_path, Checkpoint(
             kind="refiner", config=saved_cfg, network=network, label_set=bank.label_set,
-            model=model.state_dict(), step=epoch + 1, history=history, optimizer=optimizer.state_dict(),
+            model=unwrap(model).state_dict(), step=epoch + 1, history=history, optimizer=optimizer.state_dict(),
             rng=rng_state()))
         write_json(out / "history.json", history)
+    barrier(world)
     return ckpt_path
