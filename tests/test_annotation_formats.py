@@ -2,6 +2,7 @@
 errors that name the image."""
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ from PIL import Image
 from flows.cli import main as cli
 from pipeline.formats import files
 from pipeline.annotation import coco, cvat, voc
-from pipeline.annotation.common import Selection
+from pipeline.annotation.common import ExportFacts, Selection, export_names
+from pipeline.formats.item_folder import item_name
 from pipeline.errors import DataError
 from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.readers.layouts import iter_records
@@ -256,3 +258,40 @@ def test_pycocotools_reads_our_coco_export_mask_for_mask(synth, tmp_path):
             assert not painted[mask].any()                               # one class per pixel
             painted[mask] = IGNORE if names[ann["category_id"]] == "ignore" else ann["category_id"]
         assert np.array_equal(painted, truth)
+
+
+def test_export_names_are_the_photos_relative_paths_and_come_back_from_tools():
+    names = export_names(["/d/a/x.jpg", "/d/b/x.jpg", "/d/b/y.png"])
+    assert names == {"/d/a/x.jpg": "a/x.jpg", "/d/b/x.jpg": "b/x.jpg", "/d/b/y.png": "b/y.png"}
+    assert export_names(["/d/a/x.jpg"]) == {"/d/a/x.jpg": "x.jpg"}
+    facts = ExportFacts({n: {"image": p} for p, n in names.items()})
+    assert facts.find("a/x.jpg")["image"] == "/d/a/x.jpg"
+    assert facts.find("b\\x.jpg")["image"] == "/d/b/x.jpg"              # a Windows path from a tool
+    assert facts.find("y.png")["image"] == "/d/b/y.png"                 # a tool that keeps base names
+    assert facts.find("b/x", suffix_free=True)["image"] == "/d/b/x.jpg"  # a VOC image id
+    assert facts.find("x.jpg") is None
+    with pytest.raises(DataError, match="'x.jpg' matches 2 exported images"):
+        facts.lookup("x.jpg", "annotations.xml image 3")
+    with pytest.raises(DataError, match="not in partsynth.json"):
+        facts.lookup("z.jpg", "annotations.xml image 4")
+
+
+def test_cvat_names_line_up_with_a_task_made_from_the_photos_and_old_exports_still_import(synth, demo_dir,
+                                                                                         tmp_path):
+    out = tmp_path / "cvat"
+    cvat.export_cvat(synth, out)
+    photos = {p.name for p in (demo_dir / "images").iterdir()}
+    names = exported_names("cvat", out)
+    assert len(names) == 8 and set(names) <= photos       # a task made from demo/images names its frames so
+    assert_import_round_trip(lambda lab, replace=False: cvat.import_cvat(out / "annotations.xml", lab,
+                                                                         replace=replace), synth, tmp_path / "new")
+    # an export written before photos kept their names: images named <stem>-<8 hex digits><suffix>
+    facts = json.loads((out / "partsynth.json").read_text())
+    old_name = {n: f"{item_name(f['image'])}{Path(f['image']).suffix}" for n, f in facts.items()}
+    files.write_json(out / "partsynth.json", {old_name[n]: f for n, f in facts.items()})
+    tree = ET.parse(out / "annotations.xml")
+    for image in tree.getroot().iter("image"):
+        image.set("name", old_name[image.get("name")])
+    tree.write(out / "annotations.xml")
+    assert_import_round_trip(lambda lab, replace=False: cvat.import_cvat(out / "annotations.xml", lab,
+                                                                         replace=replace), synth, tmp_path / "old")

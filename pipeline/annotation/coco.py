@@ -2,7 +2,7 @@
 (the COCO format of Lin et al., ECCV 2014, as CVAT, Label Studio and Datumaro import it).
 
 Export (:func:`export_coco`) writes ``annotations.json``: ``images`` (``file_name`` = the
-item name plus the photo's suffix, ``width``, ``height``, ``id``), ``categories`` (the label
+photo's path relative to the photos' root, :func:`pipeline.annotation.common.export_names`, ``width``, ``height``, ``id``), ``categories`` (the label
 set's classes but background, ids = class ids, then ``ignore`` for pixels synthesis left
 undecided), and one annotation per image and class present: ``segmentation`` a COCO RLE
 (pycocotools, ``counts`` as a string), ``area``, ``bbox`` [x, y, w, h], ``iscrowd`` 0 and
@@ -113,9 +113,7 @@ def import_coco(annotations: str | Path, out: str | Path, *, meta: str | Path | 
     with LabelledWriter(out, replace) as writer:
         for image in coco["images"]:
             where = f"{annotations} image {image['id']} ({image['file_name']})"
-            fact = facts.get(Path(image["file_name"]).name)
-            if fact is None:
-                raise DataError(where, "not in partsynth.json: not an image 'partsynth export' wrote")
+            fact = facts.lookup(image["file_name"], where)
             anns = by_image.get(image["id"], [])
             if not anns:
                 skipped += 1

@@ -9,10 +9,11 @@ it back (from beside the annotation file, or ``meta=``).
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -30,9 +31,10 @@ META_FILE = "partsynth.json"
 
 @dataclass
 class ExportImage:
-    """One labelled image going out: ``name`` (its file name in the export: the item name
-    plus the photo's suffix), ``photo`` (its path), ``score`` (its people's lowest
-    confidence), ``label_map`` path, and ``meta`` (the facts :class:`LabelledWriter` needs)."""
+    """One labelled image going out: ``name`` (its name in the export: the photo's path
+    relative to the photos' root, :func:`export_names`, in POSIX form), ``photo`` (its path),
+    ``score`` (its people's lowest confidence), ``label_map`` path, and ``meta`` (the facts
+    :class:`LabelledWriter` needs)."""
 
     name: str
     photo: str
@@ -43,6 +45,11 @@ class ExportImage:
     def label_map(self) -> np.ndarray:
         """uint8 (H, W) synthesized label map (class ids, 255 undecided)."""
         return files.read_label_png(self.label)
+
+    @property
+    def stem(self) -> str:
+        """``name`` without its suffix (VOC's and the training layouts' image id)."""
+        return self.name[: -len(Path(self.name).suffix)] if Path(self.name).suffix else self.name
 
     @property
     def split(self) -> str:
@@ -82,22 +89,37 @@ def select_images(synth_dir: str | Path, selection: Selection = Selection()) -> 
     if max_confidence is not None:
         scored = [t for t in scored if t[0] < max_confidence]
     picked = scored[:limit] if limit is not None else scored
-    return info, [_export_image(synth_dir, s, i, info.label_set) for s, i in picked], len(items)
+    names = export_names([i.image for i in items])
+    return info, [_export_image(synth_dir, s, i, info.label_set, names[i.image]) for s, i in picked], len(items)
 
 
-def _export_image(synth_dir: Path, score: float, item: SynthItem, label_set: str) -> ExportImage:
+def export_names(photos: list[str]) -> dict[str, str]:
+    """{photo path: its name in an export}: the path relative to the deepest folder holding
+    every photo of the dataset, in POSIX form (``0001.jpg``, ``train2017/0001.jpg`` for photos
+    in several folders): the name a CVAT task made from that folder gives the frame, and a
+    COCO ``file_name``.  Unique because the paths are; the same for every selection of the
+    dataset's images.  A dataset of one photo gets its file name."""
+    if not photos:
+        return {}
+    resolved = {p: Path(p).resolve() for p in photos}
+    root = Path(os.path.commonpath([str(r.parent) for r in resolved.values()]))
+    return {p: r.relative_to(root).as_posix() for p, r in resolved.items()}
+
+
+def _export_image(synth_dir: Path, score: float, item: SynthItem, label_set: str, name: str) -> ExportImage:
     meta = {"image": item.image, "label_set": label_set, "people": [
         {"person_id": p.person_id, "split": p.split, "confidence": p.mean_max_prob,
          "keypoints": None if p.keypoints is None else keypoints_to_json(p.keypoints)} for p in item.labelled]}
-    return ExportImage(f"{item_name(item.image)}{Path(item.image).suffix}", item.image, score,
-                       synth_dir / item.label, meta)
+    return ExportImage(name, item.image, score, synth_dir / item.label, meta)
 
 
 def copy_photo(image: ExportImage, folder: Path) -> Path:
-    """Copy the photo to ``folder/<image.name>``; returns the copy's path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(image.photo, folder / image.name)
-    return folder / image.name
+    """Copy the photo to ``folder/<image.name>`` (sub-folders made as needed); returns the
+    copy's path."""
+    target = folder / image.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(image.photo, target)
+    return target
 
 
 def class_names(label_set: str) -> list[str]:
@@ -126,7 +148,7 @@ def write_meta(out: Path, images: list[ExportImage]) -> None:
     files.write_json(out / META_FILE, {im.name: im.meta for im in images})
 
 
-def read_meta(folder: Path, meta: str | Path | None) -> dict[str, dict]:
+def read_meta(folder: Path, meta: str | Path | None) -> ExportFacts:
     """The facts written by :func:`write_meta`: the file ``meta``, or ``folder/partsynth.json``.
     Raises DataError when there are none."""
     path = Path(meta) if meta is not None else folder / META_FILE
@@ -135,7 +157,49 @@ def read_meta(folder: Path, meta: str | Path | None) -> dict[str, dict]:
     facts = files.read_json(path)
     if not isinstance(facts, dict):
         raise DataError(path, f"expected {{image name: facts}}, got {type(facts).__name__}")
-    return facts
+    return ExportFacts(facts)
+
+
+class ExportFacts:
+    """The facts of ``partsynth.json``, looked up by the name a tool gives an image back."""
+
+    def __init__(self, facts: dict[str, dict]):
+        self.facts = facts
+        self._index: dict[tuple[bool, bool], dict[str, list[str]]] = {}
+        for suffix_free in (False, True):
+            strip = _without_suffix if suffix_free else str
+            for base in (False, True):
+                index = self._index[suffix_free, base] = {}
+                for n in facts:
+                    index.setdefault(strip(PurePosixPath(n).name if base else n), []).append(n)
+
+    def find(self, name: str, suffix_free: bool = False) -> dict | None:
+        """The facts of the image a tool calls ``name``: the exported name itself (also an
+        older export's ``<item>.jpg``), else the only exported image with that file name (a
+        tool that keeps base names only).  ``suffix_free``: ``name`` is a VOC image id, the
+        name without its suffix.  None when no image, or several, match."""
+        hits = self._hits(name, suffix_free)
+        return self.facts[hits[0]] if len(hits) == 1 else None
+
+    def lookup(self, name: str, where: str, suffix_free: bool = False) -> dict:
+        """:meth:`find`, or DataError naming ``where`` when no exported image or several match."""
+        hits = self._hits(name, suffix_free)
+        if len(hits) > 1:
+            raise DataError(where, f"{name!r} matches {len(hits)} exported images ({', '.join(sorted(hits)[:3])}); "
+                                   "keep the names the export gave them")
+        if not hits:
+            raise DataError(where, "not in partsynth.json: not an image 'partsynth export' wrote")
+        return self.facts[hits[0]]
+
+    def _hits(self, name: str, suffix_free: bool) -> list[str]:
+        name = name.replace("\\", "/")
+        return (self._index[suffix_free, False].get(name)
+                or self._index[suffix_free, True].get(PurePosixPath(name).name, []))
+
+
+def _without_suffix(name: str) -> str:
+    suffix = PurePosixPath(name).suffix
+    return name[: -len(suffix)] if suffix else name
 
 
 class LabelledWriter:

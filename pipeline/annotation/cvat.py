@@ -3,7 +3,8 @@ CVAT exports back in (the format CVAT itself exports and imports; Sekachev et al
 
 Export (:func:`export_cvat`) writes ``annotations.xml``: ``meta/task/labels`` (the label
 set's classes but background, type ``mask``, palette colours, and ``ignore``), then per
-image (``name`` = the item name plus the photo's suffix) one ``<mask>`` per class present,
+image (``name`` = the photo's path relative to the photos' root, as a CVAT task made from
+that folder names its frames: :func:`pipeline.annotation.common.export_names`) one ``<mask>`` per class present,
 ``source="auto"``; ``partsynth.json`` beside it holds the facts an import needs.  CVAT's
 mask RLE covers the mask's bounding box (``left``, ``top``, ``width``, ``height``) in row
 order: run lengths alternating between 0 and 1 pixels, starting with 0 (a leading 0 when
@@ -137,9 +138,7 @@ def import_cvat(annotations: str | Path, out: str | Path, *, meta: str | Path | 
     with LabelledWriter(out, replace) as writer:
         for image in root.iter("image"):
             where = f"{annotations} image {image.get('id')} ({image.get('name')})"
-            fact = facts.get(Path(image.get("name", "")).name)
-            if fact is None:
-                raise DataError(where, "not in partsynth.json: not an image 'partsynth export' wrote")
+            fact = facts.lookup(image.get("name", ""), where)
             shapes = list(image)
             others = sorted({s.tag for s in shapes if s.tag != "mask"})
             if others:

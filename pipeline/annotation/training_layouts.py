@@ -39,7 +39,7 @@ def export_mmseg(synth_dir: str | Path, out: str | Path, selection: Selection = 
     info, images, n_labelled = select_images(synth_dir, selection)
     palette = LABEL_SETS[info.label_set].palette
     for image in images:
-        stem = Path(image.name).stem
+        stem = image.stem
         _copy(image.photo, out / "img_dir" / image.split / image.name)
         files.write_label_png(out / "ann_dir" / image.split / f"{stem}.png", image.label_map(), palette)
     for split in SPLITS:
@@ -59,11 +59,11 @@ def export_lip(synth_dir: str | Path, out: str | Path, selection: Selection = Se
     info, images, n_labelled = select_images(synth_dir, selection)
     palette = LABEL_SETS[info.label_set].palette
     for image in images:
-        stem = Path(image.name).stem
+        stem = image.stem
         _copy(image.photo, out / f"{image.split}_images" / image.name)
         files.write_label_png(out / f"{image.split}_segmentations" / f"{stem}.png", image.label_map(), palette)
     for split in SPLITS:
-        _write_text(out / f"{split}_id.txt", "".join(f"{Path(i.name).stem}\n" for i in images if i.split == split))
+        _write_text(out / f"{split}_id.txt", "".join(f"{i.stem}\n" for i in images if i.split == split))
     write_meta(out, images)
     return _totals(images, n_labelled, info.label_set)
 

@@ -1,15 +1,16 @@
 """Pre-annotations as Pascal VOC segmentation, and corrected VOC exports back in (Everingham
 et al., IJCV 2010, the layout CVAT and Datumaro read and write as "PASCAL VOC").
 
-Export (:func:`export_voc`) writes ``SegmentationClass/<stem>.png`` (8-bit palette PNGs:
+Export (:func:`export_voc`) writes ``SegmentationClass/<id>.png`` (the image id: the
+export name, :func:`pipeline.annotation.common.export_names`, without its suffix) (8-bit palette PNGs:
 pixel value = class id, the label set's palette; 255 = VOC's void, our ignore),
-``ImageSets/Segmentation/default.txt`` (the stems, lowest confidence first by default) and
+``ImageSets/Segmentation/default.txt`` (the ids, lowest confidence first by default) and
 ``train.txt`` / ``val.txt`` (the same split by the people's split: ``val`` for people
 synthesized from the val split, ``train`` for the rest),
 ``labelmap.txt`` (``name:r,g,b::`` per class in id order, as CVAT writes it) and
 ``partsynth.json`` beside them; ``JPEGImages/`` with the photos when asked.
 
-Import (:func:`import_voc`) reads each listed stem's PNG (palette indices; or RGB colours
+Import (:func:`import_voc`) reads each listed id's PNG (palette indices; or RGB colours
 mapped through ``labelmap.txt``), maps the indices to the label set by the class names of
 ``labelmap.txt`` (by id when there is none), 255 stays ignore.
 """
@@ -66,12 +67,12 @@ def export_voc(synth_dir: str | Path, out: str | Path, selection: Selection = Se
     for image in images:
         if selection.copy_images:
             copy_photo(image, out / IMAGE_DIR)
-        files.write_label_png(out / MASK_DIR / f"{Path(image.name).stem}.png", image.label_map(), palette)
+        files.write_label_png(out / MASK_DIR / f"{image.stem}.png", image.label_map(), palette)
     (out / LIST_FILE).parent.mkdir(parents=True, exist_ok=True)
     for list_file, picked in ((LIST_FILE, images), (LIST_FILE.with_name("train.txt"), [i for i in images if i.split == "train"]),
                               (LIST_FILE.with_name("val.txt"), [i for i in images if i.split == "val"])):
         with files.atomic_path(out / list_file) as tmp:
-            tmp.write_text("".join(f"{Path(im.name).stem}\n" for im in picked), encoding="utf-8")
+            tmp.write_text("".join(f"{im.stem}\n" for im in picked), encoding="utf-8")
     with files.atomic_path(out / LABELMAP_FILE) as tmp:
         tmp.write_text(labelmap_text(info.label_set), encoding="utf-8")
     write_meta(out, images)
@@ -122,15 +123,12 @@ def import_voc(folder: str | Path, out: str | Path, *, meta: str | Path | None =
     if not (folder / LIST_FILE).is_file():
         raise DataError(folder, f"no {LIST_FILE}: not a VOC segmentation export")
     facts = read_meta(folder, meta)
-    by_stem = {Path(name).stem: fact for name, fact in facts.items()}
     labelmap = read_labelmap(folder / LABELMAP_FILE) if (folder / LABELMAP_FILE).is_file() else None
     skipped = 0
     with LabelledWriter(out, replace) as writer:
         for stem in (folder / LIST_FILE).read_text(encoding="utf-8").split():
             where = f"{folder} image {stem}"
-            fact = by_stem.get(stem)
-            if fact is None:
-                raise DataError(where, "not in partsynth.json: not an image 'partsynth export' wrote")
+            fact = facts.lookup(stem, where, suffix_free=True)
             png = folder / MASK_DIR / f"{stem}.png"
             if not png.is_file():
                 skipped += 1
