@@ -9,15 +9,18 @@ from pathlib import Path
 from flows.options import progress_bar
 
 
-def _records(args):
+def _records(args, data=None, labelled: bool = True):
+    """(layout, records with keypoints, and label maps when ``labelled``) of ``data``
+    (default ``args.data``)."""
     from pipeline.readers.layouts import detect_layout, iter_records
 
-    layout = args.layout or detect_layout(args.data)
+    data = args.data if data is None else data
+    layout = (args.layout if data == args.data else None) or detect_layout(data)
     options = {"keypoints_from_masks": True} if layout == "pascal_part" else {}
     if args.label_set:
         options["label_set"] = args.label_set
-    recs = [r for r in iter_records(args.data, layout, skip_bad=True, **options)
-            if r.label_map is not None and r.keypoints is not None]
+    recs = [r for r in iter_records(data, layout, skip_bad=True, **options)
+            if (r.label_map is not None or not labelled) and r.keypoints is not None]
     return layout, recs
 
 
@@ -72,8 +75,10 @@ def cmd_prior_show(args) -> int:
     from pipeline.priors.bank import PriorBank
     from pipeline.pictures.prior_grid import prior_grid
 
-    _, recs = _records(args)
+    _, recs = _records(args, args.bank) if args.bank else _records(args)
     bank = PriorBank.from_records(recs, _config(args))
+    if args.bank:
+        _, recs = _records(args, labelled=False)
     by_id = {r.person_id: r for r in recs}
     missing = [i for i in args.ids if i not in by_id]
     if missing:
@@ -109,6 +114,8 @@ def add_prior_commands(sub) -> None:
 
     s = psub.add_parser("show", help="PNG grid: image | neighbours | prior | argmax | ground truth")
     common(s)
+    s.add_argument("--bank", type=Path, help="labelled dataset whose people form the bank (default: --data's own, "
+                                             "each query left out); --data's people then need keypoints only")
     s.add_argument("--ids", nargs="+", required=True, help="person ids to show")
     s.add_argument("--k", type=int, default=3)
     s.add_argument("--tile", type=int, default=128)

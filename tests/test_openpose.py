@@ -90,3 +90,30 @@ def test_the_viton_folder_reads_as_openpose(shared_data):
     assert recs[0].person_id == "000003_0/0" and recs[0].image_path == viton / "images" / "000003_0.jpg"
     assert np.allclose(recs[0].keypoints[J["left_shoulder"], :2], raw[15:17])          # BODY_18 point 5
     assert all(r.image_size == (256, 192) for r in recs)
+    assert all(r.label_set == "lip20" and r.label_map.shape == (256, 192) for r in recs)   # VITON's parse/
+    assert recs[0].meta["label_source"] == "parse" and set(np.unique(recs[0].label_map)) <= set(range(20))
+    assert not any(r.label_map is not None for r in itertools.islice(read_openpose(viton, parses=False), 5))
+
+
+def test_parse_pngs_label_the_one_person_photos_and_bad_ones_are_named(tmp_path):
+    root = openpose_folder(tmp_path / "op")
+    (root / "parse").mkdir()
+    parse = np.zeros((170, 100), np.uint8)
+    parse[20:90, 40:60] = 5                                                             # upper-clothes
+    files.write_label_png(root / "parse" / "b.png", parse)
+    files.write_label_png(root / "parse" / "a.png", parse)                             # two people: not used
+    files.write_label_png(root / "parse" / "d.png", np.zeros((60, 60), np.uint8))      # d/1 is not alone either
+    report = ReadReport()
+    recs = {r.person_id: r for r in iter_records(root, skip_bad=True, report=report)}
+    assert recs["b/0"].label_set == "lip20" and np.array_equal(recs["b/0"].label_map, parse)
+    assert recs["a/0"].label_map is None and recs["a/1"].label_map is None and recs["d/1"].label_map is None
+    assert [r.person_id for r in keypoint_only_people(root)] == ["a/0", "a/1", "d/1"]
+    files.write_label_png(root / "parse" / "b.png", np.zeros((60, 60), np.uint8))
+    with pytest.raises(DataError, match=r"b.png: parse is 60 x 60, its photo 100 x 170"):
+        list(read_openpose(root / "pose", root / "images"))
+    bad = parse.copy()
+    bad[0, 0] = 40
+    files.write_label_png(root / "parse" / "b.png", bad)
+    report = ReadReport()
+    assert "b/0" not in {r.person_id for r in read_openpose(root, skip_bad=True, report=report)}
+    assert any(r.startswith("values [40] are not lip20 classes") for _, r in report.skipped)

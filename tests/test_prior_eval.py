@@ -63,3 +63,10 @@ def test_cli_prior_evaluate_and_show(demo_dir, tmp_path, capsys):
     img = read_image(png)
     assert img.shape[0] == 2 * (128 + 4) and img.shape[1] >= 6 * 128
     assert main(["prior", "show", "--data", str(demo_dir), "--ids", "nobody", "--out", str(png)]) == 1
+    # a keypoint-only person, its prior from another dataset's bank: no ground-truth column
+    from pipeline.readers.layouts import keypoint_only_people
+
+    query = keypoint_only_people(demo_dir)[0].person_id
+    assert main(["prior", "show", "--data", str(demo_dir), "--bank", str(demo_dir), "--size", "64", "--ids", query,
+                 "--out", str(png)]) == 0
+    assert read_image(png).shape[1] < img.shape[1]

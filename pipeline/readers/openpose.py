@@ -1,16 +1,21 @@
 """OpenPose's JSON output (Cao et al., TPAMI 2019): one ``<photo stem>_keypoints.json`` per
-photo, as ``openpose --write_json`` writes it."""
+photo, as ``openpose --write_json`` writes it; with a ``parse/`` folder of LIP-style label
+PNGs beside it (VITON's layout, Han et al., CVPR 2018), its one-person photos are labelled."""
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.formats import files
+import numpy as np
+
 from pipeline.errors import DataError
+from pipeline.formats import files
+from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.formats.records import PersonRecord, ReadReport, guard
 from pipeline.skeleton import from_openpose
 
 SUFFIX = "_keypoints.json"
+LIP_SET = "lip20"
 
 
 def openpose_folders(path: str | Path) -> tuple[Path, list[Path]] | None:
@@ -27,10 +32,14 @@ def openpose_folders(path: str | Path) -> tuple[Path, list[Path]] | None:
     return None
 
 
+#: label PNGs of the photos (``<stem>.png``, LIP's 20 classes), looked for beside the photo folder
+PARSE_DIR = "parse"
+
+
 def read_openpose(path: str | Path, image_dir: str | Path | None = None, *, skip_bad: bool = False,
                   report: ReadReport | None = None, min_confidence: float = 0.1,
-                  min_keypoints: int = 1) -> Iterator[PersonRecord]:
-    """Yield one keypoint-only record per person of a folder of OpenPose JSON files.
+                  min_keypoints: int = 1, parses: bool = True) -> Iterator[PersonRecord]:
+    """Yield one record per person of a folder of OpenPose JSON files.
 
     Each ``<stem>_keypoints.json`` (``{"people": [{"pose_keypoints_2d": [x, y, c, ...]}]}``;
     the old ``pose_keypoints`` key too; BODY_18 or BODY_25, see
@@ -42,9 +51,16 @@ def read_openpose(path: str | Path, image_dir: str | Path | None = None, *, skip
     counted in ``report.counts["few_keypoints"]``, files with nobody in them as
     ``no_person``.  ``meta`` keeps the JSON's path and the person's index.
 
+    With ``parses`` and a ``parse/`` folder beside the photos' folder (VITON), the person of a
+    one-person photo whose ``parse/<stem>.png`` exists gets that label map (``lip20``: LIP's
+    classes, palette indices; VITON's were made by a LIP-trained network, so such a bank
+    holds machine labels) and ``meta["label_source"] = "parse"``; the others stay
+    keypoint-only.  ``split`` is None (the folder defines none).
+
     Raises: DataError when ``path`` holds no OpenPose JSON; per file or person (unless
         ``skip_bad``) for invalid JSON, a file that is not OpenPose output, a missing or
-        unreadable photo, or keypoints of another length.
+        unreadable photo, keypoints of another length, or a parse PNG that is unreadable, not
+        the photo's size or holds values outside LIP's 20 classes.
     """
     found = openpose_folders(path)
     if found is None:
@@ -69,8 +85,12 @@ def read_openpose(path: str | Path, image_dir: str | Path | None = None, *, skip
                     kp, derived = from_openpose(flat, min_confidence=min_confidence, path=f)
                 except DataError as e:
                     raise DataError(f, f"person {i}: {e.problem}") from None
-                return PersonRecord(photo, size, f"{s}/{i}", "openpose", None, kp, derived, None, None,
-                                    {"keypoints_file": str(f), "person_index": i})
+                meta = {"keypoints_file": str(f), "person_index": i}
+                parse = photo.parent.parent / PARSE_DIR / f"{s}.png" if parses and len(people) == 1 else None
+                if parse is None or not parse.is_file():
+                    return PersonRecord(photo, size, f"{s}/{i}", "openpose", None, kp, derived, None, None, meta)
+                return PersonRecord(photo, size, f"{s}/{i}", "openpose", _parse(parse, size), kp, derived,
+                                    LIP_SET, None, dict(meta, label_source="parse", label_file=str(parse)))
 
             rec = guard(one, skip_bad=skip_bad, report=report)
             if rec is None:
@@ -80,6 +100,17 @@ def read_openpose(path: str | Path, image_dir: str | Path | None = None, *, skip
                     report.counts["few_keypoints"] += 1
                 continue
             yield rec
+
+
+def _parse(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """The uint8 (h, w) lip20 label map of a parse PNG; DataError for a wrong size or class."""
+    label_map = files.read_label_png(path)
+    if label_map.shape != tuple(size):
+        raise DataError(path, f"parse is {label_map.shape[1]} x {label_map.shape[0]}, its photo {size[1]} x {size[0]}")
+    bad = np.unique(label_map[(label_map >= LABEL_SETS[LIP_SET].num_classes) & (label_map != IGNORE)])
+    if bad.size:
+        raise DataError(path, f"values {bad[:5].tolist()} are not {LIP_SET} classes (0-19, 255 ignore)")
+    return label_map
 
 
 def _open(keypoints_file: Path, stem: str, photo_dirs: list[Path]) -> tuple[Path, tuple[int, int], list]:
