@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +90,15 @@ def test_tasks_through_a_real_label_studio_come_back_unchanged(label_studio, syn
     assert imported.json()["task_count"] == len(tasks) == 8
     stored = api.get(f"{base}/api/tasks", params={"project": pid, "page_size": 100, "fields": "all"}, timeout=60)
     assert stored.ok, stored.text[:500]
+    # the annotator sees the photo: a Local Storage connection of the project serves it
+    first = stored.json()["tasks"][0]
+    photo = first["data"]["partsynth"]["image"]
+    assert api.get(f"{base}{first['data']['image']}", timeout=60).status_code != 200   # not before the connection
+    storage = api.post(f"{base}/api/storages/localfiles", timeout=60, json={
+        "project": pid, "title": "photos", "path": str(Path(photo).parent), "use_blob_urls": False})
+    assert storage.status_code == 201, storage.text[:500]
+    served = api.get(f"{base}{first['data']['image']}", timeout=60)
+    assert served.status_code == 200 and served.content == Path(photo).read_bytes()
     for task in stored.json()["tasks"]:
         preds = api.get(f"{base}/api/predictions", params={"task": task["id"]}, timeout=60).json()
         assert len(preds) == 1 and preds[0]["score"] == pytest.approx(
