@@ -75,7 +75,7 @@ def cmd_prior_show(args) -> int:
     from pipeline.priors.bank import PriorBank
     from pipeline.pictures.prior_grid import prior_grid
 
-    _, recs = _records(args, args.bank) if args.bank else _records(args)
+    _, recs = _records(args, args.bank)
     bank = PriorBank.from_records(recs, _config(args))
     if args.bank:
         _, recs = _records(args, labelled=False)

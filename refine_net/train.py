@@ -206,10 +206,8 @@ def fit_refiner(cfg: RefinerTrainConfig, progress: Callable[[str, int, int], Non
 
 def _fit(cfg: RefinerTrainConfig, world: World, device: torch.device,
          progress: Callable[[str, int, int], None] | None, resume: bool) -> Path:
+    shares(cfg.batch_size, world, cfg.accumulate)                 # ConfigError unless the batch splits evenly
     parts = world.size * cfg.accumulate
-    if cfg.batch_size % parts:
-        raise ConfigError(f"--batch-size {cfg.batch_size} does not split into {world.size} rank(s) x "
-                          f"{cfg.accumulate} micro-batch(es); use a batch size divisible by {parts}")
     out = setup_run(cfg.out_dir, cfg.threads, cfg.seed)
     report = ReadReport()
     bank, prior_cfg, train_ds, val_ds = prepare(cfg, report)

@@ -191,6 +191,23 @@ def read_label_png(path: str | Path) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+def read_photo_label_png(path: str | Path, size: tuple[int, int], num_classes: int, label_set: str,
+                         what: str = "label") -> np.ndarray:
+    """:func:`read_label_png` of the label map of a photo of ``size`` (h, w), checked.
+
+    Returns: uint8 (h, w) ids in ``0 .. num_classes - 1`` or 255 (ignore).
+    Raises: DataError naming ``path`` as :func:`read_label_png`, for another size than the
+        photo's, or for ids outside ``label_set`` (``what`` names the file's kind)."""
+    label_map = read_label_png(path)
+    if label_map.shape != tuple(size):
+        raise DataError(path, f"{what} is {label_map.shape[1]} x {label_map.shape[0]}, its photo {size[1]} x {size[0]}")
+    bad = np.setdiff1d(np.unique(label_map), [*range(num_classes), IGNORE])
+    if bad.size:
+        raise DataError(path, f"values {bad[:5].tolist()} are not {label_set} classes (0-{num_classes - 1}, "
+                              "255 ignore)")
+    return label_map
+
+
 def rgb_to_label_map(rgb: np.ndarray, palette: np.ndarray, *, path=None) -> np.ndarray:
     """Map colour-coded labels uint8 (H, W, 3) to ids with an exact palette uint8 (K, 3).
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from pipeline.formats import files
 from pipeline.errors import DataError
-from pipeline.labels import IGNORE, LABEL_SETS
+from pipeline.labels import LABEL_SETS
 from pipeline.formats.records import PersonRecord, ReadReport, guard
 from pipeline.skeleton import NUM_JOINTS, validate_keypoints
 
@@ -75,13 +75,7 @@ def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
                 if label_set is None:
                     raise DataError(people_path, f"person {entry['person_id']} has a label in a keypoints-only "
                                                  "dataset (label_set null)")
-                label_path = root / entry["label"]
-                lm = files.read_label_png(label_path)
-                if lm.shape != size:
-                    raise DataError(label_path, f"label size {lm.shape} differs from image size {size}")
-                bad = np.setdiff1d(np.unique(lm), [*range(label_set.num_classes), IGNORE])
-                if bad.size:
-                    raise DataError(label_path, f"label ids outside {label_set.name}: {bad.tolist()[:5]}")
+                lm = files.read_photo_label_png(root / entry["label"], size, label_set.num_classes, label_set.name)
             kp = derived = None
             if entry.get("keypoints") is not None:
                 try:

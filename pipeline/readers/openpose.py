@@ -6,11 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.errors import DataError
 from pipeline.formats import files
-from pipeline.labels import IGNORE, LABEL_SETS
+from pipeline.labels import LABEL_SETS
 from pipeline.formats.records import PersonRecord, ReadReport, guard
 from pipeline.skeleton import from_openpose
 
@@ -89,7 +87,7 @@ def read_openpose(path: str | Path, image_dir: str | Path | None = None, *, skip
                 parse = photo.parent.parent / PARSE_DIR / f"{s}.png" if parses and len(people) == 1 else None
                 if parse is None or not parse.is_file():
                     return PersonRecord(photo, size, f"{s}/{i}", "openpose", None, kp, derived, None, None, meta)
-                return PersonRecord(photo, size, f"{s}/{i}", "openpose", _parse(parse, size), kp, derived,
+                return PersonRecord(photo, size, f"{s}/{i}", "openpose", files.read_photo_label_png(parse, size, LABEL_SETS[LIP_SET].num_classes, LIP_SET, "parse"), kp, derived,
                                     LIP_SET, None, dict(meta, label_source="parse", label_file=str(parse)))
 
             rec = guard(one, skip_bad=skip_bad, report=report)
@@ -100,17 +98,6 @@ def read_openpose(path: str | Path, image_dir: str | Path | None = None, *, skip
                     report.counts["few_keypoints"] += 1
                 continue
             yield rec
-
-
-def _parse(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """The uint8 (h, w) lip20 label map of a parse PNG; DataError for a wrong size or class."""
-    label_map = files.read_label_png(path)
-    if label_map.shape != tuple(size):
-        raise DataError(path, f"parse is {label_map.shape[1]} x {label_map.shape[0]}, its photo {size[1]} x {size[0]}")
-    bad = np.unique(label_map[(label_map >= LABEL_SETS[LIP_SET].num_classes) & (label_map != IGNORE)])
-    if bad.size:
-        raise DataError(path, f"values {bad[:5].tolist()} are not {LIP_SET} classes (0-19, 255 ignore)")
-    return label_map
 
 
 def _open(keypoints_file: Path, stem: str, photo_dirs: list[Path]) -> tuple[Path, tuple[int, int], list]:
