@@ -4,6 +4,8 @@
         --profiles cpu gpu --counts 200 800
     python benchmarks/bench_synthesize.py --profiles cpu --counts 2000 --flow 2x1 1x2 --dask 1 2
     python benchmarks/bench_synthesize.py --profiles cpu --counts 800 --flow 2x1 --encoder efficientnet-lite0
+    python benchmarks/bench_synthesize.py --profiles cpu --counts 400 --flow 2x1 --encoder efficientnet-lite0 \
+        --engines torch onnx
 
 Uses an untrained U-Net of each profile's size (speed does not depend on the weights)
 unless --checkpoint is given.  Runs synthesis on the first N keypoint-only people for each
@@ -12,7 +14,8 @@ each, so a flat RSS across N shows that synthesis streams.  ``--flow WxT`` also 
 ``synthesize-labels`` Prefect flow on all of --people (W thread-runner workers, T torch
 threads each) against a temporary server, and ``--dask W`` on a local Dask cluster of W
 one-thread worker processes; the prior bank is built before the clock starts, as in the
-in-process runs.
+in-process runs.  ``--engines`` repeats every run with each refiner engine (torch, onnx:
+ONNX Runtime; the export happens before the clock starts).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from pipeline.priors.bank import PriorConfig
 from refine_net.checkpoint import Checkpoint, save_checkpoint
 from refine_net.config import RefinerTrainConfig, SynthConfig
 from refine_net.model import RefineConfig, build_refiner
+from refine_net.onnx_export import refiner_onnx
 from refine_net.synthesize import Synthesizer
 
 
@@ -58,6 +62,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=SynthConfig.model_fields["batch_size"].default)
     ap.add_argument("--chunk-size", type=int, default=SynthConfig.model_fields["chunk_size"].default,
                     help="images per flow task (1: one task per image, the flow before chunks)")
+    ap.add_argument("--engines", nargs="+", choices=["torch", "onnx"], default=["torch"])
     ap.add_argument("--flow", nargs="*", default=[], metavar="WxT", help="thread-runner flow runs")
     ap.add_argument("--dask", nargs="*", type=int, default=[], metavar="W", help="Dask flow runs")
     args = ap.parse_args()
@@ -68,26 +73,35 @@ def main() -> None:
         for profile in args.profiles:
             ckpt = args.checkpoint or untrained_checkpoint(Path(tmp) / f"{profile}.pt", args.bank, profile,
                                                                  args.encoder)
-            t = time.perf_counter()
-            synth = Synthesizer(SynthConfig(checkpoint=str(ckpt), data=args.people, out=tmp, bank_split=None,
-                                            batch_size=args.batch_size))
-            print(f"[{profile}] bank + model loaded in {time.perf_counter() - t:.1f} s")
-            for n in args.counts:
-                out = Path(tmp) / f"{profile}-{n}"
-                t = time.perf_counter()
-                synth.run(people[:n], out)
-                synth.finalize(out)
-                dt = time.perf_counter() - t
-                print(f"[{profile}] {n} people in {dt:.1f} s = {n / dt:.1f} people/s; peak RSS "
-                      f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-            runs = [("thread", *map(int, wt.split("x"))) for wt in args.flow] + [("dask", w, 1) for w in args.dask]
-            for runner, workers, threads in runs:
-                cfg = SynthConfig(checkpoint=str(ckpt), data=args.people, out=str(Path(tmp) / f"{profile}-{runner}-"
-                                  f"{workers}x{threads}"), bank_split=None, batch_size=args.batch_size,
-                                  threads_per_task=threads, chunk_size=args.chunk_size)
-                n, dt = flow_run(cfg, runner, workers)
-                print(f"[{profile}] flow, {runner} runner, {workers} workers x {threads} threads: {n} people in "
-                      f"{dt:.1f} s = {n / dt:.1f} people/s")
+            for engine in args.engines:
+                if engine == "onnx":
+                    refiner_onnx(ckpt)
+                run_engine(args, people, tmp, profile, ckpt, engine)
+
+
+def run_engine(args, people: list, tmp: str, profile: str, ckpt, engine: str) -> None:
+    """The in-process and flow runs of one profile's refiner with one engine."""
+    tag = f"{profile}, {engine}"
+    t = time.perf_counter()
+    synth = Synthesizer(SynthConfig(checkpoint=str(ckpt), data=args.people, out=tmp, bank_split=None,
+                                    batch_size=args.batch_size, engine=engine, threads_per_task=args.threads))
+    print(f"[{tag}] bank + model loaded in {time.perf_counter() - t:.1f} s")
+    for n in args.counts:
+        out = Path(tmp) / f"{profile}-{engine}-{n}"
+        t = time.perf_counter()
+        synth.run(people[:n], out)
+        synth.finalize(out)
+        dt = time.perf_counter() - t
+        print(f"[{tag}] {n} people in {dt:.1f} s = {n / dt:.1f} people/s; peak RSS "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    runs = [("thread", *map(int, wt.split("x"))) for wt in args.flow] + [("dask", w, 1) for w in args.dask]
+    for runner, workers, threads in runs:
+        cfg = SynthConfig(checkpoint=str(ckpt), data=args.people, out=str(Path(tmp) / f"{profile}-{engine}-{runner}-"
+                          f"{workers}x{threads}"), bank_split=None, batch_size=args.batch_size,
+                          threads_per_task=threads, chunk_size=args.chunk_size, engine=engine)
+        n, dt = flow_run(cfg, runner, workers)
+        print(f"[{tag}] flow, {runner} runner, {workers} workers x {threads} threads: {n} people in "
+              f"{dt:.1f} s = {n / dt:.1f} people/s")
 
 
 def flow_run(cfg: SynthConfig, runner: str, workers: int) -> tuple[int, float]:

@@ -39,6 +39,7 @@ from pipeline.formats.synth_dataset import (KEYPOINTS_DIR, claim_output, item_in
                                     top_level_intact, write_read_skips)
 from refine_net.checkpoint import Checkpoint, load_checkpoint
 from refine_net.config import SynthConfig
+from refine_net.onnx_export import refiner_onnx
 from refine_net.synthesize import Synthesizer, bank_folders, synthesis_prior_config
 
 
@@ -203,6 +204,8 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     out_path = Path(cfg.out)
     claim_output(out_path, cfg.data)
     ckpt = load_checkpoint(cfg.checkpoint, kind="refiner")          # a clear error before any work
+    if cfg.engine == "onnx":
+        refiner_onnx(cfg.checkpoint)                                 # exported once, before the workers start
     with output_lock(out_path):
         if is_photo_folder(cfg.data, cfg.layout):
             cfg = photos_with_keypoints(cfg, force)

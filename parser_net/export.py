@@ -6,9 +6,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.formats.files import file_sha256
 from refine_net.checkpoint import load_checkpoint
-from refine_net.onnx_export import OPSET, OnnxModule, export_onnx, max_abs_diff, write_metadata
+from refine_net.onnx_export import write_export, export_refiner
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, check: bool = True) -> dict:
@@ -24,24 +23,10 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, check: bool = Tru
     ConfigError when ``check`` and ONNX Runtime is not installed."""
     ckpt = load_checkpoint(checkpoint)
     if ckpt.kind == "refiner":
-        from refine_net.train import load_refiner
+        return export_refiner(checkpoint, out, check)
+    from parser_net.networks import load_parser, network_outputs
 
-        model, ckpt = load_refiner(checkpoint)
-        s = ckpt.network["prior"]["size"]
-        inputs = [torch.rand(1, model.cfg.in_channels, s, s), torch.rand(2, model.cfg.in_channels, s, s)]
-        outputs, dynamic = ["parsing"], False
-    else:
-        from parser_net.networks import load_parser, network_outputs
-
-        model, ckpt = load_parser(checkpoint, parsing=False)
-        h = ckpt.network["size"]
-        inputs = [torch.randn(1, 3, h, round(h * 3 / 4)), torch.randn(2, 3, round(h * 3 / 4), h)]
-        outputs, dynamic = list(network_outputs(ckpt.network)), True
-    out = export_onnx(model, inputs[0], out, outputs, dynamic)
-    meta = {"kind": ckpt.kind, "label_set": ckpt.label_set, "network": ckpt.network, "inputs": ["input"],
-            "outputs": outputs, "dynamic_size": dynamic, "checkpoint": str(Path(checkpoint).resolve()),
-            "checkpoint_sha256": file_sha256(checkpoint), "opset": OPSET,
-            "max_abs_diff": max_abs_diff(model, OnnxModule(out), inputs) if check else None,
-            "checked_shapes": [list(x.shape) for x in inputs] if check else []}
-    write_metadata(out, meta)
-    return meta
+    model, ckpt = load_parser(checkpoint, parsing=False)
+    h = ckpt.network["size"]
+    inputs = [torch.randn(1, 3, h, round(h * 3 / 4)), torch.randn(2, 3, round(h * 3 / 4), h)]
+    return write_export(model, ckpt, checkpoint, inputs, out, list(network_outputs(ckpt.network)), True, check)

@@ -151,12 +151,21 @@ class SynthConfig(RunConfig):
     split: str | None = Field(None, description="label only the people of this split (default: every split)")
     mirror_average: bool = Field(False, description="average the refiner's class probabilities over each crop and "
                                                     "its mirror image (left/right classes swapped)")
-    threads_per_task: int = Field(1, description="torch threads per worker")
+    threads_per_task: int = Field(1, description="torch (or ONNX Runtime) threads per worker")
     batch_size: int = Field(8, ge=1, description="people per refiner forward pass (speed only: labels are the "
                                                 "same)")
     chunk_size: int = Field(64, ge=1, description="images per flow task on average (speed only; adding or "
                                                  "removing an image changes only its own chunk)")
     device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
+    engine: Literal["torch", "onnx"] = Field("torch", description="run the refiner with torch, or with ONNX Runtime "
+                                             "on the CPU (partsynth[onnx]; the checkpoint is exported once to "
+                                             "<checkpoint>.onnx beside it)")
+
+    @model_validator(mode="after")
+    def _onnx_on_the_cpu(self) -> "SynthConfig":
+        if self.engine == "onnx" and self.device == "cuda":
+            raise ConfigError("--engine onnx runs on the CPU; drop --device cuda or use --engine torch")
+        return self
 
     @model_validator(mode="before")
     @classmethod

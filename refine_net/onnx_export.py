@@ -56,6 +56,7 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str | Path,
         warnings.simplefilter("ignore", DeprecationWarning)      # the TorchScript exporter, on purpose
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: fine
         warnings.filterwarnings("ignore", message=".*instance_norm.*")   # instance statistics: as in eval
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")   # a strided slice: kept as is
         torch.onnx.export(_Outputs(model.eval(), outputs), (example,), str(tmp), dynamo=False, opset_version=OPSET,
                           input_names=["input"], output_names=outputs,
                           dynamic_axes={"input": axes, **{n: axes for n in outputs}})
@@ -130,3 +131,57 @@ def read_metadata(onnx_path: str | Path, kind: str | None = None) -> dict:
     if kind is not None and meta.get("kind") != kind:
         raise CheckpointError(onnx_path, f"this is an exported {meta.get('kind')}; a {kind} is needed here")
     return meta
+
+
+def export_refiner(checkpoint: str | Path, out: str | Path, check: bool = True) -> dict:
+    """Export a refiner checkpoint to ``out`` (``.onnx``) and its metadata to ``out`` with
+    ``.json``: float32 (B, 3 + C, S, S) refiner inputs at the crop size S (C prior
+    channels when it reads a prior) -> "parsing" logits (B, C, S, S); the batch is dynamic.
+    ``check`` runs the file with ONNX Runtime on batches of 1 and 2 and records
+    ``max_abs_diff`` to torch.  Returns the metadata.  Raises CheckpointError naming a file
+    that is not a refiner checkpoint; ConfigError when onnx (or, with ``check``, ONNX
+    Runtime) is not installed."""
+    from refine_net.train import load_refiner
+
+    model, ckpt = load_refiner(checkpoint)
+    s = ckpt.network["prior"]["size"]
+    inputs = [torch.rand(1, model.cfg.in_channels, s, s), torch.rand(2, model.cfg.in_channels, s, s)]
+    return write_export(model, ckpt, checkpoint, inputs, out, ["parsing"], False, check)
+
+
+def write_export(model: torch.nn.Module, ckpt, checkpoint: str | Path, inputs: list[torch.Tensor], out: str | Path,
+                  outputs: list[str], dynamic_size: bool, check: bool) -> dict:
+    """Export ``model`` (eval mode) of :class:`refine_net.checkpoint.Checkpoint` ``ckpt``,
+    read from ``checkpoint``, to ``out`` with its metadata; ``inputs[0]`` traces it, and
+    with ``check`` all of them are compared with ONNX Runtime.  Returns the metadata."""
+    from pipeline.formats.files import file_sha256
+
+    out = export_onnx(model, inputs[0], out, outputs, dynamic_size)
+    meta = {"kind": ckpt.kind, "label_set": ckpt.label_set, "network": ckpt.network, "inputs": ["input"],
+            "outputs": outputs, "dynamic_size": dynamic_size, "checkpoint": str(Path(checkpoint).resolve()),
+            "checkpoint_sha256": file_sha256(checkpoint), "opset": OPSET,
+            "max_abs_diff": max_abs_diff(model, OnnxModule(out), inputs) if check else None,
+            "checked_shapes": [list(x.shape) for x in inputs] if check else []}
+    write_metadata(out, meta)
+    return meta
+
+
+def refiner_onnx(checkpoint: str | Path) -> Path:
+    """The refiner checkpoint as ONNX, exported once: ``<checkpoint>.onnx`` (and its
+    ``.json``) beside it, as ``partsynth export-model`` writes them by default, reused
+    while its metadata's SHA-256 is the checkpoint's and exported again otherwise.
+    Raises as :func:`export_refiner`."""
+    from pipeline.formats.files import file_sha256
+
+    path = Path(checkpoint).with_suffix(".onnx")
+    meta = metadata_path(path)
+    if path.is_file() and meta.is_file():
+        try:
+            known = read_metadata(path, kind="refiner").get("checkpoint_sha256")
+        except (CheckpointError, ValueError):
+            known = None
+        if known == file_sha256(checkpoint):
+            return path
+    export_refiner(checkpoint, path)
+    return path
+

@@ -37,9 +37,11 @@ from pipeline.formats.records import PersonRecord
 from pipeline.skeleton import JOINT_NAMES
 from pipeline.formats.item_folder import item_name, remove_partial_files, write_item
 from pipeline.formats.synth_dataset import SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_intact
-from refine_net.checkpoint import Checkpoint
+from refine_net.checkpoint import Checkpoint, load_checkpoint
 from refine_net.config import SynthConfig
 from refine_net.dataset import image_to_tensor
+from refine_net.model import RefineConfig
+from refine_net.onnx_export import OnnxModule, refiner_onnx
 from refine_net.train import load_refiner, prior_config
 
 
@@ -70,7 +72,8 @@ def build_bank(cfg: SynthConfig, ckpt: Checkpoint) -> PriorBank:
 
 #: options added after format version 1 was released, with their "off" values
 LATER_OPTIONS = {"support_dilation": None, "min_pixel_confidence": 0.0, "relabel": False, "extra_bank_data": (),
-                 "person_masks": None, "person_mask_mode": "fill", "partial_bodies": False, "mirror_average": False}
+                 "person_masks": None, "person_mask_mode": "fill", "partial_bodies": False, "mirror_average": False,
+                 "engine": "torch"}
 
 
 def mirrored(x: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
@@ -129,12 +132,22 @@ class Synthesizer:
     """Holds the refiner and the prior bank; :meth:`run` labels people image by image."""
 
     def __init__(self, cfg: SynthConfig, bank: PriorBank | None = None):
-        """Load the refiner (on ``cfg.device``); build the prior bank unless a prebuilt
-        ``bank`` (same data, split and crop size, see :func:`build_bank`) is given.
-        Raises CheckpointError when ``cfg.checkpoint`` is not a refiner checkpoint."""
+        """Load the refiner (on ``cfg.device``; with ``cfg.engine == "onnx"`` its ONNX export,
+        :func:`refine_net.onnx_export.refiner_onnx`, run by ONNX Runtime on the CPU); build
+        the prior bank unless a prebuilt ``bank`` (same data, split and crop size, see
+        :func:`build_bank`) is given.
+        Raises CheckpointError when ``cfg.checkpoint`` is not a refiner checkpoint;
+        ConfigError when the ONNX engine is asked for and onnx / ONNX Runtime is missing."""
         self.cfg = cfg
-        self.model, ckpt = load_refiner(cfg.checkpoint, cfg.device)
-        self.device = next(self.model.parameters()).device
+        if cfg.engine == "onnx":
+            ckpt = load_checkpoint(cfg.checkpoint, kind="refiner")
+            self.model = OnnxModule(refiner_onnx(cfg.checkpoint), threads=cfg.threads_per_task)
+            self.device = torch.device("cpu")
+            self.use_prior = RefineConfig(**ckpt.network["refine"]).use_prior
+        else:
+            self.model, ckpt = load_refiner(cfg.checkpoint, cfg.device)
+            self.device = next(self.model.parameters()).device
+            self.use_prior = self.model.cfg.use_prior
         self.label_set = ckpt.label_set
         self.prior_cfg = synthesis_prior_config(ckpt, cfg.k)
         bank_data = bank_data_of(cfg, ckpt)
@@ -147,7 +160,6 @@ class Synthesizer:
         keyed.update({name: getattr(cfg, name) for name, unset in LATER_OPTIONS.items()
                       if getattr(cfg, name) != unset})
         self.fingerprint = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
-        self.use_prior = self.model.cfg.use_prior
         classes = len(LABEL_SETS[self.label_set].names)
         #: class channel of a mirrored probability map (or prior) that each class channel reads
         self.mirror_classes = torch.from_numpy(LABEL_SETS[self.label_set].flip_lut()[:classes].astype(np.int64))

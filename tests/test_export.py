@@ -13,7 +13,8 @@ from parser_net.networks import load_parser  # noqa: E402
 from parser_net.predict import Predictor  # noqa: E402
 from pipeline.formats import files  # noqa: E402
 from pipeline.errors import CheckpointError  # noqa: E402
-from refine_net.onnx_export import OnnxModule  # noqa: E402
+from pipeline.formats.files import file_sha256  # noqa: E402
+from refine_net.onnx_export import OnnxModule, read_metadata, refiner_onnx  # noqa: E402
 
 
 @pytest.mark.parametrize("fixture", ["tiny_parser", "tiny_joint", "tiny_refiner"])
@@ -96,3 +97,48 @@ def test_a_pretrained_parser_exports_and_matches_torch_at_every_size(tmp_path):
     path = export_onnx(model, torch.randn(1, 3, 64, 48), tmp_path / "m.onnx", ["parsing"], True)
     inputs = [torch.randn(1, 3, 64, 48), torch.randn(2, 3, 48, 64), torch.randn(1, 3, 50, 37), torch.randn(1, 3, 161, 117)]
     assert max_abs_diff(model, OnnxModule(path), inputs) < 1e-4
+
+
+def test_synthesis_with_onnx_runtime_gives_the_torch_labels(demo_dir, tiny_refiner, tmp_path):
+    import shutil
+
+    from pipeline.formats.files import read_label_png
+    from pipeline.formats.synth_dataset import read_items
+    from pipeline.readers.layouts import keypoint_only_people
+    from refine_net.config import SynthConfig
+    from refine_net.synthesize import Synthesizer
+
+    ckpt = tmp_path / "refiner" / "last.pt"
+    ckpt.parent.mkdir()
+    shutil.copy(tiny_refiner, ckpt)
+    people, labels, fingerprints = keypoint_only_people(demo_dir), {}, {}
+    for engine in ("torch", "onnx"):
+        out = tmp_path / engine
+        synth = Synthesizer(SynthConfig(checkpoint=str(ckpt), data=str(demo_dir), out=str(out), engine=engine,
+                                        mirror_average=True))
+        assert synth.run(people, out)["images_done"] == 8
+        labels[engine] = {i.image: read_label_png(out / i.label) for i in read_items(out)}
+        fingerprints[engine] = synth.fingerprint
+    assert (tmp_path / "refiner" / "last.onnx").is_file() and (tmp_path / "refiner" / "last.json").is_file()
+    assert fingerprints["torch"] != fingerprints["onnx"]      # one engine's items are not reused by the other
+    assert labels["torch"].keys() == labels["onnx"].keys()
+    differ = sum(int((labels["torch"][k] != labels["onnx"][k]).sum()) for k in labels["torch"])
+    total = sum(v.size for v in labels["torch"].values())
+    assert differ <= total * 1e-4                            # float rounding may flip a near-tie pixel, no more
+
+    # the export is reused while the checkpoint is the same, and made again when it changes
+    onnx = tmp_path / "refiner" / "last.onnx"
+    made = onnx.stat().st_mtime_ns
+    assert refiner_onnx(ckpt) == onnx and onnx.stat().st_mtime_ns == made
+    torch_ckpt = torch.load(ckpt, weights_only=False)
+    torch_ckpt["step"] += 1
+    torch.save(torch_ckpt, ckpt)
+    refiner_onnx(ckpt)
+    assert read_metadata(onnx, kind="refiner")["checkpoint_sha256"] == file_sha256(ckpt)
+
+
+def test_onnx_synthesis_on_a_gpu_is_refused(tiny_refiner):
+    from refine_net.config import SynthConfig
+
+    with pytest.raises(Exception, match="runs on the CPU"):
+        SynthConfig(checkpoint=str(tiny_refiner), data="d", out="o", engine="onnx", device="cuda")
