@@ -110,3 +110,26 @@ def test_lip_and_cihp_samples(shared_data):
                                         ("mmpose/mpii/test_mpii.json", "mpii")])
 def test_detect_layout(shared_data, rel, layout):
     assert detect_layout(shared_data / rel) == layout
+
+
+def test_an_annotation_json_is_parsed_once_while_unchanged(tmp_path, monkeypatch):
+    import json
+    import os
+
+    from pipeline.formats import files
+    from pipeline.readers.layouts import annotation_file
+
+    path = tmp_path / "people.json"
+    path.write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
+    parsed = []
+    real = files.read_json
+    monkeypatch.setattr(files, "read_json", lambda p: parsed.append(p) or real(p))
+    assert detect_layout(path) == detect_layout(tmp_path) == "coco"
+    assert annotation_file(tmp_path, "coco") == path
+    assert len(parsed) == 1
+    path.write_text(json.dumps([{"image": "a.jpg", "joints": []}]))       # another file now: read again
+    os.utime(path, ns=(1, 1))
+    assert detect_layout(path) == "mpii" and len(parsed) == 2
+    path.write_text("{broken")
+    with pytest.raises(Exception, match="invalid JSON at line 1"):
+        detect_layout(path)

@@ -4,6 +4,7 @@ photos of an input (:func:`list_photos`) and tell a folder of bare photos from a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,13 +20,22 @@ LAYOUTS = ("partsynth", "ccp", "lsp", "coco", "mpii", "mpii_mat", "openpose", "p
 
 def _json_kind(path: Path, strict: bool = False) -> str | None:
     """"coco", "mpii" or None for a JSON file; with ``strict`` an unreadable file raises
-    DataError (invalid JSON with its line and column) instead of giving None."""
+    DataError (invalid JSON with its line and column) instead of giving None.  A file is
+    parsed once per process while its size and modification time stay the same (a COCO
+    keypoints JSON can take seconds to parse, and one command asks several times)."""
     try:
-        doc = files.read_json(path)
-    except DataError:
+        st = path.stat()
+        return _cached_json_kind(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    except (DataError, OSError):
         if strict:
-            raise
+            files.read_json(path)               # raises the named problem
         return None
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_json_kind(path: str, mtime_ns: int, size: int) -> str | None:
+    """:func:`_json_kind` of one version of a file (DataError when unreadable, not cached)."""
+    doc = files.read_json(path)
     if isinstance(doc, list):
         return "mpii"
     if isinstance(doc, dict) and {"images", "annotations"} <= set(doc):
