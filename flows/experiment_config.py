@@ -69,6 +69,8 @@ class ExperimentConfig(RunConfig):
                                                   "(partsynth[pose]) and clip their synthetic labels to them")
     mirror_average: bool = Field(False, description="synthesis averages the refiner over each crop and its mirror "
                                                     "image (synthesize --mirror-average)")
+    synthesis_engine: Literal["torch", "onnx"] = Field("torch", description="runs the refiner in synthesis: torch, "
+                                                       "or ONNX Runtime on the CPU (synthesize --engine onnx)")
     photos_in_grids: bool = Field(True, description="show the photographs in the prediction grid")
     reports: str = Field("reports", description="report folder root (reports/<flow run name>/)")
     device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
@@ -113,7 +115,7 @@ class ExperimentConfig(RunConfig):
         masks = self.keypoints(data).out if self.person_masks and data != self.raw_photos() else None
         return SynthConfig(checkpoint=checkpoint, data=data, out=str(Path(self.work) / "synth" / name),
                            bank_split="train", threads_per_task=1, device=self.device, person_masks=masks,
-                           mirror_average=self.mirror_average, **options)
+                           mirror_average=self.mirror_average, engine=self.synthesis_engine, **options)
 
     def raw_photos(self) -> str | None:
         """``work/photos/<name>``, the folder of links to ``raw_photos_from``'s unlabelled

@@ -66,12 +66,13 @@ def test_the_main_job_gpu_profile_keeps_every_size(tmp_path):
     assert cfg.refiner().size == 256 and cfg.refiner().device == "cpu"
     assert run_experiment.validate_parameters({"cfg": cfg.model_dump(mode="json")})["cfg"] == cfg
     args = build_parser().parse_args(["run", "--preset", "demo", "--data-root", str(tmp_path / "demo"),
-                                      "--parser-arch", "decoder", "--parser-head-width", "64", "--mirror-average"])
+                                      "--parser-arch", "decoder", "--parser-head-width", "64", "--mirror-average",
+                                      "--synthesis-engine", "onnx"])
     cfg = experiment_config(args)
     parser = cfg.parser("p", ("s",))
     assert (parser.arch, parser.head_width, parser.width, parser.finetune_iterations) == ("decoder", 64, 16, 250)
-    assert cfg.synthesis("last.pt", cfg.keypoint_only[0]).mirror_average
-    assert cfg.synthesis_check("last.pt").mirror_average
+    for synth in (cfg.synthesis("last.pt", cfg.keypoint_only[0]), cfg.synthesis_check("last.pt")):
+        assert synth.mirror_average and synth.engine == "onnx"
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
