@@ -15,8 +15,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from flows.options import check_ctrl_c
-
 #: a chunk is cut at ``MAX_FACTOR * size`` items even without a natural boundary
 MAX_FACTOR = 4
 
@@ -84,7 +82,6 @@ def run_chunks(task, chunks: list[list], intact: Callable[[list], bool], args: C
     total, done, statuses = sum(len(c) for c in chunks), 0, []
     for f, chunk in zip(futures, chunks):
         result = f.result()
-        check_ctrl_c()
         statuses += ["images_reused"] * len(chunk) if f.state.name == "Cached" else result
         done += len(chunk)
         log.info("%d/%d %s", done, total, unit)

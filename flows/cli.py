@@ -205,11 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flows.options import EXPECTED_ERRORS, ctrl_c_noted, error_line, quiet_prefect_tracebacks
+    from flows.options import EXPECTED_ERRORS, error_line, quiet_prefect_tracebacks
 
     args = build_parser().parse_args(argv)
     try:
-        with quiet_prefect_tracebacks(), ctrl_c_noted():
+        with quiet_prefect_tracebacks():
             return args.func(args)
     except EXPECTED_ERRORS as e:
         print(f"error: {error_line(e)}", file=sys.stderr)

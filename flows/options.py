@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
-import threading
 import types
 import typing
 from collections.abc import Callable
@@ -71,42 +69,6 @@ def with_item_progress(description: str, total: int, out: str | Path, run: Calla
             done.set()
             watcher.join()
             bar.update(task, completed=len(item_files(out)))
-
-
-#: set by Ctrl-C while :func:`ctrl_c_noted` is active
-_CTRL_C = threading.Event()
-
-
-def _on_ctrl_c(signum, frame) -> None:
-    _CTRL_C.set()
-    raise KeyboardInterrupt
-
-
-@contextmanager
-def ctrl_c_noted():
-    """Within: Ctrl-C (SIGINT) raises KeyboardInterrupt, as Python's own handler does, and is
-    also noted, so that :func:`check_ctrl_c` raises it again where the first one was lost
-    (library code on the main thread that catches BaseException, or the interrupt landing
-    in a ``__del__``, where Python prints it and goes on).  Does nothing off the main thread
-    or where SIGINT is not Python's default (ignored, or another handler)."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
-    _CTRL_C.clear()
-    previous = signal.signal(signal.SIGINT, _on_ctrl_c)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        _CTRL_C.clear()
-
-
-def check_ctrl_c() -> None:
-    """Raise KeyboardInterrupt when Ctrl-C came within :func:`ctrl_c_noted`: call it between
-    units of long work, so that an interrupt takes effect even if it was swallowed."""
-    if _CTRL_C.is_set():
-        raise KeyboardInterrupt
 
 
 def interrupted(message: str) -> None:

@@ -144,6 +144,13 @@ def test_interval_schedule_runs_on_a_real_server(demo_dir, tiny_refiner, tmp_pat
                     os.killpg(proc.pid, signal.SIGKILL)
 
 
+def default_sigint() -> None:
+    """In the child before it runs Python: Ctrl-C back to its default, so that Python turns
+    it into KeyboardInterrupt even when this test runs with SIGINT ignored (as a background
+    job of a shell without job control does, e.g. ``nohup .ci/run &``)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_synthesis(demo_dir, tiny_refiner, tmp_path, **popen):
     """``partsynth synthesize`` of 60 keypoint-only people, one image per flow task (an
     interrupt takes effect between tasks), in a subprocess with no PREFECT_API_URL, once it
@@ -160,7 +167,7 @@ def start_synthesis(demo_dir, tiny_refiner, tmp_path, **popen):
     proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "synthesize", "--checkpoint", str(tiny_refiner),
                              "--data", str(data), "--out", str(out), "--bank-data", str(demo_dir), "--workers", "1",
                              "--chunk-size", "1"],
-                            env=env, **popen)
+                            env=env, preexec_fn=default_sigint, **popen)
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None and len(list((out / "items").glob("*.json"))) < 2:
         time.sleep(0.05)
