@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from refine_net.checkpoint import load_checkpoint
-from refine_net.onnx_export import write_export, export_refiner
+from refine_net.onnx_export import export_refiner, write_export
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, check: bool = True) -> dict:

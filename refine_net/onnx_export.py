@@ -166,11 +166,11 @@ def write_export(model: torch.nn.Module, ckpt, checkpoint: str | Path, inputs: l
     return meta
 
 
-def refiner_onnx(checkpoint: str | Path) -> Path:
+def refiner_onnx(checkpoint: str | Path, checkpoint_sha256: str | None = None) -> Path:
     """The refiner checkpoint as ONNX, exported once: ``<checkpoint>.onnx`` (and its
     ``.json``) beside it, as ``partsynth export-model`` writes them by default, reused
-    while its metadata's SHA-256 is the checkpoint's and exported again otherwise.
-    Raises as :func:`export_refiner`."""
+    while its metadata's SHA-256 is the checkpoint's (``checkpoint_sha256`` when the caller
+    has it) and exported again otherwise.  Raises as :func:`export_refiner`."""
     from pipeline.formats.files import file_sha256
 
     path = Path(checkpoint).with_suffix(".onnx")
@@ -180,8 +180,7 @@ def refiner_onnx(checkpoint: str | Path) -> Path:
             known = read_metadata(path, kind="refiner").get("checkpoint_sha256")
         except (CheckpointError, ValueError):
             known = None
-        if known == file_sha256(checkpoint):
+        if known == (checkpoint_sha256 or file_sha256(checkpoint)):
             return path
     export_refiner(checkpoint, path)
     return path
-

@@ -139,9 +139,10 @@ class Synthesizer:
         Raises CheckpointError when ``cfg.checkpoint`` is not a refiner checkpoint;
         ConfigError when the ONNX engine is asked for and onnx / ONNX Runtime is missing."""
         self.cfg = cfg
+        self.checkpoint_sha256 = file_sha256(cfg.checkpoint)
         if cfg.engine == "onnx":
             ckpt = load_checkpoint(cfg.checkpoint, kind="refiner")
-            self.model = OnnxModule(refiner_onnx(cfg.checkpoint), threads=cfg.threads_per_task)
+            self.model = OnnxModule(refiner_onnx(cfg.checkpoint, self.checkpoint_sha256), threads=cfg.threads_per_task)
             self.device = torch.device("cpu")
             self.use_prior = RefineConfig(**ckpt.network["refine"]).use_prior
         else:
@@ -152,7 +153,6 @@ class Synthesizer:
         self.prior_cfg = synthesis_prior_config(ckpt, cfg.k)
         bank_data = bank_data_of(cfg, ckpt)
         self.bank = bank if bank is not None else build_bank(cfg, ckpt)
-        self.checkpoint_sha256 = file_sha256(cfg.checkpoint)
         keyed = {"ckpt": self.checkpoint_sha256, "bank": str(bank_data), "bank_split": cfg.bank_split,
                  "bank_size": len(self.bank.exemplars), "k": cfg.k, "probs": cfg.save_probabilities,
                  "keypoint_margin": cfg.keypoint_margin, "max_bone_ratio": cfg.max_bone_ratio}

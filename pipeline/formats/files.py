@@ -19,7 +19,7 @@ import scipy.io
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.errors import DataError
-from pipeline.labels import IGNORE, voc_palette
+from pipeline.labels import IGNORE, LabelSet, voc_palette
 
 
 def _require_file(path: Path) -> None:
@@ -191,20 +191,20 @@ def read_label_png(path: str | Path) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-def read_photo_label_png(path: str | Path, size: tuple[int, int], num_classes: int, label_set: str,
+def read_photo_label_png(path: str | Path, size: tuple[int, int], label_set: LabelSet,
                          what: str = "label") -> np.ndarray:
     """:func:`read_label_png` of the label map of a photo of ``size`` (h, w), checked.
 
-    Returns: uint8 (h, w) ids in ``0 .. num_classes - 1`` or 255 (ignore).
+    Returns: uint8 (h, w) ids in ``0 .. label_set.num_classes - 1`` or 255 (ignore).
     Raises: DataError naming ``path`` as :func:`read_label_png`, for another size than the
         photo's, or for ids outside ``label_set`` (``what`` names the file's kind)."""
     label_map = read_label_png(path)
     if label_map.shape != tuple(size):
         raise DataError(path, f"{what} is {label_map.shape[1]} x {label_map.shape[0]}, its photo {size[1]} x {size[0]}")
-    bad = np.setdiff1d(np.unique(label_map), [*range(num_classes), IGNORE])
+    bad = np.setdiff1d(np.unique(label_map), [*range(label_set.num_classes), IGNORE])
     if bad.size:
-        raise DataError(path, f"values {bad[:5].tolist()} are not {label_set} classes (0-{num_classes - 1}, "
-                              "255 ignore)")
+        raise DataError(path, f"values {bad[:5].tolist()} are not {label_set.name} classes "
+                              f"(0-{label_set.num_classes - 1}, 255 ignore)")
     return label_map
 
 

@@ -75,7 +75,7 @@ def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
                 if label_set is None:
                     raise DataError(people_path, f"person {entry['person_id']} has a label in a keypoints-only "
                                                  "dataset (label_set null)")
-                lm = files.read_photo_label_png(root / entry["label"], size, label_set.num_classes, label_set.name)
+                lm = files.read_photo_label_png(root / entry["label"], size, label_set)
             kp = derived = None
             if entry.get("keypoints") is not None:
                 try:

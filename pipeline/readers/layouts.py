@@ -24,16 +24,18 @@ def _json_kind(path: Path, strict: bool = False) -> str | None:
     parsed once per process while its size and modification time stay the same (a COCO
     keypoints JSON can take seconds to parse, and one command asks several times)."""
     try:
+        if not path.is_file():
+            files.read_json(path)               # raises DataError naming what is wrong with the path
         st = path.stat()
-        return _cached_json_kind(str(path.resolve()), st.st_mtime_ns, st.st_size)
-    except (DataError, OSError):
+        return _cached_json_kind(path, st.st_mtime_ns, st.st_size)
+    except DataError:
         if strict:
-            files.read_json(path)               # raises the named problem
+            raise
         return None
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_json_kind(path: str, mtime_ns: int, size: int) -> str | None:
+def _cached_json_kind(path: Path, mtime_ns: int, size: int) -> str | None:
     """:func:`_json_kind` of one version of a file (DataError when unreadable, not cached)."""
     doc = files.read_json(path)
     if isinstance(doc, list):

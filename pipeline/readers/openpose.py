@@ -87,7 +87,8 @@ def read_openpose(path: str | Path, image_dir: str | Path | None = None, *, skip
                 parse = photo.parent.parent / PARSE_DIR / f"{s}.png" if parses and len(people) == 1 else None
                 if parse is None or not parse.is_file():
                     return PersonRecord(photo, size, f"{s}/{i}", "openpose", None, kp, derived, None, None, meta)
-                return PersonRecord(photo, size, f"{s}/{i}", "openpose", files.read_photo_label_png(parse, size, LABEL_SETS[LIP_SET].num_classes, LIP_SET, "parse"), kp, derived,
+                label_map = files.read_photo_label_png(parse, size, LABEL_SETS[LIP_SET], "parse")
+                return PersonRecord(photo, size, f"{s}/{i}", "openpose", label_map, kp, derived,
                                     LIP_SET, None, dict(meta, label_source="parse", label_file=str(parse)))
 
             rec = guard(one, skip_bad=skip_bad, report=report)
