@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from pathlib import Path
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE
+
+from pipeline.formats.files import cache_dir  # noqa: F401 - the flows' cache folder, re-exported
 
 CACHED = INPUTS + TASK_SOURCE
 PACKAGES = ("pipeline", "refine_net", "parser_net")
@@ -30,14 +31,6 @@ def code_fingerprint(packages: tuple[str, ...] = PACKAGES) -> str:
         for p in sorted(root.rglob("*.py")):
             h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()[:16]
-
-
-def cache_dir() -> Path:
-    """Where cached tasks keep their larger outputs (prior banks): ``$PARTSYNTH_CACHE`` or
-    ``~/.cache/partsynth``."""
-    path = Path(os.environ.get("PARTSYNTH_CACHE", Path.home() / ".cache" / "partsynth"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def retry_on_io(task, task_run, state) -> bool:

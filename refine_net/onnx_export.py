@@ -13,6 +13,7 @@ only here and only when needed.
 from __future__ import annotations
 
 import importlib.util
+import os
 import warnings
 from pathlib import Path
 
@@ -168,19 +169,24 @@ def write_export(model: torch.nn.Module, ckpt, checkpoint: str | Path, inputs: l
 
 def refiner_onnx(checkpoint: str | Path, checkpoint_sha256: str | None = None) -> Path:
     """The refiner checkpoint as ONNX, exported once: ``<checkpoint>.onnx`` (and its
-    ``.json``) beside it, as ``partsynth export-model`` writes them by default, reused
-    while its metadata's SHA-256 is the checkpoint's (``checkpoint_sha256`` when the caller
-    has it) and exported again otherwise.  Raises as :func:`export_refiner`."""
-    from pipeline.formats.files import file_sha256
+    ``.json``) beside it, as ``partsynth export-model`` writes them by default, or, when the
+    checkpoint's folder is not writable, ``onnx/refiner-<SHA-256 prefix>.onnx`` in
+    :func:`pipeline.formats.files.cache_dir`.  Reused while its metadata's SHA-256 is the
+    checkpoint's (``checkpoint_sha256`` when the caller has it) and exported again
+    otherwise.  Raises as :func:`export_refiner`."""
+    from pipeline.formats.files import cache_dir, file_sha256
 
+    sha = checkpoint_sha256 or file_sha256(checkpoint)
     path = Path(checkpoint).with_suffix(".onnx")
-    meta = metadata_path(path)
-    if path.is_file() and meta.is_file():
+    if not os.access(path.parent, os.W_OK):                       # a shared, read-only model folder
+        path = cache_dir() / "onnx" / f"refiner-{sha[:20]}.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and metadata_path(path).is_file():
         try:
             known = read_metadata(path, kind="refiner").get("checkpoint_sha256")
         except (CheckpointError, ValueError):
             known = None
-        if known == (checkpoint_sha256 or file_sha256(checkpoint)):
+        if known == sha:
             return path
     export_refiner(checkpoint, path)
     return path

@@ -1,5 +1,6 @@
 """export-model (ONNX) and predict --engine onnx: same outputs as torch, named errors."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,3 +143,23 @@ def test_onnx_synthesis_on_a_gpu_is_refused(tiny_refiner):
 
     with pytest.raises(Exception, match="runs on the CPU"):
         SynthConfig(checkpoint=str(tiny_refiner), data="d", out="o", engine="onnx", device="cuda")
+
+
+def test_a_read_only_checkpoint_folder_exports_to_the_cache(tiny_refiner, tmp_path, monkeypatch):
+    import os
+
+    import refine_net.onnx_export as onnx_export
+    from pipeline.formats.files import file_sha256
+
+    # root may write anywhere, so the folder is made read-only in the only way root sees it: os.access
+    real_access = os.access
+    monkeypatch.setattr(onnx_export.os, "access",
+                        lambda p, mode: False if Path(p) == tiny_refiner.parent else real_access(p, mode))
+    monkeypatch.setenv("PARTSYNTH_CACHE", str(tmp_path / "cache"))
+    before = sorted(p.name for p in tiny_refiner.parent.iterdir())
+    path = refiner_onnx(tiny_refiner)
+    assert path == tmp_path / "cache" / "onnx" / f"refiner-{file_sha256(tiny_refiner)[:20]}.onnx"
+    assert read_metadata(path, kind="refiner")["checkpoint_sha256"] == file_sha256(tiny_refiner)
+    assert sorted(p.name for p in tiny_refiner.parent.iterdir()) == before      # nothing written beside it
+    made = path.stat().st_mtime_ns
+    assert refiner_onnx(tiny_refiner) == path and path.stat().st_mtime_ns == made   # reused

@@ -71,6 +71,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 
 
+def cache_dir() -> Path:
+    """The user's cache folder (created): ``$PARTSYNTH_CACHE`` or ``~/.cache/partsynth``.
+    Holds what can be made again: prior banks, server logs, ONNX exports of read-only
+    checkpoints."""
+    path = Path(os.environ.get("PARTSYNTH_CACHE", Path.home() / ".cache" / "partsynth"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """(h, w) of an image in pixels as displayed: after its EXIF orientation (phone photos
     store the pixels sideways and a tag that turns them), reading only the header.  The
