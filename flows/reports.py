@@ -27,7 +27,8 @@ WHERE = "docs/results.md, 'Making synthetic labels pay off'"
 #: what several seeds measured, for verdicts a single run cannot settle
 MEASURED = ("Measured on CCP with 601 real labels: parsers trained from scratch gain +0.8 over 3 seeds at 3,000 "
             "steps (every seed positive) and +0.2 at 6,000, +3.3 with 100 real labels; ImageNet-pretrained "
-            "(EfficientNet-Lite0) parsers gain +0.2 over 3 seeds at 1,500 steps (two seeds of three positive) "
+            "(EfficientNet-Lite0) parsers gain +0.1 over 3 seeds at 1,500 steps with the pretrained refiner's labels "
+            "(two seeds of three positive) "
             f"({WHERE} and 'ImageNet-pretrained encoders').")
 
 #: refiner mIoU differences below this are called noise

@@ -113,6 +113,17 @@ class RefinerTrainConfig(TrainRunConfig):
         return fill_profile(values, REFINER_PROFILES)
 
 
+def require_onnx(option: str) -> None:
+    """Raise ConfigError naming ``option`` when the exporter (onnx) or ONNX Runtime is not
+    installed, so that a run asking for the ONNX engine stops before it trains anything."""
+    import importlib.util
+
+    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"{option} needs {' and '.join(missing)}: pip install 'partsynth[onnx]' "
+                          "(or choose the torch engine)")
+
+
 class SynthConfig(RunConfig):
     """A synthesis run (Fang et al., CVPR 2018, section 5): label every keypoint-only person
     of ``data`` into the dataset folder ``out``."""
@@ -165,6 +176,8 @@ class SynthConfig(RunConfig):
     def _onnx_on_the_cpu(self) -> "SynthConfig":
         if self.engine == "onnx" and self.device == "cuda":
             raise ConfigError("--engine onnx runs on the CPU; drop --device cuda or use --engine torch")
+        if self.engine == "onnx":
+            require_onnx("--engine onnx")
         return self
 
     @model_validator(mode="before")

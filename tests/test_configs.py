@@ -140,13 +140,17 @@ def test_the_raw_photos_preset_estimates_keypoints_once_per_dataset(shared_data,
         link_unlabelled_photos(shared_data / "ccp", links)
 
 
-def test_the_ccp_presets_train_imagenet_pretrained_parsers_and_a_user_can_pick_scratch(shared_data):
+def test_the_ccp_presets_train_imagenet_pretrained_networks_and_a_user_can_pick_scratch(shared_data):
     for preset in ("ccp", "ccp-photos"):
         cfg = validate_config(ExperimentConfig, preset_values(preset, str(shared_data)))
         parser = cfg.parser("p", ("s",))
         assert (parser.encoder, parser.encoder_weights, parser.output_stride) == ("efficientnet-lite0", "imagenet", 16)
-        assert cfg.refiner().encoder == "scratch"
-    scratch = validate_config(ExperimentConfig, dict(preset_values("ccp", str(shared_data)), parser_encoder="scratch"))
+        assert (cfg.refiner().encoder, cfg.refiner().encoder_weights, cfg.refiner().epochs) == \
+            ("efficientnet-lite0", "imagenet", 15)
+        assert cfg.synthesis("ckpt", str(shared_data / "ccp")).engine == "onnx"
+    scratch = validate_config(ExperimentConfig, dict(preset_values("ccp", str(shared_data)), parser_encoder="scratch",
+                                                     refiner_encoder="scratch", synthesis_engine="torch"))
     assert (scratch.parser("p").encoder, scratch.parser("p").output_stride) == ("scratch", 8)
+    assert scratch.refiner().encoder == "scratch"
     demo = validate_config(ExperimentConfig, preset_values("demo"))
     assert demo.parser("p").encoder == "scratch"

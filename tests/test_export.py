@@ -163,3 +163,17 @@ def test_a_read_only_checkpoint_folder_exports_to_the_cache(tiny_refiner, tmp_pa
     assert sorted(p.name for p in tiny_refiner.parent.iterdir()) == before      # nothing written beside it
     made = path.stat().st_mtime_ns
     assert refiner_onnx(tiny_refiner) == path and path.stat().st_mtime_ns == made   # reused
+
+
+def test_the_onnx_engine_without_onnx_runtime_stops_before_any_work(tiny_refiner, shared_data, monkeypatch):
+    import importlib.util
+
+    from flows.experiment_config import ExperimentConfig, preset_values
+    from refine_net.config import SynthConfig
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
+    with pytest.raises(Exception, match=r"--engine onnx needs onnxruntime: pip install 'partsynth\[onnx\]'"):
+        SynthConfig(checkpoint=str(tiny_refiner), data="d", out="o", engine="onnx")
+    with pytest.raises(Exception, match="--synthesis-engine onnx needs onnxruntime"):
+        ExperimentConfig(**preset_values("ccp", str(shared_data)))
