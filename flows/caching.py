@@ -14,8 +14,6 @@ from pathlib import Path
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from pipeline.formats.files import cache_dir  # noqa: F401 - the flows' cache folder, re-exported
-
 CACHED = INPUTS + TASK_SOURCE
 PACKAGES = ("pipeline", "refine_net", "parser_net")
 

@@ -10,7 +10,7 @@ parent-death signal set (Linux ``prctl(PR_SET_PDEATHSIG, SIGTERM)``), so it ends
 command however the command ends, and stops it on a normal exit.  It runs in a session of
 its own with its output written to a log file, so a Ctrl-C in the terminal reaches only
 the command (which then ends the server) and the server's shutdown prints nothing.  The log
-(``prefect-server-<pid>.log`` in :func:`flows.caching.cache_dir`) is removed after a block
+(``prefect-server-<pid>.log`` in :func:`pipeline.formats.files.cache_dir`) is removed after a block
 that ends normally and kept, with its path printed, after one that raised an error: an API error
 such as "503 Service Unavailable" then comes with the server's side of the story.
 """
@@ -67,7 +67,7 @@ def temporary_server(timeout: float = 60.0) -> Iterator[str | None]:
     if PREFECT_API_URL.value():
         yield PREFECT_API_URL.value()
         return
-    from flows.caching import cache_dir
+    from pipeline.formats.files import cache_dir
 
     port = _free_port()
     log_path = cache_dir() / f"prefect-server-{os.getpid()}.log"

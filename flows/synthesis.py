@@ -24,11 +24,11 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.caching import CACHED, cache_dir, code_fingerprint, retry_on_io
+from flows.caching import CACHED, code_fingerprint, retry_on_io
 from flows.chunking import content_chunks, prepare_output, run_chunks
 from pipeline.formats.estimated_poses import PersonMasks
 from pipeline.readers.layouts import is_photo_folder
-from pipeline.formats.files import atomic_path, file_sha256, tree_signature
+from pipeline.formats.files import atomic_path, cache_dir, file_sha256, tree_signature
 from pipeline.keypoints_config import KeypointsConfig
 from pipeline.readers.layouts import keypoint_only_people
 from pipeline.formats.output_lock import output_lock
@@ -204,8 +204,9 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     out_path = Path(cfg.out)
     claim_output(out_path, cfg.data)
     ckpt = load_checkpoint(cfg.checkpoint, kind="refiner")          # a clear error before any work
+    sha = file_sha256(cfg.checkpoint)
     if cfg.engine == "onnx":
-        refiner_onnx(cfg.checkpoint)                                 # exported once, before the workers start
+        refiner_onnx(cfg.checkpoint, sha)                            # exported once, before the workers start
     with output_lock(out_path):
         if is_photo_folder(cfg.data, cfg.layout):
             cfg = photos_with_keypoints(cfg, force)
@@ -217,7 +218,6 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
         write_read_skips(out_path, listed["skipped"])
         bank_path = bank_for(cfg, ckpt)
         log.info("%d images with keypoint-only people in %s", len(images), cfg.data)
-        sha = file_sha256(cfg.checkpoint)
         chunks = [[images[i] for i in c] for c in content_chunks([im["image"] for im in images], cfg.chunk_size)]
         results = run_chunks(synthesize_chunk, chunks,
                              lambda chunk: not force and all(item_intact(out_path, im["image"]) for im in chunk),
