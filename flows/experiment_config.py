@@ -11,7 +11,7 @@ from parser_net.config import ParserArch, ParserTrainConfig
 from pipeline.errors import ConfigError
 from pipeline.keypoints_config import KeypointsConfig
 from refine_net.config import (DeviceName, EncoderName, Profile, RefinerTrainConfig, RunConfig, SynthConfig,
-                               require_onnx)
+                               missing_onnx, require_onnx)
 
 #: how the CCP presets train (CPU profile): LSP's synthetic people hurt the CCP parser, CCP's own do
 #: not; BlazePose person masks make the synthetic labels better; the encoder-decoder parser beats the
@@ -19,9 +19,10 @@ from refine_net.config import (DeviceName, EncoderName, Profile, RefinerTrainCon
 #: (EfficientNet-Lite0, output stride 16): 1,000 steps of it give 53.2 real only where 3,000 from
 #: scratch give 51.1, in about the same time; so does the refiner: 15 epochs of EfficientNet-Lite0
 #: label the val people 57.9 mIoU where 60 from scratch give 56.5, in 14 minutes instead of 22.5, and
-#: ONNX Runtime runs it through synthesis at 57 people a second where torch does 41
+#: ONNX Runtime runs it through synthesis at 57 people a second where torch does 41 on 2 CPU cores
+#: (``auto``: torch when synthesis runs on a GPU)
 #: (docs/results.md, 'ImageNet-pretrained encoders')
-CCP_RECIPE: dict[str, Any] = dict(refiner_epochs=15, refiner_encoder="efficientnet-lite0", synthesis_engine="onnx",
+CCP_RECIPE: dict[str, Any] = dict(refiner_epochs=15, refiner_encoder="efficientnet-lite0", synthesis_engine="auto",
                                   mirror_average=True, parser_iterations=1000,
                                   finetune_iterations=333, parser_synthetic=("ccp",), person_masks=True,
                                   parser_arch="decoder", parser_head_width=64, parser_encoder="efficientnet-lite0")
@@ -73,8 +74,10 @@ class ExperimentConfig(RunConfig):
                                                   "(partsynth[pose]) and clip their synthetic labels to them")
     mirror_average: bool = Field(False, description="synthesis averages the refiner over each crop and its mirror "
                                                     "image (synthesize --mirror-average)")
-    synthesis_engine: Literal["torch", "onnx"] = Field("torch", description="runs the refiner in synthesis: torch, "
-                                                       "or ONNX Runtime on the CPU (synthesize --engine onnx)")
+    synthesis_engine: Literal["auto", "torch", "onnx"] = Field(
+        "torch", description="runs the refiner in synthesis: torch, ONNX Runtime on the CPU (synthesize --engine "
+                             "onnx; partsynth[onnx]), or auto: ONNX Runtime when synthesis runs on the CPU and "
+                             "partsynth[onnx] is installed, torch otherwise")
     photos_in_grids: bool = Field(True, description="show the photographs in the prediction grid")
     reports: str = Field("reports", description="report folder root (reports/<flow run name>/)")
     device: DeviceName = Field("auto", description="auto (CUDA when present), cpu or cuda")
@@ -121,7 +124,19 @@ class ExperimentConfig(RunConfig):
         masks = self.keypoints(data).out if self.person_masks and data != self.raw_photos() else None
         return SynthConfig(checkpoint=checkpoint, data=data, out=str(Path(self.work) / "synth" / name),
                            bank_split="train", threads_per_task=1, device=self.device, person_masks=masks,
-                           mirror_average=self.mirror_average, engine=self.synthesis_engine, **options)
+                           mirror_average=self.mirror_average, engine=self.engine(), **options)
+
+    def engine(self) -> Literal["torch", "onnx"]:
+        """The synthesis engine: ``synthesis_engine``, with ``auto`` resolved to ONNX Runtime
+        (57 against 41 people a second on 2 CPU cores, docs/benchmarks.md) when synthesis
+        runs on the CPU and onnx and onnxruntime are installed, else torch (a GPU, or no
+        partsynth[onnx]).  Raises ConfigError for ``device`` cuda without CUDA."""
+        if self.synthesis_engine != "auto":
+            return self.synthesis_engine
+        from refine_net.device import resolve_device
+
+        on_gpu = resolve_device(self.device).type == "cuda"
+        return "torch" if on_gpu or missing_onnx() else "onnx"
 
     def raw_photos(self) -> str | None:
         """``work/photos/<name>``, the folder of links to ``raw_photos_from``'s unlabelled

@@ -113,15 +113,20 @@ class RefinerTrainConfig(TrainRunConfig):
         return fill_profile(values, REFINER_PROFILES)
 
 
-def require_onnx(option: str) -> None:
-    """Raise ConfigError naming ``option`` when the exporter (onnx) or ONNX Runtime is not
-    installed, so that a run asking for the ONNX engine stops before it trains anything."""
+def missing_onnx(modules: tuple[str, ...] = ("onnx", "onnxruntime")) -> list[str]:
+    """Which of ``modules`` (the exporter ``onnx``, ``onnxruntime``) are not installed."""
     import importlib.util
 
-    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def require_onnx(option: str, modules: tuple[str, ...] = ("onnx", "onnxruntime")) -> None:
+    """Raise ConfigError naming ``option`` when one of ``modules`` (default: the exporter
+    onnx and ONNX Runtime) is not installed, so that a run asking for ONNX stops before it
+    trains anything."""
+    missing = missing_onnx(modules)
     if missing:
-        raise ConfigError(f"{option} needs {' and '.join(missing)}: pip install 'partsynth[onnx]' "
-                          "(or choose the torch engine)")
+        raise ConfigError(f"{option} needs {' and '.join(missing)}: pip install 'partsynth[onnx]'")
 
 
 class SynthConfig(RunConfig):

@@ -12,7 +12,6 @@ only here and only when needed.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from pathlib import Path
@@ -20,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.errors import CheckpointError, ConfigError
+from pipeline.errors import CheckpointError
 from pipeline.formats.files import read_json
+from refine_net.config import require_onnx
 
 OPSET = 17
 
@@ -49,8 +49,7 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str | Path,
     Returns: ``path``.  Raises ConfigError when the onnx package is not installed."""
     from pipeline.formats.files import atomic_path
 
-    if importlib.util.find_spec("onnx") is None:                 # the exporter needs it
-        raise ConfigError("the onnx package is not installed: pip install 'partsynth[onnx]'")
+    require_onnx("ONNX export", ("onnx",))
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
     path = Path(path)
     with atomic_path(path) as tmp, warnings.catch_warnings():
@@ -65,10 +64,9 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str | Path,
 
 
 def _ort():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ConfigError("ONNX Runtime is not installed: pip install 'partsynth[onnx]'") from None
+    require_onnx("running an ONNX model", ("onnxruntime",))
+    import onnxruntime
+
     return onnxruntime
 
 

@@ -15,7 +15,7 @@ from parser_net.predict import Predictor  # noqa: E402
 from pipeline.formats import files  # noqa: E402
 from pipeline.errors import CheckpointError  # noqa: E402
 from pipeline.formats.files import file_sha256  # noqa: E402
-from refine_net.onnx_export import OnnxModule, read_metadata, refiner_onnx  # noqa: E402
+from refine_net.onnx_export import OnnxModule, export_refiner, read_metadata, refiner_onnx  # noqa: E402
 
 
 @pytest.mark.parametrize("fixture", ["tiny_parser", "tiny_joint", "tiny_refiner"])
@@ -176,4 +176,27 @@ def test_the_onnx_engine_without_onnx_runtime_stops_before_any_work(tiny_refiner
     with pytest.raises(Exception, match=r"--engine onnx needs onnxruntime: pip install 'partsynth\[onnx\]'"):
         SynthConfig(checkpoint=str(tiny_refiner), data="d", out="o", engine="onnx")
     with pytest.raises(Exception, match="--synthesis-engine onnx needs onnxruntime"):
-        ExperimentConfig(**preset_values("ccp", str(shared_data)))
+        ExperimentConfig(**dict(preset_values("ccp", str(shared_data)), synthesis_engine="onnx"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real_find_spec(name, *a))
+    with pytest.raises(Exception, match=r"ONNX export needs onnx: pip install"):
+        export_refiner(tiny_refiner, tiny_refiner.parent / "x.onnx")
+
+
+def test_the_presets_auto_engine_is_onnx_runtime_on_the_cpu_and_torch_on_a_gpu(shared_data, monkeypatch):
+    import importlib.util
+
+    import torch
+
+    from flows.experiment_config import ExperimentConfig, preset_values
+
+    cfg = ExperimentConfig(**preset_values("ccp", str(shared_data)))
+    data = str(shared_data / "ccp")
+    assert cfg.synthesis_engine == "auto" and cfg.synthesis("last.pt", data).engine == "onnx"
+    assert ExperimentConfig(**dict(preset_values("ccp", str(shared_data)), device="cpu")).engine() == "onnx"
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real_find_spec(name, *a))
+    assert cfg.synthesis("last.pt", data).engine == "torch"     # no partsynth[onnx]: torch, not a stop
+    monkeypatch.setattr(importlib.util, "find_spec", real_find_spec)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cfg.synthesis_check("last.pt").engine == "torch"     # a GPU: torch
+    assert ExperimentConfig(**dict(preset_values("ccp", str(shared_data)), device="cpu")).engine() == "onnx"
