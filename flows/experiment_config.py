@@ -31,6 +31,7 @@ CCP_RECIPE: dict[str, Any] = dict(refiner_epochs=15, refiner_encoder="efficientn
 PRESETS: dict[str, dict[str, Any]] = {
     # 6 refiner epochs left the refiner below its own prior (64 vs 81 mIoU) and 300 parser steps left
     # no room for more people to count (+0.0); 40 and 800 give +3.0 over 3 seeds (docs/results.md)
+    # scratch networks: ImageNet encoders cost the parser 22 mIoU on the drawn figures' thin limbs
     "demo": dict(refiner_epochs=40, parser_iterations=800, finetune_iterations=250),
     "ccp": dict(CCP_RECIPE, photos_in_grids=False),
     # the ccp preset's keypoint-only CCP people as raw photos: keypoints and person masks from BlazePose
