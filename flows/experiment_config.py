@@ -131,7 +131,8 @@ class ExperimentConfig(RunConfig):
         """The synthesis engine: ``synthesis_engine``, with ``auto`` resolved to ONNX Runtime
         (57 against 41 people a second on 2 CPU cores, docs/benchmarks.md) when synthesis
         runs on the CPU and onnx and onnxruntime are installed, else torch (a GPU, or no
-        partsynth[onnx]).  Raises ConfigError for ``device`` cuda without CUDA."""
+        partsynth[onnx]).  Raises ConfigError when ``auto`` meets ``device`` cuda on a
+        machine without CUDA (:func:`refine_net.device.resolve_device`)."""
         if self.synthesis_engine != "auto":
             return self.synthesis_engine
         from refine_net.device import resolve_device
