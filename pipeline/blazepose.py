@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,10 @@ BUNDLED_COMPLEXITY = 1
 INSTALL_HINT = ("pip install -e '.[pose]' && pip install --no-deps mediapipe==0.10.14 "
                 "(partsynth[pose]; later mediapipe releases dropped mediapipe.solutions)")
 NUM_LANDMARKS = 33
+#: protobuf < 5 (which mediapipe 0.10.14 needs) warns each time mediapipe's graph calls its
+#: deprecated ``SymbolDatabase.GetPrototype``: nothing a user can act on, and a keypoints run
+#: over 8,000 photos printed it 664 times
+PROTOBUF_DEPRECATION = r"SymbolDatabase\.GetPrototype\(\) is deprecated"
 
 
 @dataclass
@@ -56,8 +61,11 @@ class EstimatedPerson:
 def mediapipe_pose(why: str = ""):
     """The ``mediapipe.solutions.pose`` module.  Raises ConfigError in one line when
     mediapipe is missing or not release 0.10.14, starting with ``why`` (the reason the
-    caller needs it, e.g. "PHOTOS is a folder of photos without keypoints") when given."""
+    caller needs it, e.g. "PHOTOS is a folder of photos without keypoints") when given.
+    Silences protobuf's deprecation warning that mediapipe's graphs raise on every photo
+    (:data:`PROTOBUF_DEPRECATION`), for the whole process."""
     lead = f"{why}; " if why else ""
+    warnings.filterwarnings("ignore", message=PROTOBUF_DEPRECATION, category=UserWarning)
     try:
         import mediapipe as mp
     except ImportError:

@@ -185,3 +185,18 @@ def test_threads_share_a_bounded_pool_of_graphs(shared_data):
     assert bp._made <= 2 and all(np.allclose(p.landmarks, found[0].landmarks) for p in found)
     bp.close()
     assert bp._made == 0
+
+
+@pytest.mark.shared_data
+def test_estimating_prints_no_protobuf_deprecation_warning(shared_data):
+    import warnings
+
+    _mediapipe_or_skip()
+    rgb = files.read_image(shared_data / "ccp" / "photos" / "0004.jpg")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()                      # a user's interpreter: no filter of pytest's
+        bp = BlazePose()
+        bp.estimate(rgb)
+        bp.estimate(rgb)
+    bp.close()
+    assert [str(w.message) for w in caught if w.category is UserWarning] == []
