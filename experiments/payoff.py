@@ -11,7 +11,8 @@ labels only, or the last F steps with ``_ftF``, and mix real and synthetic half 
 before that, or P % real with ``_rfP``: ``_rf75`` 3:1, ``_rf0`` synthetic only);
 ``_synK`` draws a random subset of K synthetic people (by the run's seed; default all);
 ``_soft`` trains on the synthetic labels' soft targets (``_softT2``: at temperature 2; the
-sources need saved probabilities); an ``_ssnan``, ``_attention`` or ``_decoder`` suffix
+sources need saved probabilities); ``_ms`` resizes each synthetic photo to the real people's
+scale (``match_person_scale``); an ``_ssnan``, ``_attention`` or ``_decoder`` suffix
 trains that parser instead of the DeepLab, a number after it sets its head width
 (``_decoder64``: 64 channels; default the profile's 128); ``_lite0`` (``_lite1``, ``_lite2``)
 after it starts the parser from an ImageNet EfficientNet-Lite encoder at output stride 16, and
@@ -36,6 +37,7 @@ from pipeline.formats.files import read_json, write_json
 ROW = re.compile(r"^(?P<n>all|\d+)_(?P<sources>[a-z+]+)_(?P<steps>\d+)(?:_rf(?P<rf>\d+))?(?:_ft(?P<finetune>\d+))?"
                  r"(?:_syn(?P<n_synthetic>\d+))?"
                  r"(?:_soft(?:T(?P<temperature>\d+(?:\.\d+)?))?(?P<soft>))?"
+                 r"(?:_(?P<ms>ms))?"
                  r"(?:_(?P<arch>ssnan|attention|decoder)(?P<head_width>\d+)?)?"
                  r"(?:_lite(?P<lite>[012])(?:_elr(?P<elr>\d+))?)?$")
 
@@ -44,7 +46,7 @@ def row_config(name: str, seed: int, sources: dict[str, str], args) -> ParserTra
     """The ParserTrainConfig of row ``name`` (see the module docstring) for ``seed``."""
     m = ROW.match(name)
     if not m:
-        raise SystemExit(f"bad row name {name!r}: expected N_SOURCES_STEPS[_rfP][_ftF][_synK][_soft[TN]][_ARCH][_liteL[_elrP]], "
+        raise SystemExit(f"bad row name {name!r}: expected N_SOURCES_STEPS[_rfP][_ftF][_synK][_soft[TN]][_ms][_ARCH][_liteL[_elrP]], "
                          "e.g. all_both_1500")
     picked = {"real": (), "both": tuple(sources.values())}.get(m["sources"])
     if picked is None:
@@ -58,6 +60,7 @@ def row_config(name: str, seed: int, sources: dict[str, str], args) -> ParserTra
         real_fraction=int(m["rf"]) / 100 if m["rf"] else 0.5,
         iterations=steps, finetune_iterations=finetune if picked else 0, seed=seed, subset_seed=seed,
         threads=args.threads, arch=m["arch"] or "deeplab", soft_targets=m["soft"] is not None,
+        match_person_scale=m["ms"] is not None,
         soft_temperature=float(m["temperature"] or 1.0),
         head_width=int(m["head_width"]) if m["head_width"] else None,
         **(dict(encoder=f"efficientnet-lite{m['lite']}", output_stride=16,
@@ -82,10 +85,10 @@ def main() -> None:
             cfg = row_config(name, seed, sources, args)
             metrics_path = Path(cfg.out_dir) / "metrics.json"
             if not metrics_path.exists():
-                key = (tuple(cfg.synthetic), cfg.soft_targets)
+                key = (tuple(cfg.synthetic), cfg.soft_targets, cfg.match_person_scale)
                 if key not in pools:
                     pools[key] = load_pool(cfg.data, key[0], cfg.label_set, round(cfg.size * cfg.scale_range[1]),
-                                           soft_targets=cfg.soft_targets)
+                                           soft_targets=cfg.soft_targets, match_person_scale=cfg.match_person_scale)
                 train_parser(cfg, pools[key])
             runs.append(read_json(metrics_path))
         mious = [r["val"]["mean_iou"] for r in runs]

@@ -69,6 +69,10 @@ class ParserTrainConfig(TrainRunConfig):
                                                   "folders need --save-probabilities (plain parsers only)")
     soft_temperature: float = Field(1.0, gt=0, description="soft targets: sharpen (< 1) or flatten (> 1) them as "
                                                            "q^(1/T)")
+    match_person_scale: bool = Field(False, description="resize each synthetic photo so that its person's torso, "
+                                                         "as a fraction of the long side, is the real train people's "
+                                                         "median (within 0.5-2x): for keypoint-only people framed "
+                                                         "unlike the labelled ones, e.g. upper-body close-ups")
     iterations: int = Field(3000, description="optimizer steps in all; a larger value on resume extends the run")
     finetune_iterations: int = Field(0, description="final steps on real labels only")
     output_stride: int = Field(8, description="stride of the feature map fed to ASPP (8 or 16)")

@@ -19,11 +19,13 @@ import torch
 from pipeline.formats import files
 from pipeline.labels import IGNORE, LabelSet, resize_label_map
 from pipeline.formats.records import PersonRecord
-from pipeline.skeleton import flip_keypoints
+from pipeline.skeleton import J, flip_keypoints, present
 from refine_net.encoders import IMAGENET_MEAN, IMAGENET_STD
 
 MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
 STD = np.array(IMAGENET_STD, dtype=np.float32)
+#: how far :func:`load_items` may rescale a photo to match its person's scale (factor range)
+PERSON_SCALE_LIMITS = (0.5, 2.0)
 
 
 @dataclass(eq=False)
@@ -104,13 +106,37 @@ def resize_long_side(image: np.ndarray, long_side: int, interpolation: int) -> n
     return resize_channels(image, size_hw[::-1], interpolation)
 
 
+def torso_fraction(keypoints: np.ndarray | None, image_hw: tuple[int, int]) -> float | None:
+    """A person's scale in its photo: the thorax-to-pelvis distance (the length
+    :func:`pipeline.priors.pose.normalize_poses` divides by) over the photo's long side, in
+    (0, ~1]; None without keypoints, without both joints or for a zero-length torso."""
+    if keypoints is None:
+        return None
+    ok = present(keypoints)
+    if not (ok[J["thorax"]] and ok[J["pelvis"]]):
+        return None
+    torso = float(np.linalg.norm(keypoints[J["thorax"], :2] - keypoints[J["pelvis"], :2]))
+    return torso / max(image_hw) if torso > 0 else None
+
+
+def median_torso_fraction(records: Sequence[PersonRecord]) -> float | None:
+    """The median :func:`torso_fraction` of ``records`` (those with a torso), or None when none has one."""
+    fractions = [f for r in records if (f := torso_fraction(r.keypoints, r.image_size)) is not None]
+    return float(np.median(fractions)) if fractions else None
+
+
 def load_items(records: list[PersonRecord], long_side: int, allow_unlabelled: bool = False,
-               soft_labels: Callable[[Path, np.ndarray], np.ndarray | None] | None = None) -> list[ParsingItem]:
+               soft_labels: Callable[[Path, np.ndarray], np.ndarray | None] | None = None,
+               person_scale: float | None = None) -> list[ParsingItem]:
     """Records -> in-memory :class:`ParsingItem` (one per image: records sharing an image,
     as in multi-person sets, share one whole-image label map and load once; such images
     carry no keypoints).  Keypoints are rescaled with the image (pixel centres kept).
     ``soft_labels(image path, label map)`` (e.g. :class:`pipeline.soft_labels.SoftLabels`)
     gives an image's uint8 (H, W, C) soft label or None; it is resized with the image.
+    With ``person_scale`` (a :func:`torso_fraction`), a one-person image whose person has a
+    torso is resized so that the torso is ``person_scale x long_side`` pixels long (by a
+    factor within :data:`PERSON_SCALE_LIMITS` of ``long_side``; others at ``long_side``):
+    upper-body close-ups then show their people at the size a full-body set shows its own.
 
     Raises: DataError (from :func:`pipeline.formats.files.read_image`) for a missing or corrupt
     image; ValueError for a record without a label map unless ``allow_unlabelled`` (then
@@ -124,7 +150,12 @@ def load_items(records: list[PersonRecord], long_side: int, allow_unlabelled: bo
         if r.label_map is None and not allow_unlabelled:
             raise ValueError(f"{r.image_path}: person {r.person_id} has no label map")
         raw = files.read_image(path)
-        image = resize_long_side(raw, long_side, cv2.INTER_AREA)
+        side = long_side
+        if person_scale is not None and len(recs) == 1:
+            fraction = torso_fraction(r.keypoints, raw.shape[:2])
+            if fraction is not None:
+                side = round(long_side * float(np.clip(person_scale / fraction, *PERSON_SCALE_LIMITS)))
+        image = resize_long_side(raw, side, cv2.INTER_AREA)
         if r.label_map is not None:
             label = resize_label_map(r.label_map, image.shape[1::-1])
         else:
@@ -140,7 +171,7 @@ def load_items(records: list[PersonRecord], long_side: int, allow_unlabelled: bo
         soft = None
         if soft_labels is not None and r.label_map is not None:
             soft = soft_labels(path, r.label_map)
-            soft = None if soft is None else resize_long_side(soft, long_side, cv2.INTER_AREA)
+            soft = None if soft is None else resize_long_side(soft, side, cv2.INTER_AREA)
         items.append(ParsingItem(image, label, synthetic, confidence, f"{r.source_format}:{r.person_id}",
                                  kp, r.label_map is not None, soft))
     return items

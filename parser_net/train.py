@@ -30,7 +30,7 @@ from pipeline.formats.records import PersonRecord, ReadReport
 from pipeline.soft_labels import SoftLabels
 from pipeline.formats.synth_dataset import training_data_signature
 from parser_net.config import ParserTrainConfig
-from parser_net.dataset import ParsingItem, draw_batch, load_items, sample_indices
+from parser_net.dataset import ParsingItem, draw_batch, load_items, median_torso_fraction, sample_indices
 from parser_net.evaluate import evaluate_records
 from parser_net.joint import joint_loss
 from parser_net.losses import parsing_loss, soft_parsing_loss
@@ -68,11 +68,15 @@ class Pool:
 
 
 def load_pool(data: str, synthetic: tuple[str, ...], label_set: str, long_side: int,
-              pose_data: str | None = None, pose_split: str = "test", soft_targets: bool = False) -> Pool:
+              pose_data: str | None = None, pose_split: str = "test", soft_targets: bool = False,
+              match_person_scale: bool = False) -> Pool:
     """Read the real train/val split and the synthetic folders; preload train images.
     With ``pose_data``, its ``pose_split`` people with keypoints form the pose val set and
     their images are left out of the synthetic training items.  With ``soft_targets`` the
     synthetic items carry their soft labels (:class:`pipeline.soft_labels.SoftLabels`).
+    With ``match_person_scale`` each synthetic photo is resized so that its person's torso
+    is, relative to the long side, the real train people's median
+    (:func:`parser_net.dataset.load_items`); without real people with a torso nothing is rescaled.
     Bad items are skipped, logged with file and reason, and listed in ``Pool.report``.
 
     Raises: ConfigError when a synthetic folder's label set differs or nothing is labelled;
@@ -99,8 +103,9 @@ def load_pool(data: str, synthetic: tuple[str, ...], label_set: str, long_side: 
         synth = [r for r in synth if Path(r.image_path).resolve() not in held_out]
     report.log_skipped(log)
     soft = SoftLabels(list(synthetic)) if soft_targets and synthetic else None
-    return Pool(lset, load_items(train, long_side), load_items(synth, long_side, soft_labels=soft), val, pose_val,
-                report)
+    person_scale = median_torso_fraction(train) if match_person_scale else None
+    return Pool(lset, load_items(train, long_side),
+                load_items(synth, long_side, soft_labels=soft, person_scale=person_scale), val, pose_val, report)
 
 
 def select(pool: Pool, cfg: ParserTrainConfig) -> tuple[list[ParsingItem], list[ParsingItem]]:
@@ -257,6 +262,6 @@ def _score(cfg: ParserTrainConfig, pool: Pool, model: torch.nn.Module, network: 
 def fit_parser(cfg: ParserTrainConfig, progress: Callable[[str, int, int], None] | None = None) -> Path:
     """Load the data ``cfg`` names and train (resumable); returns ``last.pt``."""
     pool = load_pool(cfg.data, tuple(cfg.synthetic), cfg.label_set, round(cfg.size * cfg.scale_range[1]),
-                     cfg.pose_data, cfg.pose_split, cfg.soft_targets)
+                     cfg.pose_data, cfg.pose_split, cfg.soft_targets, cfg.match_person_scale)
     pool.report.refuse(cfg.strict)
     return train_parser(cfg, pool, progress)

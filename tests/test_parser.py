@@ -171,3 +171,35 @@ def test_train_resume_and_cli_evaluate_on_unseen_ccp_folder(tmp_path):
     assert set(result["iou"]) == set(LABEL_SETS["ccp8"].names)
     assert "mIoU" in out.with_suffix(".md").read_text()
     assert cli(["evaluate", "--checkpoint", str(full), "--data", str(tmp_path / "missing")]) == 1
+
+
+def _person(path, hw, torso_px=None, label=1):
+    """A one-person record of an hw-sized photo written to ``path``; its thorax sits
+    ``torso_px`` above its pelvis (no keypoints when None)."""
+    from pipeline.formats.records import PersonRecord
+    from pipeline.skeleton import J
+
+    files.write_image(path, np.full((*hw, 3), 128, np.uint8))
+    kp = None
+    if torso_px is not None:
+        kp = np.zeros((16, 3), np.float32)
+        kp[J["pelvis"]] = (hw[1] / 2, hw[0] * 0.9, 1)
+        kp[J["thorax"]] = (hw[1] / 2, hw[0] * 0.9 - torso_px, 1)
+    return PersonRecord(path, hw, path.stem, "ccp", np.full(hw, label, np.uint8), kp, label_set="ccp8")
+
+
+def test_person_scale_resizes_close_ups_to_the_real_people_size(tmp_path):
+    from parser_net.dataset import load_items, median_torso_fraction
+    from pipeline.skeleton import J
+
+    full = [_person(tmp_path / f"full{i}.png", (200, 100), torso_px=t) for i, t in enumerate((40, 50, 60))]
+    scale = median_torso_fraction(full)
+    assert scale == pytest.approx(0.25)
+    close_up = _person(tmp_path / "close.png", (120, 90), torso_px=60)          # torso half the long side
+    tiny = _person(tmp_path / "tiny.png", (200, 100), torso_px=5)               # 10x smaller: capped at 2x
+    no_keypoints = _person(tmp_path / "nokp.png", (200, 100))
+    items = load_items([close_up, tiny, no_keypoints], 100, person_scale=scale)
+    assert [it.label_map.shape for it in items] == [(50, 38), (200, 100), (100, 50)]
+    k = items[0].keypoints
+    assert k[J["pelvis"], 1] - k[J["thorax"], 1] == pytest.approx(0.25 * 100, rel=0.03)   # as tall as the real people's
+    assert [it.label_map.shape for it in load_items([close_up, tiny], 100)] == [(100, 75), (100, 50)]   # off: as before
