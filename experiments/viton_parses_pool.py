@@ -1,4 +1,4 @@
-"""VITON's people with VITON's own machine parses as their labels (docs/results.md, 'More keypoint-only people').
+"""VITON's people with VITON's own machine parses as their labels (docs/results.md, 'Keypoint-only people of another kind').
 
     python experiments/viton_parses_pool.py --synth data/exp/viton/synth_lite0_masks --out data/exp/viton/parses_pool
 
