@@ -29,31 +29,31 @@ def merge_rows(inputs: list[tuple[str, dict]]) -> dict[str, dict]:
     ``inputs`` holds (file name, loaded payoff JSON) pairs.  Raises ValueError when one seed
     of a row has two different mIoUs, or when a row's seed lists and mIoU lists differ in
     length."""
-    merged: dict[str, dict] = {}
+    first: dict[str, dict] = {}                           # row name -> its first input's row (config etc.)
+    by_seed: dict[str, dict[int, tuple]] = {}             # row name -> seed -> (mIoU, file, seconds, per-class)
     for name, doc in inputs:
         for row in doc["rows"]:
             if len(row["seeds"]) != len(row["miou"]):
                 raise ValueError(f"{name}: row {row['row']} has {len(row['seeds'])} seeds but {len(row['miou'])} mIoUs")
-            m = merged.setdefault(row["row"], {**row, "seeds": [], "miou": [], "train_seconds": [],
-                                               "_iou_sum": {}, "_from": {}})
+            first.setdefault(row["row"], row)
+            seeds = by_seed.setdefault(row["row"], {})
+            seconds = row.get("train_seconds", [])
             for i, (seed, miou) in enumerate(zip(row["seeds"], row["miou"])):
-                if seed in m["_from"]:
-                    j = m["seeds"].index(seed)
-                    if abs(m["miou"][j] - miou) > 1e-9:
-                        raise ValueError(f"row {row['row']} seed {seed}: mIoU {m['miou'][j]:.6f} in {m['_from'][seed]} "
+                if seed in seeds:
+                    if abs(seeds[seed][0] - miou) > 1e-9:
+                        raise ValueError(f"row {row['row']} seed {seed}: mIoU {seeds[seed][0]:.6f} in {seeds[seed][1]} "
                                          f"but {miou:.6f} in {name}")
                     continue
-                m["_from"][seed] = name
-                m["seeds"].append(seed)
-                m["miou"].append(miou)
-                m["train_seconds"].append(row["train_seconds"][i] if i < len(row.get("train_seconds", [])) else None)
-                for c, v in row["iou_mean"].items():      # each seed of a row counts once, with its row's mean
-                    m["_iou_sum"].setdefault(c, []).append(v)
-    for m in merged.values():
-        m["miou_mean"] = float(np.mean(m["miou"]))
-        m["iou_mean"] = {c: float(np.mean([v for v in vs if v is not None])) if any(v is not None for v in vs)
-                         else None for c, vs in m.pop("_iou_sum").items()}
-        m["from"] = {str(s): f for s, f in m.pop("_from").items()}
+                # each seed of a row counts once, with its row's per-class mean
+                seeds[seed] = (miou, name, seconds[i] if i < len(seconds) else None, row["iou_mean"])
+    merged = {}
+    for row_name, seeds in by_seed.items():
+        runs = list(seeds.values())
+        per_class = {c: [r[3][c] for r in runs if r[3].get(c) is not None] for c in runs[0][3]}
+        merged[row_name] = {**first[row_name], "seeds": list(seeds), "miou": [r[0] for r in runs],
+                            "miou_mean": float(np.mean([r[0] for r in runs])),
+                            "iou_mean": {c: float(np.mean(vs)) if vs else None for c, vs in per_class.items()},
+                            "train_seconds": [r[2] for r in runs], "from": {str(s): r[1] for s, r in seeds.items()}}
     return merged
 
 

@@ -40,7 +40,7 @@ def test_one_seed_with_two_different_scores_is_an_error_naming_both_files():
         merge_payoff.merge_rows([("a.json", a), ("b.json", b)])
 
 
-def test_command_writes_the_named_rows_in_order_and_refuses_a_missing_row(tmp_path, monkeypatch, capsys):
+def test_command_writes_the_named_rows_in_order_and_refuses_a_missing_row(tmp_path, monkeypatch):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(payoff_doc(("x", [0], [0.5], 0.4), ("y", [0], [0.6], 0.4))))
     b.write_text(json.dumps(payoff_doc(("y", [1], [0.7], 0.4))))
