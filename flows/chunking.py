@@ -76,13 +76,23 @@ def run_chunks(task, chunks: list[list], intact: Callable[[list], bool], args: C
     """Submit ``task(*args(chunk))`` for every chunk, bypassing Prefect's cache where
     ``intact(chunk)`` is False, wait for them in order logging "done/total", and return one
     status per item: the task's (a list, one per item of its chunk), or ``images_reused``
-    for every item of a chunk served from the cache."""
+    for every item of a chunk served from the cache.
+
+    When the wait ends in an exception (Ctrl-C, a chunk that raised), the chunks not yet
+    started are cancelled before it propagates: the chunks running finish and write their
+    files, nothing new starts.  ``task.submit`` must return futures that wrap a
+    ``concurrent.futures`` or Dask future (Prefect's thread and Dask runners)."""
     redo = task.with_options(refresh_cache=True)
     futures = [(task if intact(chunk) else redo).submit(*args(chunk)) for chunk in chunks]
     total, done, statuses = sum(len(c) for c in chunks), 0, []
-    for f, chunk in zip(futures, chunks):
-        result = f.result()
-        statuses += ["images_reused"] * len(chunk) if f.state.name == "Cached" else result
-        done += len(chunk)
-        log.info("%d/%d %s", done, total, unit)
+    try:
+        for f, chunk in zip(futures, chunks):
+            result = f.result()
+            statuses += ["images_reused"] * len(chunk) if f.state.name == "Cached" else result
+            done += len(chunk)
+            log.info("%d/%d %s", done, total, unit)
+    except BaseException:            # Ctrl-C or a failed chunk: no queued chunk starts after it
+        for f in futures:
+            f.wrapped_future.cancel()
+        raise
     return statuses

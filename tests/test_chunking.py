@@ -1,8 +1,12 @@
 """Content-defined chunks of the synthesis flow: every item once, in order, and one added
-or removed item changes only its own chunk."""
+or removed item changes only its own chunk; a wait that fails starts no queued chunk."""
+import logging
+import time
+from types import SimpleNamespace
+
 import pytest
 
-from flows.chunking import MAX_FACTOR, content_chunks
+from flows.chunking import MAX_FACTOR, content_chunks, run_chunks
 
 
 def keys(n, prefix="images/im"):
@@ -38,3 +42,38 @@ def test_an_added_or_removed_item_changes_only_its_own_chunk(where):
 def test_bad_chunk_size_is_refused():
     with pytest.raises(ValueError, match="chunk size"):
         content_chunks(keys(3), 0)
+
+
+class PoolTask:
+    """The part of a Prefect task that run_chunks uses, on one worker thread: ``submit``
+    returns a future wrapping a ``concurrent.futures.Future`` as Prefect's do."""
+
+    def __init__(self, pool, fn):
+        self.pool, self.fn = pool, fn
+
+    def with_options(self, **_):
+        return self
+
+    def submit(self, *args):
+        wrapped = self.pool.submit(self.fn, *args)
+        return SimpleNamespace(wrapped_future=wrapped, result=wrapped.result,
+                               state=SimpleNamespace(name="Completed"))
+
+
+def test_a_failed_wait_starts_no_queued_chunk():
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = []
+
+    def work(chunk):
+        started.append(chunk[0])
+        time.sleep(0.05)
+        if chunk[0] == 1:
+            raise KeyboardInterrupt      # what Ctrl-C raises in the waiting thread
+        return ["images_done"] * len(chunk)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with pytest.raises(KeyboardInterrupt):
+            run_chunks(PoolTask(pool, work), [[i] for i in range(40)], lambda c: True, lambda c: (c,),
+                       logging.getLogger("test"))
+    assert started[:2] == [0, 1] and len(started) <= 3     # chunk 2 may have started before the cancel

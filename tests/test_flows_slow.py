@@ -226,4 +226,6 @@ def test_ctrl_c_prints_one_line_and_keeps_the_work(demo_dir, tiny_refiner, tmp_p
     gone, alive = psutil.wait_procs(servers, timeout=20)
     assert not alive
     done = len(list((out / "items").glob("*.json")))
-    assert 2 <= done < 60 and not list(out.rglob(".partsynth-tmp-*"))     # finished work kept, no partial file
+    # finished work kept, no partial file, and no queued image started after the interrupt: the
+    # chunk running then finishes (a few more at most, while the interrupt reaches the flow)
+    assert 2 <= before <= done <= before + 5 and not list(out.rglob(".partsynth-tmp-*")), (before, done)
