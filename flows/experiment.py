@@ -13,9 +13,10 @@ from flows.experiment_config import ExperimentConfig
 from flows.keypoints import estimate_keypoints, keypoints_runner
 from flows.reports import payoff_verdict, publish_scores, refiner_line, report_dir, synthesis_score_line
 from flows.synthesis import synthesize_labels, task_runner
-from flows.training import evaluate_task, train_parser, train_refiner
+from flows.training import evaluate_task, parsers_runner, train_parser, train_parsers, train_refiner
 from pipeline.formats.files import write_image
 from pipeline.formats.output_lock import output_lock
+from refine_net.device import resolve_device
 
 
 @task
@@ -83,10 +84,12 @@ def run_experiment(cfg: ExperimentConfig, dask_address: str | None = None) -> di
             synthesize(synth)
             if cfg.trains_parser(data):
                 synth_dirs.append(synth.out)
-        parsers = {
-            "labelled only": train_parser(cfg.parser("parser_labelled")),
-            "labelled + synthetic": train_parser(cfg.parser("parser_semi", tuple(synth_dirs))),
-        }
+        on_cpu = resolve_device(cfg.device).type == "cpu"
+        parser_cfgs = cfg.parsers(tuple(synth_dirs), on_cpu)
+        if cfg.parsers_side_by_side(on_cpu):
+            parsers = train_parsers.with_options(task_runner=parsers_runner(len(parser_cfgs)))(parser_cfgs)
+        else:
+            parsers = {name: train_parser(c) for name, c in parser_cfgs.items()}
         rows = {name: evaluate_task(p, cfg.labelled, "val", [1.0], False, cfg.device) for name, p in parsers.items()}
         out = report_dir(cfg.reports)
         grid = prediction_grid_task(parsers, cfg.labelled, str(out / "predictions_val.png"), cfg.photos_in_grids)

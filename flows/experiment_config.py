@@ -13,9 +13,9 @@ from pipeline.keypoints_config import KeypointsConfig
 from refine_net.config import (DeviceName, EncoderName, Profile, RefinerTrainConfig, RunConfig, SynthConfig,
                                missing_onnx, require_onnx)
 
-#: how the CCP presets train (CPU profile): LSP's synthetic people hurt the CCP parser, CCP's own do
-#: not; BlazePose person masks make the synthetic labels better; the encoder-decoder parser beats the
-#: DeepLab by 5.4; mirror averaging helps the refiner; the parsers start from ImageNet
+#: how the CCP presets train (CPU profile): LSP's synthetic people hurt the CCP parser (so the presets
+#: leave LSP out), CCP's own do not; BlazePose person masks make the synthetic labels better; the
+#: encoder-decoder parser beats the DeepLab by 5.4; mirror averaging helps the refiner; the parsers start from ImageNet
 #: (EfficientNet-Lite0, output stride 16): 1,000 steps of it give 53.2 real only where 3,000 from
 #: scratch give 51.1, in about the same time; so does the refiner: 15 epochs of EfficientNet-Lite0
 #: label the val people 57.9 mIoU where 60 from scratch give 56.5, in 14 minutes instead of 22.5, and
@@ -65,6 +65,9 @@ class ExperimentConfig(RunConfig):
     parser_output_stride: int | None = Field(None, description="output stride of both parsers (default: 16 with a "
                                                                "pretrained encoder, 8 from scratch)")
     threads: int = Field(2, description="torch threads and synthesis workers")
+    parsers_at_once: bool = Field(True, description="on the CPU with --threads >= 2, train the two parsers at once, "
+                                                    "in two processes with half the threads each (faster on small "
+                                                    "CPUs); off: one after the other with every thread")
     score_synthesis: bool = Field(True, description="also label the val people as if keypoint-only and score the "
                                                     "synthetic labels against their ground truth")
     raw_photos_from: str | None = Field(None, description="a dataset whose photos without pixel labels are linked "
@@ -159,9 +162,23 @@ class ExperimentConfig(RunConfig):
         return KeypointsConfig(data=data, out=str(Path(self.work) / "keypoints" / Path(data).name),
                                workers=self.threads)
 
-    def parser(self, name: str, synthetic: tuple[str, ...] = ()) -> ParserTrainConfig:
+    def parsers(self, synthetic: tuple[str, ...], on_cpu: bool) -> dict[str, ParserTrainConfig]:
+        """The two parsers the main job compares, by report name: real labels only
+        (``work/parser_labelled``) and mixed with ``synthetic`` (``work/parser_semi``); with
+        half the threads each when they train at once (:meth:`parsers_side_by_side`)."""
+        threads = self.threads // 2 if self.parsers_side_by_side(on_cpu) else self.threads
+        return {"labelled only": self.parser("parser_labelled", threads=threads),
+                "labelled + synthetic": self.parser("parser_semi", synthetic, threads=threads)}
+
+    def parsers_side_by_side(self, on_cpu: bool) -> bool:
+        """Whether the two parsers train at once: ``parsers_at_once``, on the CPU
+        (``on_cpu``: the resolved device), with at least 2 threads."""
+        return self.parsers_at_once and on_cpu and self.threads >= 2
+
+    def parser(self, name: str, synthetic: tuple[str, ...] = (), threads: int | None = None) -> ParserTrainConfig:
         """A parser run in ``work/<name>``: real labels only, or mixed with ``synthetic``
-        (then fine-tuned on real labels for ``finetune_iterations`` steps)."""
+        (then fine-tuned on real labels for ``finetune_iterations`` steps), with ``threads``
+        torch threads (default ``threads``)."""
         return ParserTrainConfig(data=self.labelled, out_dir=str(Path(self.work) / name), synthetic=synthetic,
                                  iterations=self.parser_iterations,
                                  finetune_iterations=self.finetune_iterations if synthetic else 0,
@@ -169,19 +186,21 @@ class ExperimentConfig(RunConfig):
                                  encoder=self.parser_encoder, encoder_weights=self.encoder_weights,
                                  output_stride=self.parser_output_stride or (8 if self.parser_encoder == "scratch"
                                                                              else 16),
-                                 threads=self.threads, profile=self.profile, device=self.device, amp=self.amp)
+                                 threads=threads or self.threads, profile=self.profile, device=self.device,
+                                 amp=self.amp)
 
 
 def preset_values(name: str, data_root: str | None = None) -> dict:
     """The config values of a preset.  ``demo``: the embedded synthetic set (generated
     when absent), a few minutes on 2 cores.  ``ccp``: ``DATA_ROOT/ccp`` (labelled people
     train the refiner and the parsers; val is scored) with the keypoint-only people of
-    ``DATA_ROOT/ccp`` and ``DATA_ROOT/lsp`` (both labelled; CCP's train the
-    semi-supervised parser).  ``ccp-photos``: as ``ccp``, but CCP's photos without pixel
-    labels come as raw photos (linked into ``work/photos/ccp``; their shipped keypoints are
-    not read): BlazePose estimates their keypoints and person masks, to which their
-    synthetic labels (and the val people's) are clipped; LSP is left out.  Raises
-    ConfigError for another name or a missing ``data_root``."""
+    ``DATA_ROOT/ccp``, who train the semi-supervised parser (LSP's people hurt it, so the
+    preset does not label them; ``--keypoint-only DATA_ROOT/ccp DATA_ROOT/lsp`` does).
+    ``ccp-photos``: as ``ccp``, but CCP's photos without pixel labels come as raw photos
+    (linked into ``work/photos/ccp``; their shipped keypoints are not read): BlazePose
+    estimates their keypoints and person masks, to which their synthetic labels (and the
+    val people's) are clipped.  Raises ConfigError for another name or a missing
+    ``data_root``."""
     if name == "demo":
         from pipeline.demo import DEFAULT_DEMO_DIR, ensure_demo
 
@@ -189,13 +208,11 @@ def preset_values(name: str, data_root: str | None = None) -> dict:
         return dict(PRESETS["demo"], labelled=demo, keypoint_only=(demo,), work=str(Path("data/runs/demo")))
     if name == "ccp":
         if not data_root:
-            raise ConfigError("--preset ccp needs --data-root (the folder holding ccp/ and lsp/)")
-        root = Path(data_root)
-        for sub in ("ccp", "lsp"):
-            if not (root / sub).is_dir():
-                raise ConfigError(f"{root / sub}: not found (expected the layout of ../shared/data)")
-        return dict(PRESETS["ccp"], labelled=str(root / "ccp"), keypoint_only=(str(root / "ccp"), str(root / "lsp")),
-                    work=str(Path("data/runs/ccp")))
+            raise ConfigError("--preset ccp needs --data-root (the folder holding ccp/)")
+        ccp = Path(data_root) / "ccp"
+        if not ccp.is_dir():
+            raise ConfigError(f"{ccp}: not found (expected the layout of ../shared/data)")
+        return dict(PRESETS["ccp"], labelled=str(ccp), keypoint_only=(str(ccp),), work=str(Path("data/runs/ccp")))
     if name == "ccp-photos":
         values = preset_values("ccp", data_root)
         work = str(Path("data/runs/ccp-photos"))

@@ -29,7 +29,9 @@ from collections.abc import Iterator
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:          # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Ask the kernel to send this process SIGTERM when its parent ends (Linux; a no-op
+    elsewhere).  Runs in a child between fork and exec, or at the start of a worker."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
@@ -77,7 +79,7 @@ def temporary_server(timeout: float = 60.0) -> Iterator[str | None]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
          "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level",
-         "error", "--lifespan", "on"], env=env, preexec_fn=_die_with_parent, start_new_session=True,
+         "error", "--lifespan", "on"], env=env, preexec_fn=die_with_parent, start_new_session=True,
         stdout=log, stderr=subprocess.STDOUT)
     log.close()                           # the server holds its own descriptor
     url = f"http://127.0.0.1:{port}/api"

@@ -75,6 +75,20 @@ def test_the_main_job_gpu_profile_keeps_every_size(tmp_path):
         assert synth.mirror_average and synth.engine == "onnx"
 
 
+def test_the_two_parsers_share_the_threads_only_on_the_cpu(tmp_path):
+    def parsers(*flags, on_cpu=True):
+        args = build_parser().parse_args(["run", "--preset", "demo", "--data-root", str(tmp_path / "demo"), *flags])
+        cfg = experiment_config(args)
+        return cfg.parsers_side_by_side(on_cpu), {n: (p.threads, p.synthetic) for n, p in cfg.parsers(("s",), on_cpu).items()}
+
+    both = {"labelled only": (1, ()), "labelled + synthetic": (1, ("s",))}
+    assert parsers() == (True, both)
+    assert parsers("--threads", "5") == (True, {n: (2, s) for n, (_, s) in both.items()})
+    assert parsers("--no-parsers-at-once") == (False, {n: (2, s) for n, (_, s) in both.items()})
+    assert parsers(on_cpu=False)[0] is False and parsers("--threads", "1")[0] is False
+    assert parsers(on_cpu=False)[1]["labelled only"][0] == 2
+
+
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_config_file_then_flags(tmp_path, suffix):
     values = {"data": "D", "out_dir": "O", "epochs": 7, "lr": 0.01, "profile": "gpu"}
@@ -154,3 +168,13 @@ def test_the_ccp_presets_train_imagenet_pretrained_networks_and_a_user_can_pick_
     assert scratch.refiner().encoder == "scratch"
     demo = validate_config(ExperimentConfig, preset_values("demo"))
     assert demo.parser("p").encoder == "scratch"
+
+
+def test_the_ccp_preset_labels_the_people_its_parser_trains_on(shared_data):
+    ccp, lsp = str(shared_data / "ccp"), str(shared_data / "lsp")
+    cfg = experiment_config(build_parser().parse_args(["run", "--preset", "ccp", "--data-root", str(shared_data)]))
+    assert cfg.keypoint_only == (ccp,) and [k.data for k in cfg.keypoint_runs()] == [ccp]
+    both = experiment_config(build_parser().parse_args(["run", "--preset", "ccp", "--data-root", str(shared_data),
+                                                        "--keypoint-only", ccp, lsp]))
+    assert [both.trains_parser(d) for d in both.keypoint_only] == [True, False]
+    assert [k.data for k in both.keypoint_runs()] == [ccp, lsp]

@@ -131,8 +131,10 @@ def test_main_job_writes_report_and_artifacts(prefect_harness, demo_dir, tmp_pat
 
     result = run_experiment(ExperimentConfig(labelled=str(demo_dir), keypoint_only=(str(demo_dir),),
                                              work=str(tmp_path / "work"), refiner_epochs=1, parser_iterations=4,
-                                             finetune_iterations=2, threads=1, reports=str(tmp_path / "reports")))
+                                             finetune_iterations=2, threads=2, reports=str(tmp_path / "reports")))
     rows = result["parsers"]
+    for run in ("parser_labelled", "parser_semi"):           # trained at once, one thread each
+        assert json.loads((tmp_path / "work" / run / "config.json").read_text())["train"]["threads"] == 1
     assert set(rows) == {"labelled only", "labelled + synthetic"}
     for r in rows.values():
         assert_scores_consistent(r, images=3)
