@@ -86,7 +86,7 @@ def run_experiment(cfg: ExperimentConfig, dask_address: str | None = None) -> di
                 synth_dirs.append(synth.out)
         on_cpu = resolve_device(cfg.device).type == "cpu"
         parser_cfgs = cfg.parsers(tuple(synth_dirs), on_cpu)
-        if cfg.parsers_side_by_side(on_cpu):
+        if cfg.parsers_train_at_once(on_cpu):
             parsers = train_parsers.with_options(task_runner=parsers_runner(len(parser_cfgs)))(parser_cfgs)
         else:
             parsers = {name: train_parser(c) for name, c in parser_cfgs.items()}

@@ -15,8 +15,8 @@ from refine_net.config import (DeviceName, EncoderName, Profile, RefinerTrainCon
 
 #: how the CCP presets train (CPU profile): LSP's synthetic people hurt the CCP parser (so the presets
 #: leave LSP out), CCP's own do not; BlazePose person masks make the synthetic labels better; the
-#: encoder-decoder parser beats the DeepLab by 5.4; mirror averaging helps the refiner; the parsers start from ImageNet
-#: (EfficientNet-Lite0, output stride 16): 1,000 steps of it give 53.2 real only where 3,000 from
+#: encoder-decoder parser beats the DeepLab by 5.4; mirror averaging helps the refiner; the parsers
+#: start from ImageNet (EfficientNet-Lite0, output stride 16): 1,000 steps of it give 53.2 real only where 3,000 from
 #: scratch give 51.1, in about the same time; so does the refiner: 15 epochs of EfficientNet-Lite0
 #: label the val people 57.9 mIoU where 60 from scratch give 56.5, in 14 minutes instead of 22.5, and
 #: ONNX Runtime runs it through synthesis at 57 people a second where torch does 41 on 2 CPU cores
@@ -165,12 +165,12 @@ class ExperimentConfig(RunConfig):
     def parsers(self, synthetic: tuple[str, ...], on_cpu: bool) -> dict[str, ParserTrainConfig]:
         """The two parsers the main job compares, by report name: real labels only
         (``work/parser_labelled``) and mixed with ``synthetic`` (``work/parser_semi``); with
-        half the threads each when they train at once (:meth:`parsers_side_by_side`)."""
-        threads = self.threads // 2 if self.parsers_side_by_side(on_cpu) else self.threads
+        half the threads each when they train at once (:meth:`parsers_train_at_once`)."""
+        threads = self.threads // 2 if self.parsers_train_at_once(on_cpu) else self.threads
         return {"labelled only": self.parser("parser_labelled", threads=threads),
                 "labelled + synthetic": self.parser("parser_semi", synthetic, threads=threads)}
 
-    def parsers_side_by_side(self, on_cpu: bool) -> bool:
+    def parsers_train_at_once(self, on_cpu: bool) -> bool:
         """Whether the two parsers train at once: ``parsers_at_once``, on the CPU
         (``on_cpu``: the resolved device), with at least 2 threads."""
         return self.parsers_at_once and on_cpu and self.threads >= 2

@@ -79,7 +79,8 @@ def test_the_two_parsers_share_the_threads_only_on_the_cpu(tmp_path):
     def parsers(*flags, on_cpu=True):
         args = build_parser().parse_args(["run", "--preset", "demo", "--data-root", str(tmp_path / "demo"), *flags])
         cfg = experiment_config(args)
-        return cfg.parsers_side_by_side(on_cpu), {n: (p.threads, p.synthetic) for n, p in cfg.parsers(("s",), on_cpu).items()}
+        runs = cfg.parsers(("s",), on_cpu)
+        return cfg.parsers_train_at_once(on_cpu), {n: (p.threads, p.synthetic) for n, p in runs.items()}
 
     both = {"labelled only": (1, ()), "labelled + synthetic": (1, ("s",))}
     assert parsers() == (True, both)
