@@ -62,6 +62,7 @@ def temporary_server(timeout: float = 60.0) -> Iterator[str | None]:
     dies with this process.  Raises ConfigError when the server does not come up."""
     import httpx
     import prefect
+    from prefect.context import refresh_global_settings_context
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from pipeline.errors import ConfigError
@@ -94,11 +95,20 @@ def temporary_server(timeout: float = 60.0) -> Iterator[str | None]:
             if proc.poll() is not None or time.time() > deadline:
                 raise ConfigError(f"the temporary Prefect server did not start on port {port}")
             time.sleep(0.3)
-        with temporary_settings({PREFECT_API_URL: url}):
-            try:
-                yield url
-            finally:
-                _flush_to_server()
+        # the process-wide settings too: threads that Prefect starts outside this context
+        # (its process pool's submitter and message forwarder) read those, and without the
+        # URL there they started a server of their own
+        os.environ["PREFECT_API_URL"] = url
+        refresh_global_settings_context()
+        try:
+            with temporary_settings({PREFECT_API_URL: url}):
+                try:
+                    yield url
+                finally:
+                    _flush_to_server()
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
+            refresh_global_settings_context()
     except Exception:
         print(f"the temporary Prefect server's log: {log_path}", file=sys.stderr)
         raise

@@ -41,25 +41,15 @@ def train_parser(cfg: ParserTrainConfig) -> str:
     return train_parser_task(cfg)
 
 
-def _parser_process(api_url: str | None) -> None:
-    """Start of a parser process of :func:`train_parsers`: it dies with the command (as the
-    temporary server does) and reports to the command's Prefect server."""
-    import os
+def parsers_runner(n: int):
+    """Prefect's process pool of ``n`` processes for :func:`train_parsers`; each process
+    ends with the command (:func:`flows.server.die_with_parent`) and reports to its
+    Prefect server (Prefect passes the settings on)."""
+    from prefect.task_runners import ProcessPoolTaskRunner
 
     from flows.server import die_with_parent
 
-    die_with_parent()
-    if api_url:
-        os.environ["PREFECT_API_URL"] = api_url
-
-
-def parsers_runner(n: int):
-    """Prefect's process pool of ``n`` processes for :func:`train_parsers`, reporting to
-    this command's Prefect server and ending with the command."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.task_runners import ProcessPoolTaskRunner
-
-    return ProcessPoolTaskRunner(max_workers=n, initializer=_parser_process, initargs=(PREFECT_API_URL.value(),))
+    return ProcessPoolTaskRunner(max_workers=n, initializer=die_with_parent)
 
 
 @flow(name="train-parsers", log_prints=True)

@@ -200,6 +200,20 @@ def test_a_command_ends_without_shutdown_errors(demo_dir, tiny_refiner, tmp_path
     assert "Error logging to API" not in printed and "Error flushing" not in printed and "Traceback" not in printed
 
 
+def test_the_main_job_trains_its_parsers_at_once_on_the_command_s_server(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PARTSYNTH_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--data-root", str(tmp_path / "demo"),
+                           "--refiner-epochs", "1", "--parser-iterations", "4", "--finetune-iterations", "2",
+                           "--work", str(tmp_path / "work"), "--reports", str(tmp_path / "reports"), "--threads", "2"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed[-2000:]
+    assert "for flow 'train-parsers'" in printed and printed.count("parser: loss") == 2
+    # the parser processes' logs reach the command's own server: no second one is started
+    assert "Starting temporary server" not in printed and "Traceback" not in printed, printed[-3000:]
+
+
 def test_ctrl_c_prints_one_line_and_keeps_the_work(demo_dir, tiny_refiner, tmp_path):
     import psutil
 
