@@ -16,11 +16,11 @@ from refine_net.config import (DeviceName, EncoderName, Profile, RefinerTrainCon
 #: how the CCP presets train (CPU profile): LSP's synthetic people hurt the CCP parser (so the presets
 #: leave LSP out), CCP's own do not; BlazePose person masks make the synthetic labels better; the
 #: encoder-decoder parser beats the DeepLab by 5.4; mirror averaging helps the refiner; the parsers
-#: start from ImageNet (EfficientNet-Lite0, output stride 16): 1,000 steps of it give 53.2 real only where 3,000 from
-#: scratch give 51.1, in about the same time; so does the refiner: 15 epochs of EfficientNet-Lite0
-#: label the val people 57.9 mIoU where 60 from scratch give 56.5, in 14 minutes instead of 22.5, and
-#: ONNX Runtime runs it through synthesis at 57 people a second where torch does 41 on 2 CPU cores
-#: (``auto``: torch when synthesis runs on a GPU)
+#: start from ImageNet (EfficientNet-Lite0, output stride 16): 1,000 steps of it give 53.2 real only
+#: where 3,000 from scratch give 51.1, in about the same time; so does the refiner: 15 epochs of
+#: EfficientNet-Lite0 label the val people 57.9 mIoU where 60 from scratch give 56.5, in 14 minutes
+#: instead of 22.5, and ONNX Runtime runs it through synthesis at 57 people a second where torch does
+#: 41 on 2 CPU cores (``auto``: torch when synthesis runs on a GPU)
 #: (docs/results.md, 'ImageNet-pretrained encoders')
 CCP_RECIPE: dict[str, Any] = dict(refiner_epochs=15, refiner_encoder="efficientnet-lite0", synthesis_engine="auto",
                                   mirror_average=True, parser_iterations=1000,

@@ -102,11 +102,9 @@ def temporary_server(timeout: float = 60.0) -> Iterator[str | None]:
         refresh_global_settings_context()
         try:
             with temporary_settings({PREFECT_API_URL: url}):
-                try:
-                    yield url
-                finally:
-                    _flush_to_server()
+                yield url
         finally:
+            _flush_to_server()                  # the process-wide settings still name the server
             os.environ.pop("PREFECT_API_URL", None)
             refresh_global_settings_context()
     except Exception:
