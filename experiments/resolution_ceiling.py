@@ -29,8 +29,9 @@ from pipeline.readers.layouts import iter_records
 def through_grid(label_map: np.ndarray, num_classes: int, long_side: float) -> np.ndarray:
     """uint8 (H, W) arg-max of ``label_map``'s one-hot classes area-averaged onto a grid whose
     long side is ``long_side`` cells (rounded; size / stride), then resized back bilinearly
-    to (H, W).  255 (ignore)
-    pixels count for no class; a pixel whose grid cell holds only ignore gets class 0."""
+    to (H, W).  255 (ignore) pixels count for no class; a pixel whose grid cell holds only
+    ignore gets class 0.  One class at a time: OpenCV's area resize takes at most 4 channels
+    at a non-integer ratio."""
     h, w = label_map.shape
     scale = long_side / max(h, w)
     gh, gw = max(1, round(h * scale)), max(1, round(w * scale))
