@@ -20,6 +20,7 @@ import time
 import cv2
 import numpy as np
 
+from parser_net.dataset import resize_channels, resize_long_side
 from pipeline.formats.files import write_json
 from pipeline.labels import LABEL_SETS
 from pipeline.metrics import ConfusionMatrix
@@ -30,16 +31,11 @@ def through_grid(label_map: np.ndarray, num_classes: int, long_side: float) -> n
     """uint8 (H, W) arg-max of ``label_map``'s one-hot classes area-averaged onto a grid whose
     long side is ``long_side`` cells (rounded; size / stride), then resized back bilinearly
     to (H, W).  255 (ignore) pixels count for no class; a pixel whose grid cell holds only
-    ignore gets class 0.  One class at a time: OpenCV's area resize takes at most 4 channels
-    at a non-integer ratio."""
+    ignore gets class 0."""
     h, w = label_map.shape
-    scale = long_side / max(h, w)
-    gh, gw = max(1, round(h * scale)), max(1, round(w * scale))
     onehot = np.stack([(label_map == c).astype(np.float32) for c in range(num_classes)], axis=-1)
-    small = np.stack([cv2.resize(onehot[..., c], (gw, gh), interpolation=cv2.INTER_AREA)
-                      for c in range(num_classes)], axis=-1)
-    back = np.stack([cv2.resize(small[..., c], (w, h), interpolation=cv2.INTER_LINEAR)
-                     for c in range(num_classes)], axis=-1)
+    small = resize_long_side(onehot, long_side, cv2.INTER_AREA)
+    back = resize_channels(small, (w, h), cv2.INTER_LINEAR)
     return np.argmax(back, axis=-1).astype(np.uint8)
 
 

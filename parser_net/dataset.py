@@ -81,7 +81,7 @@ class Batch(NamedTuple):
     soft: torch.Tensor | None = None
 
 
-def long_side_shape(image_hw: tuple[int, int], long_side: int) -> tuple[int, int]:
+def long_side_shape(image_hw: tuple[int, int], long_side: float) -> tuple[int, int]:
     """(h, w) in pixels of an image of shape ``image_hw`` resized so that its long side is
     ``long_side`` (aspect kept, sizes rounded, at least 1)."""
     h, w = image_hw
@@ -100,7 +100,7 @@ def resize_channels(image: np.ndarray, size_wh: tuple[int, int], interpolation: 
                            for i in range(0, image.shape[2], 4)], axis=2)
 
 
-def resize_long_side(image: np.ndarray, long_side: int, interpolation: int) -> np.ndarray:
+def resize_long_side(image: np.ndarray, long_side: float, interpolation: int) -> np.ndarray:
     """Resize (H, W[, C]) so that max(H, W) == long_side (aspect kept, sizes rounded)."""
     size_hw = long_side_shape(image.shape[:2], long_side)
     return resize_channels(image, size_hw[::-1], interpolation)
