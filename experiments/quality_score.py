@@ -31,7 +31,8 @@ from pipeline.formats.files import write_json
 from pipeline.labels import LABEL_SETS
 from pipeline.readers.layouts import iter_records
 from pipeline.metrics import ConfusionMatrix
-from pipeline.priors.bank import PriorConfig, bank_from_dataset, crop_label_map
+from pipeline.priors.bank import PriorConfig, crop_label_map
+from pipeline.readers.prior_bank import bank_from_dataset
 from pipeline.priors.pose import CropBox, apply_affine
 
 

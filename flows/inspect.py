@@ -38,6 +38,8 @@ def synthesis_bank(dataset: str) -> str | None:
     """The prior bank a synthesized dataset was made with, when its refiner checkpoint and
     bank data are still reachable (else None)."""
     info = read_synth_info(dataset)
+    if not info.refiner_checkpoint:                      # the partition labeller: no prior bank
+        return None
     values = dict(info.synth_config, out=dataset, checkpoint=info.refiner_checkpoint)
     try:
         cfg = SynthConfig.model_validate(values)

@@ -62,7 +62,8 @@ def cmd_synthesize(args) -> int:
     from refine_net.checkpoint import load_checkpoint
 
     claim_output(cfg.out, cfg.data)                       # clear errors before starting Prefect
-    load_checkpoint(cfg.checkpoint, kind="refiner")
+    if cfg.checkpoint is not None:
+        load_checkpoint(cfg.checkpoint, kind="refiner")
     if is_photo_folder(cfg.data, cfg.layout):           # keypoints first (BlazePose), into OUT/keypoints
         from pipeline.blazepose import mediapipe_pose
 

@@ -32,7 +32,8 @@ from pipeline.formats.files import atomic_path, cache_dir, file_sha256, tree_sig
 from pipeline.keypoints_config import KeypointsConfig
 from pipeline.readers.layouts import keypoint_only_people
 from pipeline.formats.output_lock import output_lock
-from pipeline.priors.bank import PriorConfig, bank_from_dataset
+from pipeline.priors.bank import PriorConfig
+from pipeline.readers.prior_bank import bank_from_dataset
 from pipeline.formats.folder import json_to_keypoints, keypoints_to_json
 from pipeline.formats.records import PersonRecord, ReadReport
 from pipeline.formats.synth_dataset import (KEYPOINTS_DIR, claim_output, item_intact, remove_stale_labels,
@@ -40,6 +41,7 @@ from pipeline.formats.synth_dataset import (KEYPOINTS_DIR, claim_output, item_in
 from refine_net.checkpoint import Checkpoint, load_checkpoint
 from refine_net.config import SynthConfig
 from refine_net.onnx_export import refiner_onnx
+from refine_net.partition_labeller import LABELLER, PartitionLabeller
 from refine_net.synthesize import Synthesizer, bank_folders, synthesis_prior_config
 
 
@@ -67,7 +69,7 @@ def list_images(data: str, layout: str | None, signature: str, relabel: bool = F
             "person_id": r.person_id, "image_size": list(r.image_size), "source": r.source_format,
             "keypoints": keypoints_to_json(r.keypoints) if r.keypoints is not None else None,
             "derived": r.keypoints_derived.tolist() if r.keypoints_derived is not None else None,
-            "split": r.split, **_mask_fields(r, masks)})
+            "split": r.split, "other_people_rle": (r.meta or {}).get("other_people_rle"), **_mask_fields(r, masks)})
     if report.skipped:
         log = get_run_logger()
         log.warning("%s: %s", data, report.summary())
@@ -116,9 +118,12 @@ def bank_for(cfg: SynthConfig, ckpt: Checkpoint) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def _synthesizer(cfg_json: str, bank_path: str) -> Synthesizer:
-    """One Synthesizer per worker (thread pool or Dask process), reused by its tasks."""
+def _synthesizer(cfg_json: str, bank_path: str) -> Synthesizer | PartitionLabeller:
+    """One Synthesizer per worker (thread pool or Dask process), reused by its tasks; the
+    partition labeller when the run has no refiner checkpoint."""
     cfg = SynthConfig.model_validate_json(cfg_json)
+    if cfg.checkpoint is None:
+        return PartitionLabeller(cfg)
     torch.set_num_threads(cfg.threads_per_task)
     with open(bank_path, "rb") as f:
         bank = pickle.load(f)
@@ -130,7 +135,8 @@ def _people(image: dict) -> list[PersonRecord]:
     return [PersonRecord(Path(image["image"]), tuple(p["image_size"]), p["person_id"], p["source"],
                          keypoints=None if p["keypoints"] is None else json_to_keypoints(p["keypoints"]),
                          keypoints_derived=None if p["derived"] is None else np.array(p["derived"], bool),
-                         split=p["split"], meta={"person_mask": p.get("person_mask"), "rle": p.get("person_rle")})
+                         split=p["split"], meta={"person_mask": p.get("person_mask"), "rle": p.get("person_rle"),
+                                                 "other_people_rle": p.get("other_people_rle")})
             for p in image["people"]]
 
 
@@ -182,7 +188,10 @@ def photos_with_keypoints(cfg: SynthConfig, force: bool) -> SynthConfig:
 @flow(name="synthesize-labels", log_prints=True)
 def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     """Label every keypoint-only person of ``cfg.data`` with the refiner at
-    ``cfg.checkpoint`` into ``cfg.out`` (see :class:`refine_net.config.SynthConfig`).
+    ``cfg.checkpoint`` into ``cfg.out`` (see :class:`refine_net.config.SynthConfig`); without
+    a checkpoint (``labels="pascal6"``), with the partition labeller
+    (:class:`refine_net.partition_labeller.PartitionLabeller`: each person's own mask split
+    by its skeleton).
 
     Prefect's cache serves an image only while its files in ``cfg.out`` are intact (item
     record, label PNG with its recorded hash, probabilities); deleted or changed files are
@@ -203,10 +212,14 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
     log = get_run_logger()
     out_path = Path(cfg.out)
     claim_output(out_path, cfg.data)
-    ckpt = load_checkpoint(cfg.checkpoint, kind="refiner")          # a clear error before any work
-    sha = file_sha256(cfg.checkpoint)
-    if cfg.engine == "onnx":
-        refiner_onnx(cfg.checkpoint, sha)                            # exported once, before the workers start
+    ckpt = sha = None
+    if cfg.checkpoint is None:                                       # the partition labeller: no refiner, no bank
+        sha = LABELLER
+    else:
+        ckpt = load_checkpoint(cfg.checkpoint, kind="refiner")      # a clear error before any work
+        sha = file_sha256(cfg.checkpoint)
+        if cfg.engine == "onnx":
+            refiner_onnx(cfg.checkpoint, sha)                        # exported once, before the workers start
     with output_lock(out_path):
         if is_photo_folder(cfg.data, cfg.layout):
             cfg = photos_with_keypoints(cfg, force)
@@ -216,7 +229,7 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
         images = listed["images"]
         removed = prepare_output(out_path, {im["image"] for im in images}, remove_stale_labels, log, "labels", cfg.data)
         write_read_skips(out_path, listed["skipped"])
-        bank_path = bank_for(cfg, ckpt)
+        bank_path = bank_for(cfg, ckpt) if ckpt is not None else ""
         log.info("%d images with keypoint-only people in %s", len(images), cfg.data)
         chunks = [[images[i] for i in c] for c in content_chunks([im["image"] for im in images], cfg.chunk_size)]
         results = run_chunks(synthesize_chunk, chunks,

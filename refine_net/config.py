@@ -133,7 +133,13 @@ class SynthConfig(RunConfig):
     """A synthesis run (Fang et al., CVPR 2018, section 5): label every keypoint-only person
     of ``data`` into the dataset folder ``out``."""
 
-    checkpoint: str = Field(description="refiner checkpoint (last.pt of train-refiner)")
+    checkpoint: str | None = Field(None, description="refiner checkpoint (last.pt of train-refiner); none with "
+                                                     "--labels pascal6: body parts from each person's own mask and "
+                                                     "skeleton, no refiner")
+    labels: Literal["pascal6"] | None = Field(None, description="pascal6 without --checkpoint: the partition labeller "
+                                                                "(each person's mask split by its skeleton into head, "
+                                                                "torso, upper/lower arms and legs); with a checkpoint "
+                                                                "it must be the refiner's label set")
     data: str = Field(description="dataset (any supported layout) whose people without labels get labels")
     out: str = Field(description="output dataset folder (resumable, cached)")
     bank_data: str | None = Field(None, description="labelled bank (default: the refiner's training data)")
@@ -176,6 +182,13 @@ class SynthConfig(RunConfig):
     engine: Literal["torch", "onnx"] = Field("torch", description="run the refiner with torch, or with ONNX Runtime "
                                              "on the CPU (partsynth[onnx]; the checkpoint is exported once to "
                                              "<checkpoint>.onnx beside it)")
+
+    @model_validator(mode="after")
+    def _labeller(self) -> "SynthConfig":
+        if self.checkpoint is None and self.labels is None:
+            raise ConfigError("synthesis needs --checkpoint (a refiner), or --labels pascal6 for body parts from "
+                              "each person's mask and skeleton")
+        return self
 
     @model_validator(mode="after")
     def _onnx_on_the_cpu(self) -> "SynthConfig":

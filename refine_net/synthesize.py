@@ -20,23 +20,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 
 from pipeline.formats import files
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.formats.files import file_sha256
 from pipeline.labels import IGNORE, LABEL_SETS
-from pipeline.priors.bank import PriorBank, PriorConfig, bank_from_dataset, crop_image
+from pipeline.priors.bank import PriorBank, PriorConfig, crop_image
+from pipeline.readers.prior_bank import bank_from_dataset
 from pipeline.priors.partial import complete_pose, hidden_in_image, hidden_region, is_partial, partial_neighbours
 from pipeline.priors.paste import NO_OWNER, paste_people
 from pipeline.priors.pose import apply_affine, keypoint_problem, person_box, torso_problem
 from pipeline.priors.pose_index import Neighbours
 from pipeline.priors.support import apply_person_masks, clip_to_support, prior_support
-from pipeline.readers.coco import coco_instance_mask
+from pipeline.formats.person_mask import person_mask_source, read_other_people, read_person_mask
 from pipeline.formats.records import PersonRecord
 from pipeline.skeleton import JOINT_NAMES
 from pipeline.formats.item_folder import item_name, remove_partial_files, write_item
-from pipeline.formats.synth_dataset import SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_intact
+from pipeline.formats.synth_dataset import (SynthDatasetInfo, SynthItem, SynthPerson, finalize_dataset, item_intact,
+                                           person_class_rles, write_label_file)
 from refine_net.checkpoint import Checkpoint, load_checkpoint
 from refine_net.config import SynthConfig
 from refine_net.dataset import image_to_tensor
@@ -84,41 +85,13 @@ def mirrored(x: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
     return x.flip(-1)[:, channels]
 
 
-def person_mask_source(rec: PersonRecord) -> str | None:
-    """Which person mask :func:`read_person_mask` uses for ``rec``: ``annotation`` (its COCO
-    annotation's instance segmentation, ``meta["rle"]``), else ``blazepose``
-    (``meta["person_mask"]``, a keypoints folder's PNG), else None."""
-    meta = rec.meta or {}
-    return "annotation" if meta.get("rle") else "blazepose" if meta.get("person_mask") else None
-
-
-def read_person_mask(rec: PersonRecord, image_size: tuple[int, int]) -> np.ndarray | None:
-    """bool (H, W) person mask of ``rec``: its COCO annotation's own instance mask
-    (``meta["rle"]``, COCO RLE) when it has one, else ``meta["person_mask"]`` (a uint8 PNG,
-    >= 128 is the person), else None.  Raises DataError naming the image or PNG when the
-    mask is unreadable or its size differs from the image's."""
-    meta = rec.meta or {}
-    if meta.get("rle"):
-        mask = coco_instance_mask(meta)
-        if mask.shape != tuple(image_size):
-            raise DataError(rec.image_path, f"the annotation's mask {mask.shape} differs from the image "
-                                            f"{tuple(image_size)}")
-        return mask
-    path = meta.get("person_mask")
-    if not path:
-        return None
-    mask = files.read_label_png(path)
-    if mask.shape != tuple(image_size):
-        raise DataError(path, f"person mask size {mask.shape} differs from image size {tuple(image_size)}")
-    return mask >= 128
-
-
 @dataclass
 class _Pending:
     """One image between reading and the refiner: its record, and per person reaching the
     refiner the crop box, the input (3 + C, S, S), the prior (C, S, S) or None, the
     person mask bool (H, W) or None and, for a partial body, its hidden region bool (S, S)
-    (else None)."""
+    (else None); ``others`` bool (H, W) the pixels of the image's people without a record
+    (crowds), or None."""
 
     item: SynthItem
     boxes: list = field(default_factory=list)
@@ -126,6 +99,7 @@ class _Pending:
     priors: list[np.ndarray | None] = field(default_factory=list)
     masks: list[np.ndarray | None] = field(default_factory=list)
     hidden: list[np.ndarray | None] = field(default_factory=list)
+    others: np.ndarray | None = None
 
 
 class Synthesizer:
@@ -150,6 +124,8 @@ class Synthesizer:
             self.device = next(self.model.parameters()).device
             self.use_prior = self.model.cfg.use_prior
         self.label_set = ckpt.label_set
+        if cfg.labels and cfg.labels != self.label_set:
+            raise ConfigError(f"--labels {cfg.labels}: the refiner {cfg.checkpoint} labels {self.label_set}")
         self.prior_cfg = synthesis_prior_config(ckpt, cfg.k)
         bank_data = bank_data_of(cfg, ckpt)
         self.bank = bank if bank is not None else build_bank(cfg, ckpt)
@@ -221,7 +197,8 @@ class Synthesizer:
         DataError for a corrupt image."""
         image = files.read_image(image_path)
         matched = [self._match(rec, image_path, image.shape[:2]) for rec in people]
-        pending = _Pending(SynthItem(str(image_path), tuple(image.shape[:2]), [p for p, _ in matched]))
+        pending = _Pending(SynthItem(str(image_path), tuple(image.shape[:2]), [p for p, _ in matched]),
+                           others=read_other_people(people[0], image.shape[:2]) if people else None)
         for rec, m in ((rec, m) for rec, (_, m) in zip(people, matched) if m is not None):
             box, kp, ids, hidden = m
             x = image_to_tensor(crop_image(image, box, self.prior_cfg.size))
@@ -270,6 +247,8 @@ class Synthesizer:
         pasted = paste_people(item.image_size, probs, pending.boxes)
         if self.cfg.person_mask_mode != "off":
             apply_person_masks(pasted.label_map, pasted.owner, pending.masks, self.cfg.person_mask_mode == "fill")
+        if pending.others is not None:      # crowds and unkeyed people: their parts are unknown, not background
+            pasted.label_map[pending.others & (pasted.label_map == 0)] = IGNORE
         uncertain = (pasted.owner != NO_OWNER) & (pasted.confidence < self.cfg.min_pixel_confidence)
         pasted.label_map[uncertain] = IGNORE
         for j, (hidden, box) in enumerate(zip(pending.hidden, pending.boxes)):
@@ -283,11 +262,7 @@ class Synthesizer:
                 person.status, person.reason = "skipped", "empty label (0 foreground pixels)"
                 continue
             person.mean_max_prob = round(float(pasted.confidence[mine].mean()), 5)
-            for c in np.unique(pasted.label_map[mine]):
-                if c == 0 or c == IGNORE:
-                    continue
-                rle = mask_utils.encode(np.asfortranarray((mine & (pasted.label_map == c)).astype(np.uint8)))
-                person.rle[int(c)] = {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
+            person.rle = person_class_rles(pasted.label_map, mine)
         if not item.labelled:
             return item, None, []
         return item, pasted.label_map, probs
@@ -364,9 +339,7 @@ class Synthesizer:
         name = item_name(item.image)
         item.fingerprint = self.fingerprint
         if label_map is not None:
-            item.label = f"labels/{name}.png"
-            files.write_label_png(out / item.label, label_map, LABEL_SETS[self.label_set].palette)
-            item.label_sha256 = file_sha256(out / item.label)
+            write_label_file(out, item, label_map, LABEL_SETS[self.label_set].palette)
             if self.cfg.save_probabilities and probs:
                 item.probs = f"probs/{name}.npz"
                 with files.atomic_path(out / item.probs) as tmp:

@@ -7,7 +7,8 @@ import pytest
 from parser_net.dataset import to_tensor
 from pipeline.formats import files
 from pipeline.errors import ConfigError, DataError
-from pipeline.priors.bank import PriorConfig, bank_from_dataset
+from pipeline.priors.bank import PriorConfig
+from pipeline.readers.prior_bank import bank_from_dataset
 from pipeline.formats.item_folder import item_name, item_path, write_item
 from pipeline.formats.synth_dataset import SYNTH_FORMAT_VERSION, SynthItem, SynthPerson, read_item, read_synth_info
 

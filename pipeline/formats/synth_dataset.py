@@ -73,6 +73,8 @@ class SynthPerson:
         person_mask: the mask that clipped (and filled) the person's label: ``annotation``
             (its COCO annotation's own instance mask), ``blazepose`` (a keypoints folder's),
             or None.
+        notes: how missing joints or parts were handled (the partition labeller,
+            :class:`pipeline.priors.partition.Partition`), one line each.
     """
 
     person_id: str
@@ -90,6 +92,7 @@ class SynthPerson:
     rle: dict[int, dict] = field(default_factory=dict)
     estimated_joints: list[str] = field(default_factory=list)
     person_mask: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -182,6 +185,31 @@ class SynthDatasetInfo:
     def to_json(self) -> dict:
         return dict(asdict(self), format=FORMAT, synthetic=True,
                     description="labels synthesized by partsynth (prior + refinement U-Net)")
+
+
+def person_class_rles(label_map: np.ndarray, mine: np.ndarray) -> dict[int, dict]:
+    """{class id: COCO RLE {"size", "counts": str}} of one person's pixels (bool (H, W)
+    ``mine``) per class of the uint8 (H, W) ``label_map`` (background and ignore left out):
+    what :attr:`SynthPerson.rle` holds."""
+    out = {}
+    for c in np.unique(label_map[mine]):
+        if c == 0 or c == 255:
+            continue
+        rle = mask_utils.encode(np.asfortranarray((mine & (label_map == c)).astype(np.uint8)))
+        out[int(c)] = {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
+    return out
+
+
+def write_label_file(out: Path, item: SynthItem, label_map: np.ndarray, palette: np.ndarray) -> None:
+    """Write one image's palette label PNG ``labels/<item>.png`` into the dataset folder
+    ``out`` (atomically) and set ``item.label`` and ``item.label_sha256``; the caller writes
+    the item record after it (:func:`pipeline.formats.item_folder.write_item`)."""
+    from pipeline.formats.files import file_sha256
+    from pipeline.formats.item_folder import item_name
+
+    item.label = f"labels/{item_name(item.image)}.png"
+    files.write_label_png(out / item.label, label_map, palette)
+    item.label_sha256 = file_sha256(out / item.label)
 
 
 def read_item(path: str | Path) -> SynthItem:

@@ -196,33 +196,3 @@ def one_hot_mean(maps: np.ndarray, num_classes: int) -> np.ndarray:
     out[1:] *= np.float32(1.0 / k)
     out[0] = 1.0 - out[1:].sum(axis=0)
     return out
-
-
-def bank_from_dataset(data: str | Path | Sequence[str | Path], split: str | None, config: PriorConfig,
-                      label_set: str | None = None, report=None) -> PriorBank:
-    """The prior bank of the labelled people with keypoints of one or several datasets.
-
-    Args:
-        data: dataset folder or annotation file (any supported layout), or several (e.g.
-            the refiner's training data and people corrected with ``import-labels``).
-        split: use only this split (None: every labelled person).
-        config: crop frame and prior settings.
-        label_set: read the data in this label set (a refiner's: ccp8, ccp59, ...);
-            None: the reader's default.
-        report: a :class:`pipeline.formats.records.ReadReport` collecting skipped bad items.
-    Raises: ConfigError when a dataset has no labelled person with keypoints (in
-    ``split``) or labels in another label set."""
-    from pipeline.errors import ConfigError
-    from pipeline.readers.layouts import iter_records
-
-    options = {"label_set": label_set} if label_set else {}
-    recs = []
-    for folder in [data] if isinstance(data, (str, Path)) else data:
-        mine = [r for r in iter_records(folder, skip_bad=True, report=report, **options)
-                if r.label_map is not None and r.keypoints is not None and (split is None or r.split == split)]
-        if not mine:
-            raise ConfigError(f"{folder}: no labelled people with keypoints" + (f" in split {split!r}" if split else ""))
-        if label_set and mine[0].label_set != label_set:
-            raise ConfigError(f"{folder}: labels are {mine[0].label_set}, the refiner works in {label_set}")
-        recs += mine
-    return PriorBank.from_records(recs, config)

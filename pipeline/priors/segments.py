@@ -84,13 +84,15 @@ def draw_segment(mask: np.ndarray, kp: np.ndarray, seg: int, value: int, thickne
     cv2.line(mask, p, q, value, thickness, lineType=cv2.LINE_8, shift=4)
 
 
-def segment_distances(kp: np.ndarray, size: int) -> np.ndarray:
-    """float32 (10, size, size): each pixel's distance in pixels to each segment's skeleton
-    (line, or torso polygon); inf for segments whose joints are missing."""
-    dist = np.full((NUM_SEGMENTS, size, size), np.inf, dtype=np.float32)
+def segment_distances(kp: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """float32 (10, h, w): each pixel's distance in pixels to each segment's skeleton
+    (line, or torso polygon); inf for segments whose joints are missing.  ``size`` is the
+    side of a square frame or its (h, w)."""
+    shape = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    dist = np.full((NUM_SEGMENTS, *shape), np.inf, dtype=np.float32)
     for i, ok in enumerate(segment_available(kp)):
         if ok:
-            m = np.full((size, size), 255, dtype=np.uint8)
+            m = np.full(shape, 255, dtype=np.uint8)
             draw_segment(m, kp, i, 0)
             dist[i] = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     return dist
@@ -100,16 +102,15 @@ def assign_segments(label_map: np.ndarray, kp: np.ndarray, label_set: str | None
     """Assign every foreground pixel of a label map to a body segment.
 
     Args:
-        label_map: uint8 (S, S) class ids in the same frame as ``kp``; 0 and 255 are not
+        label_map: uint8 (H, W) class ids in the same frame as ``kp``; 0 and 255 are not
             assigned.
         kp: float (16, 3) keypoints in that frame.
         label_set: name used to look up :data:`CLASS_SEGMENTS` (classes restricted to
             their segments); None lets every class go to any segment.
-    Returns: uint8 (S, S) segment index (0-9), :data:`NO_SEGMENT` for background, ignore
+    Returns: uint8 (H, W) segment index (0-9), :data:`NO_SEGMENT` for background, ignore
         and pixels whose allowed segments are all missing.
     """
-    size = label_map.shape[0]
-    dist = segment_distances(kp, size)
+    dist = segment_distances(kp, label_map.shape)
     out = np.full(label_map.shape, NO_SEGMENT, dtype=np.uint8)
     fg = (label_map != 0) & (label_map != 255)
     if not fg.any() or not np.isfinite(dist[:, 0, 0]).any():

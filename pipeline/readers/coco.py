@@ -12,6 +12,7 @@ from pycocotools.coco import COCO
 
 from pipeline.formats import files
 from pipeline.errors import DataError
+from pipeline.formats.person_mask import rle_to_mask
 from pipeline.formats.records import PersonRecord, ReadReport, guard
 from pipeline.skeleton import from_coco17
 
@@ -61,12 +62,17 @@ def read_coco(ann_path: str | Path, image_dir: str | Path | None = None, *,
                   skip_bad=skip_bad, report=report)
     for img_id in sorted(coco.getImgIds()):
         info = coco.imgs[img_id]
-        for ann in coco.loadAnns(coco.getAnnIds(imgIds=img_id, catIds=cat_ids, iscrowd=None)):
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id, catIds=cat_ids, iscrowd=None))
+        unused = [a for a in anns if a.get("iscrowd", 0) or a.get("num_keypoints", 0) < min_keypoints
+                  or "keypoints" not in a]
+        others = _union_rle(coco, [a for a in unused if a.get("segmentation")])
+        unused_ids = {id(a) for a in unused}
+        for ann in anns:
             if ann.get("iscrowd", 0):
                 if report is not None:
                     report.counts["crowd"] += 1
                 continue
-            if ann.get("num_keypoints", 0) < min_keypoints or "keypoints" not in ann:
+            if id(ann) in unused_ids:
                 if report is not None:
                     report.counts["few_keypoints"] += 1
                 continue
@@ -90,12 +96,25 @@ def read_coco(ann_path: str | Path, image_dir: str | Path | None = None, *,
                 if ann.get("segmentation"):
                     rle = coco.annToRLE(ann)
                     meta["rle"] = {"size": list(rle["size"]), "counts": _counts_str(rle["counts"])}
+                if others is not None:
+                    meta["other_people_rle"] = others
                 return PersonRecord(path, size, f"{info['id']}/{ann['id']}", "coco", None, kp,
                                     derived, None, None, meta)
 
             rec = guard(one, skip_bad=skip_bad, report=report)
             if rec is not None:
                 yield rec
+
+
+def _union_rle(coco: COCO, anns: list[dict]) -> dict | None:
+    """The union of the annotations' masks as ``{"size", "counts": str}``, or None."""
+    if not anns:
+        return None
+    try:
+        rle = mask_utils.merge([coco.annToRLE(a) for a in anns], intersect=False)
+    except (TypeError, ValueError, KeyError, IndexError):    # a malformed segmentation of a person left out
+        return None
+    return {"size": list(rle["size"]), "counts": _counts_str(rle["counts"])}
 
 
 def _raise(path: Path, problem: str):
@@ -108,5 +127,4 @@ def _counts_str(counts) -> str:
 
 def coco_instance_mask(meta: dict) -> np.ndarray:
     """Decode the RLE kept in a COCO record's ``meta["rle"]`` into bool (H, W)."""
-    return mask_utils.decode({"size": meta["rle"]["size"],
-                              "counts": meta["rle"]["counts"].encode("ascii")}).astype(bool)
+    return rle_to_mask(meta["rle"])

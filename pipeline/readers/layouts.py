@@ -105,7 +105,7 @@ def iter_records(path: str | Path, layout: str | None = None, *, skip_bad: bool 
                  report: ReadReport | None = None, **options) -> Iterator[PersonRecord]:
     """Records of the dataset at ``path`` (layout detected when None).
 
-    ``options`` go to the reader (``label_set`` for ccp and pascal_part).
+    ``options`` go to the reader (``label_set`` for ccp, pascal_part and openpose).
     Raises: ValueError for an unknown layout name; DataError as the reader does.
     """
     p = Path(path)
@@ -124,7 +124,8 @@ def iter_records(path: str | Path, layout: str | None = None, *, skip_bad: bool 
     if layout == "mpii_mat":
         return readers.read_mpii_mat(p, options.get("image_dir", p.parent / "images"), **kw)
     if layout == "openpose":
-        return readers.read_openpose(p, options.get("image_dir"), **kw)
+        return readers.read_openpose(p, options.get("image_dir"), **kw,
+                                     **{k: v for k, v in options.items() if k == "label_set"})
     if layout == "pascal_part":
         return readers.read_pascal_part(p, **kw, **options)
     if layout == "lip":

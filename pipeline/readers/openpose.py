@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.formats import files
 from pipeline.labels import LABEL_SETS
 from pipeline.formats.records import PersonRecord, ReadReport, guard
+from pipeline.priors.partition import lip_to_pascal6
 from pipeline.skeleton import from_openpose
 
 SUFFIX = "_keypoints.json"
@@ -36,7 +37,7 @@ PARSE_DIR = "parse"
 
 def read_openpose(path: str | Path, image_dir: str | Path | None = None, *, skip_bad: bool = False,
                   report: ReadReport | None = None, min_confidence: float = 0.1,
-                  min_keypoints: int = 1, parses: bool = True) -> Iterator[PersonRecord]:
+                  min_keypoints: int = 1, parses: bool = True, label_set: str = LIP_SET) -> Iterator[PersonRecord]:
     """Yield one record per person of a folder of OpenPose JSON files.
 
     Each ``<stem>_keypoints.json`` (``{"people": [{"pose_keypoints_2d": [x, y, c, ...]}]}``;
@@ -53,13 +54,17 @@ def read_openpose(path: str | Path, image_dir: str | Path | None = None, *, skip
     one-person photo whose ``parse/<stem>.png`` exists gets that label map (``lip20``: LIP's
     classes, palette indices; VITON's were made by a LIP-trained network, so such a bank
     holds machine labels) and ``meta["label_source"] = "parse"``; the others stay
-    keypoint-only.  ``split`` is None (the folder defines none).
+    keypoint-only.  ``split`` is None (the folder defines none).  With ``label_set="pascal6"``
+    the parses are turned into body parts with the person's keypoints
+    (:func:`pipeline.priors.partition.lip_to_pascal6`).
 
     Raises: DataError when ``path`` holds no OpenPose JSON; per file or person (unless
         ``skip_bad``) for invalid JSON, a file that is not OpenPose output, a missing or
         unreadable photo, keypoints of another length, or a parse PNG that is unreadable, not
         the photo's size or holds values outside LIP's 20 classes.
     """
+    if label_set not in (LIP_SET, "pascal6"):
+        raise ConfigError(f"OpenPose parses are read as lip20 or pascal6, not {label_set!r}")
     found = openpose_folders(path)
     if found is None:
         raise DataError(path, f"no OpenPose *{SUFFIX} files here or in its pose/ folder")
@@ -88,8 +93,10 @@ def read_openpose(path: str | Path, image_dir: str | Path | None = None, *, skip
                 if parse is None or not parse.is_file():
                     return PersonRecord(photo, size, f"{s}/{i}", "openpose", None, kp, derived, None, None, meta)
                 label_map = files.read_photo_label_png(parse, size, LABEL_SETS[LIP_SET], "parse")
+                if label_set == "pascal6":
+                    label_map = lip_to_pascal6(label_map, kp)
                 return PersonRecord(photo, size, f"{s}/{i}", "openpose", label_map, kp, derived,
-                                    LIP_SET, None, dict(meta, label_source="parse", label_file=str(parse)))
+                                    label_set, None, dict(meta, label_source="parse", label_file=str(parse)))
 
             rec = guard(one, skip_bad=skip_bad, report=report)
             if rec is None:

@@ -9,6 +9,7 @@ import numpy as np
 from pipeline.formats import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.labels import IGNORE, pascal10_to_pascal6_lut, remap
+from pipeline.formats.person_mask import mask_to_rle
 from pipeline.formats.records import PersonRecord, ReadReport, guard
 from pipeline.readers.part_joints import keypoints_from_parts
 
@@ -31,11 +32,12 @@ def _str(x) -> str:
     return str(np.asarray(x).reshape(-1)[0]) if np.asarray(x).size else ""
 
 
-def person_parts(mat_path: Path, image_size: tuple[int, int]) -> tuple[list[tuple[int, dict]], np.ndarray, int]:
+def person_parts(mat_path: Path, image_size: tuple[int, int]) -> tuple[list[tuple[int, dict, np.ndarray]], np.ndarray, int]:
     """Raw part masks of every person of one PASCAL-Part annotation file.
 
-    Returns: ([(object index, {part name: bool (H, W) mask})] for persons with parts,
-        bool (H, W) union of all persons' masks, number of persons without part masks).
+    Returns: ([(object index, {part name: bool (H, W) mask}, bool (H, W) object mask)] for
+        persons with parts, bool (H, W) union of all persons' masks, number of persons
+        without part masks).
     Raises: DataError on a file without ``anno.objects``, an unknown person part name or
         a mask whose size differs from the image.
     """
@@ -50,7 +52,8 @@ def person_parts(mat_path: Path, image_size: tuple[int, int]) -> tuple[list[tupl
     for k, o in persons:
         if o["mask"].shape != image_size:
             raise DataError(mat_path, f"object mask size {o['mask'].shape} differs from image {image_size}")
-        all_people |= o["mask"].astype(bool)
+        whole = o["mask"].astype(bool)
+        all_people |= whole
         parts = {}
         for p in o["parts"].reshape(-1):
             name = _str(p["part_name"])
@@ -60,7 +63,7 @@ def person_parts(mat_path: Path, image_size: tuple[int, int]) -> tuple[list[tupl
                 raise DataError(mat_path, f"part {name!r} mask size differs from the image")
             parts[name] = parts.get(name, False) | p["mask"].astype(bool)
         if parts:
-            out.append((k, parts))
+            out.append((k, parts, whole))
     return out, all_people, len(persons) - len(out)
 
 
@@ -81,9 +84,10 @@ def read_pascal_part(root: str | Path, *, label_set: str = "pascal6", skip_bad: 
     Layout: ``<image id>.jpg`` beside ``<image id>.mat`` (``anno.objects``: ``class``,
     ``mask``, ``parts`` with ``part_name`` and ``mask``).  Non-person objects are ignored;
     persons without part masks are counted as ``no_parts``.  ``person_id`` is
-    ``"<image id>/<object index>"``.  PASCAL-Part has no keypoints: None, or with
-    ``keypoints_from_masks`` the joints :func:`keypoints_from_parts` derives from the
-    part masks (all flagged derived).
+    ``"<image id>/<object index>"``; ``meta["rle"]`` is the person's object mask (COCO
+    RLE: the person's own mask, as a COCO annotation's).  PASCAL-Part has no keypoints:
+    None, or with ``keypoints_from_masks`` the joints :func:`keypoints_from_parts` derives
+    from the part masks (all flagged derived).
 
     Args:
         label_set: ``pascal6`` (head, torso, upper/lower arms, upper/lower legs) or
@@ -104,14 +108,14 @@ def read_pascal_part(root: str | Path, *, label_set: str = "pascal6", skip_bad: 
                 report.counts["no_parts"] += unlabelled
             lut = pascal10_to_pascal6_lut() if label_set == "pascal6" else np.arange(256, dtype=np.uint8)
             recs = []
-            for k, parts in people:
+            for k, parts, whole in people:
                 kp = derived = None
                 if keypoints_from_masks:
                     kp = keypoints_from_parts(parts)
                     derived = np.ones(16, dtype=bool)
                 recs.append(PersonRecord(image, size, f"{mat.stem}/{k}", "pascal_part",
                                          remap(parts_label_map(parts, all_people), lut), kp, derived,
-                                         label_set, None, {"object_index": k}))
+                                         label_set, None, {"object_index": k, "rle": mask_to_rle(whole)}))
             return recs
 
         yield from guard(people, skip_bad=skip_bad, report=report) or []
