@@ -35,7 +35,7 @@ from pipeline.formats.output_lock import output_lock
 from pipeline.priors.bank import PriorConfig
 from pipeline.readers.prior_bank import bank_from_dataset
 from pipeline.formats.folder import json_to_keypoints, keypoints_to_json
-from pipeline.formats.records import PersonRecord, ReadReport
+from pipeline.formats.records import VAL_FRACTION, PersonRecord, ReadReport
 from pipeline.formats.synth_dataset import (KEYPOINTS_DIR, claim_output, item_intact, remove_stale_labels,
                                     top_level_intact, write_read_skips)
 from refine_net.checkpoint import Checkpoint, load_checkpoint
@@ -43,6 +43,7 @@ from refine_net.config import SynthConfig
 from refine_net.onnx_export import refiner_onnx
 from refine_net.partition_labeller import LABELLER, PartitionLabeller
 from refine_net.synthesize import Synthesizer, bank_folders, synthesis_prior_config
+from refine_net.train import training_config
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
@@ -90,14 +91,14 @@ def _mask_fields(r: PersonRecord, masks: PersonMasks | None) -> dict:
 
 @task(cache_policy=CACHED, persist_result=True)
 def index_bank(bank_data: list[str], bank_split: str | None, prior: dict, label_set: str, signature: str,
-               code: str) -> str:
+               code: str, val_fraction: float = VAL_FRACTION) -> str:
     """Build the prior bank (pose index + part patches) of the labelled datasets
     ``bank_data`` in the refiner's ``label_set`` and pickle it in the cache folder;
     returns the file.  Cached on the bank's files (``signature``), split, prior config
     (crop frame and morphing; not ``k``, which each query picks, so a new ``--k`` reuses
     the bank), label set and code."""
-    bank = bank_from_dataset(bank_data, bank_split, PriorConfig(**prior), label_set=label_set)
-    key = hashlib.sha256(json.dumps([bank_data, bank_split, prior, label_set, signature, code],
+    bank = bank_from_dataset(bank_data, bank_split, PriorConfig(**prior), label_set=label_set, val_fraction=val_fraction)
+    key = hashlib.sha256(json.dumps([bank_data, bank_split, prior, label_set, signature, code, val_fraction],
                                     sort_keys=True).encode())
     path = cache_dir() / f"bank-{key.hexdigest()[:20]}.pkl"
     with atomic_path(path) as tmp:
@@ -114,7 +115,7 @@ def bank_for(cfg: SynthConfig, ckpt: Checkpoint) -> str:
     folders = bank_folders(cfg, ckpt)
     prior = {f: v for f, v in asdict(synthesis_prior_config(ckpt, cfg.k)).items() if f != "k"}   # k: per query
     return index_bank(folders, cfg.bank_split, prior, ckpt.label_set, "+".join(tree_signature(f) for f in folders),
-                      code_fingerprint())
+                      code_fingerprint(), training_config(ckpt).val_fraction)
 
 
 @functools.lru_cache(maxsize=2)

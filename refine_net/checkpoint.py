@@ -130,7 +130,7 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> Checkpoint:
 #: run-config fields added after checkpoints were first written, with the value every older
 #: checkpoint was trained with (an older run resumes when the new config keeps it)
 ADDED_FIELDS = {"encoder": "scratch", "encoder_weights": "imagenet", "encoder_lr_scale": 1.0, "amp": "off",
-                "accumulate": 1}
+                "accumulate": 1, "prior_source": "morph", "val_fraction": 0.1}
 
 
 def check_resumable(path: Path, saved: dict, cfg: dict, may_change: frozenset[str]) -> None:

@@ -92,6 +92,14 @@ class RefinerTrainConfig(TrainRunConfig):
     n: int = Field(5, description="training priors draw k of the n nearest neighbours")
     use_prior: bool = Field(True, description="feed the prior; --no-prior trains the image-only baseline "
                                               "(paper Fig. 7)", json_schema_extra={"flag": "--prior"})
+    prior_source: Literal["morph", "partition", "both"] = Field(
+        "morph", description="the prior fed to the refiner: morph (the k nearest labelled people morphed onto the "
+                             "pose, the paper's), partition (the person's own mask split by its skeleton; pascal6 "
+                             "only, needs person masks) or both (the morph within the mask, gaps filled by the "
+                             "partition)")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="for data without a train split (OpenPose folders, "
+                                                                  "PASCAL-Part): this share of the people, drawn by "
+                                                                  "a hash of their id, is val, the rest train")
     loss: Literal["l1", "ce"] = Field("ce", description="ce (measured best on CCP) or l1 (the paper)")
     epochs: int = Field(20, description="epochs; a larger value on resume extends the run")
     batch_size: int = Field(8, description="batch size")
@@ -111,6 +119,14 @@ class RefinerTrainConfig(TrainRunConfig):
     @classmethod
     def _profile(cls, values: Any) -> Any:
         return fill_profile(values, REFINER_PROFILES)
+
+    @model_validator(mode="after")
+    def _partition_is_pascal6(self) -> "RefinerTrainConfig":
+        if self.prior_source != "morph" and self.label_set != "pascal6":
+            raise ConfigError(f"--prior-source {self.prior_source} partitions body parts: it needs --label-set pascal6")
+        if self.prior_source != "morph" and not self.use_prior:
+            raise ConfigError(f"--prior-source {self.prior_source} with --no-prior: the refiner would not see it")
+        return self
 
 
 def missing_onnx(modules: tuple[str, ...] = ("onnx", "onnxruntime")) -> list[str]:

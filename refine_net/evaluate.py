@@ -13,6 +13,7 @@ from pipeline.pictures.overlay import colorize, draw_keypoints, grid
 from pipeline.priors.bank import PriorBank
 from pipeline.formats.records import ReadReport
 from pipeline.pictures.prior_grid import prior_colour
+from pipeline.formats.records import with_splits
 from refine_net.dataset import RefineDataset, make_samples
 from refine_net.checkpoint import Checkpoint
 from refine_net.train import evaluate, labelled_people, load_refiner, prior_argmax_scores, prior_config, training_config
@@ -24,11 +25,12 @@ def val_dataset(ckpt: Checkpoint, data: str | None = None, split: str = "val",
     (default: the training data), priors from the checkpoint's training bank (the
     ``train`` split).  Bad items are skipped into ``report`` and logged."""
     cfg = training_config(ckpt)
-    recs = labelled_people(data or ckpt.network["bank_data"], cfg.label_set, report or ReadReport())
+    recs = with_splits(labelled_people(data or ckpt.network["bank_data"], cfg.label_set, report or ReadReport()),
+                       cfg.val_fraction)
     bank = PriorBank.from_records([r for r in recs if r.split == "train"], prior_config(ckpt))
     queries = [r for r in recs if r.split == split]
     return RefineDataset(make_samples(queries, bank, cfg.k, exclude_self=False), bank, cfg.k, train=False,
-                         use_prior=cfg.use_prior)
+                         use_prior=cfg.use_prior, prior_source=cfg.prior_source)
 
 
 def evaluate_checkpoint(path: str, data: str | None = None,

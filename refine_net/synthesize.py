@@ -25,9 +25,10 @@ from pipeline.formats import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.formats.files import file_sha256
 from pipeline.labels import IGNORE, LABEL_SETS
-from pipeline.priors.bank import PriorBank, PriorConfig, crop_image
+from pipeline.priors.bank import PriorBank, PriorConfig, crop_image, crop_label_map
 from pipeline.readers.prior_bank import bank_from_dataset
 from pipeline.priors.partial import complete_pose, hidden_in_image, hidden_region, is_partial, partial_neighbours
+from pipeline.priors.partition import masked_morph_prior, partition_person, partition_prior
 from pipeline.priors.paste import NO_OWNER, paste_people
 from pipeline.priors.pose import apply_affine, keypoint_problem, person_box, torso_problem
 from pipeline.priors.pose_index import Neighbours
@@ -43,7 +44,7 @@ from refine_net.config import SynthConfig
 from refine_net.dataset import image_to_tensor
 from refine_net.model import RefineConfig
 from refine_net.onnx_export import OnnxModule, refiner_onnx
-from refine_net.train import load_refiner, prior_config
+from refine_net.train import load_refiner, prior_config, training_config
 
 
 def synthesis_prior_config(ckpt: Checkpoint, k: int) -> PriorConfig:
@@ -68,7 +69,7 @@ def build_bank(cfg: SynthConfig, ckpt: Checkpoint) -> PriorBank:
     """The prior bank of a synthesis run, read in the refiner's label set.  Raises
     ConfigError when a bank dataset has no labelled person with keypoints."""
     return bank_from_dataset(bank_folders(cfg, ckpt), cfg.bank_split, synthesis_prior_config(ckpt, cfg.k),
-                             label_set=ckpt.label_set)
+                             label_set=ckpt.label_set, val_fraction=training_config(ckpt).val_fraction)
 
 
 #: options added after format version 1 was released, with their "off" values
@@ -124,6 +125,8 @@ class Synthesizer:
             self.device = next(self.model.parameters()).device
             self.use_prior = self.model.cfg.use_prior
         self.label_set = ckpt.label_set
+        #: the refiner's input prior (:class:`refine_net.config.RefinerTrainConfig` ``prior_source``)
+        self.prior_source = ckpt.network.get("prior_source", "morph")
         if cfg.labels and cfg.labels != self.label_set:
             raise ConfigError(f"--labels {cfg.labels}: the refiner {cfg.checkpoint} labels {self.label_set}")
         self.prior_cfg = synthesis_prior_config(ckpt, cfg.k)
@@ -157,6 +160,9 @@ class Synthesizer:
             allow_partial=self.cfg.partial_bodies)
         if not problem and rec.num_keypoints < self.prior_cfg.min_shared:
             problem = f"only {rec.num_keypoints} keypoints (< {self.prior_cfg.min_shared})"
+        if not problem and self.prior_source != "morph" and person_mask_source(rec) is None:
+            problem = (f"no person mask (this refiner's prior, {self.prior_source}, partitions the person's own mask: "
+                       "a COCO segmentation, or BlazePose's via --person-masks)")
         pose, estimated, hidden = rec.keypoints, None, None
         if not problem and is_partial(pose):
             problem, pose, nb, estimated = self._complete(pose)
@@ -168,7 +174,8 @@ class Synthesizer:
                 person.estimated_joints = [JOINT_NAMES[j] for j in np.flatnonzero(estimated)]
             else:
                 nb = self.bank.index.query(kp, self.cfg.k)
-                problem = "" if nb.ids[0, 0] >= 0 else nb.reasons[0] or "no neighbour"
+                if nb.ids[0, 0] < 0 and self.prior_source != "partition":     # the partition needs no neighbour
+                    problem = nb.reasons[0] or "no neighbour"
         if problem:
             person.reason = problem
             return person, None
@@ -202,17 +209,31 @@ class Synthesizer:
         for rec, m in ((rec, m) for rec, (_, m) in zip(people, matched) if m is not None):
             box, kp, ids, hidden = m
             x = image_to_tensor(crop_image(image, box, self.prior_cfg.size))
+            mask = read_person_mask(rec, image.shape[:2]) if self.prior_source != "morph" or \
+                self.cfg.person_mask_mode != "off" else None
             prior = None
             if self.use_prior or self.cfg.support_dilation is not None:
-                prior = self.bank.prior(kp, ids)
+                prior = self._prior(kp, ids, mask, box)
             if self.use_prior:
                 x = torch.cat([x, torch.from_numpy(prior)], dim=0)
             pending.boxes.append(box)
             pending.inputs.append(x)
             pending.priors.append(prior)
-            pending.masks.append(None if self.cfg.person_mask_mode == "off" else read_person_mask(rec, image.shape[:2]))
+            pending.masks.append(None if self.cfg.person_mask_mode == "off" else mask)
             pending.hidden.append(hidden)
         return pending
+
+    def _prior(self, kp: np.ndarray, ids: np.ndarray, mask: np.ndarray | None, box) -> np.ndarray:
+        """float32 (C, S, S) prior of one person from the refiner's prior source: the morph
+        of its bank neighbours ``ids``, the partition of its mask (bool (H, W)) cropped by
+        ``box``, or both (:mod:`pipeline.priors.partition`); ``kp`` in crop pixels."""
+        if self.prior_source == "morph":
+            return self.bank.prior(kp, ids)
+        crop = crop_label_map(mask.astype(np.uint8), box, self.prior_cfg.size) > 0
+        part = partition_person(crop, kp).label_map
+        if self.prior_source == "partition":
+            return partition_prior(part, self.bank.num_classes)
+        return masked_morph_prior(self.bank.prior(kp, ids), crop, part)
 
     @torch.no_grad()
     def _refine(self, inputs: list[torch.Tensor]) -> list[np.ndarray]:

@@ -29,6 +29,7 @@ from refine_net.checkpoint import Checkpoint, load_checkpoint, rng_state, save_c
 from refine_net.checkpoint import resume as resume_run
 from refine_net.checkpoint import set_aside_stale_run
 from refine_net.config import RefinerTrainConfig
+from pipeline.formats.records import with_splits
 from refine_net.dataset import RefineDataset, make_samples
 from refine_net.device import resolve_device, setup_run
 from refine_net.distributed import (Stepper, World, agree, barrier, close_world, init_world, micro_seed, shares,
@@ -170,6 +171,7 @@ def prepare(cfg: RefinerTrainConfig, report: ReadReport | None = None):
     for extra in cfg.extra_data:
         recs += [replace(r, split="train") for r in labelled_people(extra, cfg.label_set, report)]
     report.refuse(cfg.strict)
+    recs = with_splits(recs, cfg.val_fraction)
     train = [r for r in recs if r.split == "train"]
     val = [r for r in recs if r.split == "val"]
     if not train:
@@ -178,11 +180,11 @@ def prepare(cfg: RefinerTrainConfig, report: ReadReport | None = None):
     bank = PriorBank.from_records(train, prior_cfg)
     train_ds = RefineDataset(make_samples(train, bank, cfg.n, exclude_self=True), bank, cfg.k,
                              train=True, use_prior=cfg.use_prior, seed=cfg.seed, jitter=cfg.jitter,
-                             flip=cfg.flip)
+                             flip=cfg.flip, prior_source=cfg.prior_source)
     val_ds = None
     if val:
         val_ds = RefineDataset(make_samples(val, bank, cfg.k, exclude_self=False), bank, cfg.k,
-                               train=False, use_prior=cfg.use_prior)
+                               train=False, use_prior=cfg.use_prior, prior_source=cfg.prior_source)
     return bank, prior_cfg, train_ds, val_ds
 
 
@@ -226,7 +228,7 @@ def _fit(cfg: RefinerTrainConfig, world: World, device: torch.device,
     barrier(world)
     start, history = resume_run(ckpt_path, "refiner", saved_cfg, RESUMABLE_CHANGES, model, optimizer, resume)
     network = {"refine": asdict(refine_cfg), "prior": asdict(prior_cfg),
-               "bank_data": str(Path(cfg.data).resolve())}
+               "bank_data": str(Path(cfg.data).resolve()), "prior_source": cfg.prior_source}
     if world.is_main:
         if loaded and start == 0:
             log.info("encoder %s initialised from %s", cfg.encoder, loaded[0])

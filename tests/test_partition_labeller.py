@@ -117,3 +117,43 @@ def test_pascal_part_people_carry_their_object_masks(shared_data):
         mask = read_person_mask(r, r.image_size)
         parts = (r.label_map > 0) & (r.label_map != IGNORE)
         assert parts.any() and not (parts & ~mask).any()
+
+
+def viton_subset(shared_data, root, n=30):
+    """The first ``n`` VITON people as an OpenPose folder of links (pose/, images/, parse/)."""
+    for sub in ("pose", "images", "parse"):
+        (root / sub).mkdir(parents=True)
+    for f in sorted((shared_data / "viton" / "pose").glob("*_keypoints.json"))[:n]:
+        stem = f.name[: -len("_keypoints.json")]
+        (root / "pose" / f.name).symlink_to(f.resolve())
+        (root / "images" / f"{stem}.jpg").symlink_to((shared_data / "viton" / "images" / f"{stem}.jpg").resolve())
+        (root / "parse" / f"{stem}.png").symlink_to((shared_data / "viton" / "parse" / f"{stem}.png").resolve())
+    return root
+
+
+def test_a_refiner_on_the_partition_prior(shared_data, tmp_path):
+    from refine_net.checkpoint import load_checkpoint
+    from refine_net.config import RefinerTrainConfig
+    from refine_net.synthesize import Synthesizer
+    from refine_net.train import fit_refiner
+
+    with pytest.raises(ValueError, match="needs --label-set pascal6"):
+        RefinerTrainConfig(data="d", out_dir="o", prior_source="partition", label_set="ccp8")
+    data = viton_subset(shared_data, tmp_path / "viton")
+    ckpt_path = fit_refiner(RefinerTrainConfig(data=str(data), out_dir=str(tmp_path / "run"), label_set="pascal6",
+                                               prior_source="partition", epochs=1, size=32, base_filters=8, depth=3,
+                                               batch_size=4, threads=1))
+    ckpt = load_checkpoint(ckpt_path, kind="refiner")
+    assert ckpt.network["prior_source"] == "partition" and ckpt.label_set == "pascal6"
+    assert json.loads((tmp_path / "run" / "history.json").read_text())[0]["val_miou"] > 0   # hashed val people exist
+    path, _ = coco_with_crowd(shared_data, tmp_path)
+    recs = list(read_coco(path))
+    out = tmp_path / "synth"
+    synth = Synthesizer(SynthConfig(checkpoint=str(ckpt_path), data=str(path), out=str(out), labels="pascal6"))
+    synth.run(recs, out)
+    (item,) = read_items(out)
+    ok, maskless = item.persons
+    assert ok.status == "ok" and maskless.status == "skipped" and "no person mask" in maskless.reason
+    label = files.read_label_png(out / item.label)
+    assert set(np.unique(label)) <= {0, 1, 2, 3, 4, 5, 6, IGNORE}
+    assert (label[0:40, 0:60] == IGNORE).all()                     # the crowd, through the refiner too

@@ -1,10 +1,11 @@
 """The one record type every dataset reader yields, and the skip-and-report helper."""
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -120,3 +121,19 @@ def guard(fn: Callable[[], T], *, skip_bad: bool,
         if report is not None:
             report.skipped.append((str(e.path), e.problem))
         return None
+
+
+#: share of the people of data without splits that :func:`with_splits` makes val
+VAL_FRACTION = 0.1
+
+
+def with_splits(records: list[PersonRecord], val_fraction: float = VAL_FRACTION) -> list[PersonRecord]:
+    """``records`` unchanged when any has the ``train`` split; otherwise (data that defines
+    no split) each gets ``val`` when the first 8 hex digits of the SHA-1 of its person id,
+    as a fraction of 16^8, fall below ``val_fraction``, else ``train``: the same people
+    every run, whatever their order."""
+    if any(r.split == "train" for r in records):
+        return records
+    def split(pid: str) -> str:
+        return "val" if int(hashlib.sha1(pid.encode()).hexdigest()[:8], 16) < val_fraction * 16 ** 8 else "train"
+    return [replace(r, split=split(r.person_id)) for r in records]
