@@ -71,12 +71,19 @@ def prepare_output(out: Path, items: set[str], remove_stale: Callable[[Path, set
     return removed
 
 
+def cached_status(status: str) -> str:
+    """An item's status when its chunk is served from Prefect's cache: a failed item stays
+    ``images_failed`` (its input is still bad; it is not kept), any other is
+    ``images_reused``."""
+    return status if status == "images_failed" else "images_reused"
+
+
 def run_chunks(task, chunks: list[list], intact: Callable[[list], bool], args: Callable[[list], tuple],
                log, unit: str = "images") -> list[str]:
     """Submit ``task(*args(chunk))`` for every chunk, bypassing Prefect's cache where
     ``intact(chunk)`` is False, wait for them in order logging "done/total", and return one
-    status per item: the task's (a list, one per item of its chunk), or ``images_reused``
-    for every item of a chunk served from the cache.
+    status per item: the task's (a list, one per item of its chunk), or for a chunk served
+    from the cache its own statuses as :func:`cached_status` reads them.
 
     When the wait ends in an exception (Ctrl-C, a chunk that raised), the chunks not yet
     started are cancelled before it propagates: the chunks running finish and write their
@@ -88,7 +95,7 @@ def run_chunks(task, chunks: list[list], intact: Callable[[list], bool], args: C
     try:
         for f, chunk in zip(futures, chunks):
             result = f.result()
-            statuses += ["images_reused"] * len(chunk) if f.state.name == "Cached" else result
+            statuses += [cached_status(r) for r in result] if f.state.name == "Cached" else result
             done += len(chunk)
             log.info("%d/%d %s", done, total, unit)
     except BaseException:            # Ctrl-C or a failed chunk: no queued chunk starts after it

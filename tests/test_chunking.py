@@ -77,3 +77,18 @@ def test_a_failed_wait_starts_no_queued_chunk():
             run_chunks(PoolTask(pool, work), [[i] for i in range(40)], lambda c: True, lambda c: (c,),
                        logging.getLogger("test"))
     assert started[:2] == [0, 1] and len(started) <= 3     # chunk 2 may have started before the cancel
+
+
+def test_a_cached_chunk_keeps_its_failed_items_failed():
+    from concurrent.futures import ThreadPoolExecutor
+
+    class CachedTask(PoolTask):
+        def submit(self, *args):
+            future = super().submit(*args)
+            future.state.name = "Cached"
+            return future
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        statuses = run_chunks(CachedTask(pool, lambda chunk: ["images_done", "images_failed", "images_reused"]),
+                              [[0, 1, 2]], lambda c: True, lambda c: (c,), logging.getLogger("test"))
+    assert statuses == ["images_reused", "images_failed", "images_reused"]
