@@ -113,7 +113,8 @@ def test_predict_flow_caches_chunks_and_handles_new_and_removed_photos(prefect_h
     first = predict_labels(cfg)
     assert (first["images_parsed"], first["images_failed"], first["images_done"]) == (6, 1, 6)
     second = predict_labels(cfg)
-    assert second["images_reused"] == 7 and second["images_done"] == 0
+    assert second["images_reused"] == 6 and second["images_done"] == 0      # the corrupt photo is not kept
+    assert second["images_failed"] == 1
     before = {p.name: p.stat().st_mtime_ns for p in (out / "labels").iterdir()}
     shutil.copy(photos / "demo00001.png", photos / "extra.png")
     (photos / "demo00005.png").unlink()
