@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from pipeline.formats import files
 from pipeline.labels import LABEL_SETS, resize_label_map
 from pipeline.priors.pose import apply_affine, person_box
-from pipeline.priors.bank import PriorBank, crop_image, crop_label_map
+from pipeline.priors.bank import PriorBank, crop_image, crop_label_map, crop_mask
 from pipeline.formats.person_mask import read_person_mask
 from pipeline.formats.records import PersonRecord
 from pipeline.priors.partition import masked_morph_prior, partition_person, partition_prior
@@ -47,7 +47,7 @@ def person_mask_crop(rec: PersonRecord, box, size: int) -> np.ndarray:
     mask = read_person_mask(rec, rec.image_size)
     if mask is None:
         mask = (rec.label_map > 0) & (rec.label_map != 255)
-    return crop_label_map(mask.astype(np.uint8), box, size) > 0
+    return crop_mask(mask, box, size)
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:

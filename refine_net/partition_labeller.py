@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.priors.partition import partition_people
 from pipeline.priors.pose import keypoint_problem
 from refine_net.config import SynthConfig
+from refine_net.synthesize import people_by_image
 
 #: what ``dataset.json`` names as the labeller (in place of a refiner checkpoint's hash)
 LABELLER = "partition-v1"
@@ -105,10 +105,7 @@ class PartitionLabeller:
         of images done now, reused (already done) and failed."""
         out = Path(out_dir)
         remove_partial_files(out)
-        by_image: OrderedDict[Path, list[PersonRecord]] = OrderedDict()
-        for rec in people:
-            by_image.setdefault(Path(rec.image_path).resolve(), []).append(rec)
-        statuses = self.process_images(list(by_image.items()), out, progress=progress)
+        statuses = self.process_images(people_by_image(people), out, progress=progress)
         return {s: statuses.count(s) for s in ("images_done", "images_reused", "images_failed")}
 
     def is_done(self, out: Path, image_path: Path) -> bool:

@@ -25,7 +25,7 @@ from pipeline.formats import files
 from pipeline.errors import ConfigError, DataError
 from pipeline.formats.files import file_sha256
 from pipeline.labels import IGNORE, LABEL_SETS
-from pipeline.priors.bank import PriorBank, PriorConfig, crop_image, crop_label_map
+from pipeline.priors.bank import PriorBank, PriorConfig, crop_image, crop_mask
 from pipeline.readers.prior_bank import bank_from_dataset
 from pipeline.priors.partial import complete_pose, hidden_in_image, hidden_region, is_partial, partial_neighbours
 from pipeline.priors.partition import masked_morph_prior, partition_person, partition_prior
@@ -84,6 +84,15 @@ def mirrored(x: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
     left/right class pair, :meth:`pipeline.labels.LabelSet.flip_lut`), so that a left arm's
     channel stays the left arm's.  Its own inverse when ``channels`` is an involution."""
     return x.flip(-1)[:, channels]
+
+
+def people_by_image(people: Iterable[PersonRecord]) -> list[tuple[Path, list[PersonRecord]]]:
+    """``people`` grouped by their image's resolved path, images in first-seen order (what
+    the labellers' ``process_images`` take)."""
+    by_image: OrderedDict[Path, list[PersonRecord]] = OrderedDict()
+    for rec in people:
+        by_image.setdefault(Path(rec.image_path).resolve(), []).append(rec)
+    return list(by_image.items())
 
 
 @dataclass
@@ -229,7 +238,7 @@ class Synthesizer:
         ``box``, or both (:mod:`pipeline.priors.partition`); ``kp`` in crop pixels."""
         if self.prior_source == "morph":
             return self.bank.prior(kp, ids)
-        crop = crop_label_map(mask.astype(np.uint8), box, self.prior_cfg.size) > 0
+        crop = crop_mask(mask, box, self.prior_cfg.size)
         part = partition_person(crop, kp).label_map
         if self.prior_source == "partition":
             return partition_prior(part, self.bank.num_classes)
@@ -297,10 +306,7 @@ class Synthesizer:
         Returns counts: images done now, reused (already done), failed."""
         out = Path(out_dir)
         remove_partial_files(out)
-        by_image: OrderedDict[Path, list[PersonRecord]] = OrderedDict()
-        for rec in people:
-            by_image.setdefault(Path(rec.image_path).resolve(), []).append(rec)
-        images = list(by_image.items())
+        images = people_by_image(people)
         if stop_after is not None:
             undone = [i for i, (path, _) in enumerate(images) if not self.is_done(out, path)]
             images = images[: undone[stop_after]] if len(undone) > stop_after else images

@@ -68,6 +68,12 @@ def crop_label_map(label_map: np.ndarray, box: CropBox, size: int, outside: int 
                           borderMode=cv2.BORDER_CONSTANT, borderValue=int(outside))
 
 
+def crop_mask(mask: np.ndarray, box: CropBox, size: int) -> np.ndarray:
+    """bool (H, W) mask -> bool (size, size) in the crop frame (nearest neighbour; False
+    outside the image)."""
+    return crop_label_map(mask.astype(np.uint8), box, size) > 0
+
+
 def crop_image(image: np.ndarray, box: CropBox, size: int) -> np.ndarray:
     """uint8 (H, W, 3) image -> (size, size, 3) crop (bilinear, black outside the image)."""
     return cv2.warpAffine(image, box.crop_from_image(size), (size, size), flags=cv2.INTER_LINEAR,

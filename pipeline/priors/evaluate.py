@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.labels import IGNORE, LABEL_SETS
 from pipeline.metrics import ConfusionMatrix, ParsingScores
-from pipeline.priors.bank import PriorBank, PriorConfig, crop_label_map
+from pipeline.priors.bank import PriorBank, PriorConfig, crop_label_map, crop_mask
 from pipeline.formats.person_mask import read_person_mask
 from pipeline.formats.records import PersonRecord
 from pipeline.priors.partition import masked_morph_prior, partition_person, partition_prior
@@ -34,7 +34,7 @@ def _mask_crop(rec: PersonRecord, bank: PriorBank, row: int) -> np.ndarray | Non
     mask = read_person_mask(rec, rec.image_size)
     if mask is None:
         return None
-    return crop_label_map(mask.astype(np.uint8), bank.exemplars[row].box, bank.config.size) > 0
+    return crop_mask(mask, bank.exemplars[row].box, bank.config.size)
 
 
 def _score_rows(bank: PriorBank, gts: Sequence[np.ndarray], kp_crops: np.ndarray, groups, ks: Sequence[int],

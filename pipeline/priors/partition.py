@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from pipeline.labels import IGNORE
-from pipeline.priors.segments import NUM_SEGMENTS, SEG, SEGMENT_TO_PASCAL6, SEGMENTS, TORSO_CORNERS
+from pipeline.priors.segments import NUM_SEGMENTS, SEG, SEGMENT_TO_PASCAL6, SEGMENTS, TORSO_CORNERS, draw_segment
 from pipeline.skeleton import J, JOINT_NAMES, OCCLUDED, present
 
 #: typical half-width of each segment's body part in torso lengths (pelvis to thorax,
@@ -124,10 +124,6 @@ def torso_scale(keypoints: np.ndarray, fallback: float) -> float:
     return max(float(np.median(bones)) / _BONE_TO_TORSO, 1.0) if bones else max(fallback, 1.0)
 
 
-def _fixed(points: np.ndarray) -> list[tuple[int, int]]:
-    return [tuple(int(round(c)) for c in p * 16) for p in points]
-
-
 def part_distances(keypoints: np.ndarray, shape: tuple[int, int], stubs: dict[int, int] | None = None,
                    scale: float | None = None) -> np.ndarray:
     """Each pixel's distance to each segment's body part, float32 (10, h, w) in pixels.
@@ -135,7 +131,8 @@ def part_distances(keypoints: np.ndarray, shape: tuple[int, int], stubs: dict[in
     The distance to the segment's skeleton (:func:`pipeline.priors.segments.draw_segment`;
     the torso polygon's signed: negative inside) minus the part's half-width
     (:data:`PART_HALF_WIDTH` x ``scale``; a torso without its polygon is its pelvis-thorax
-    line, :data:`TORSO_LINE_HALF_WIDTH` wide); ``stubs`` maps a segment without its end
+    line, :data:`TORSO_LINE_HALF_WIDTH` wide; either ends square at the pelvis and the
+    thorax, :func:`_cap_torso`); ``stubs`` maps a segment without its end
     joint to the joint it reaches out from (distance to that point, winning ties); inf
     for segments neither present nor stubs.
 
@@ -146,48 +143,51 @@ def part_distances(keypoints: np.ndarray, shape: tuple[int, int], stubs: dict[in
     h, w = shape
     scale = torso_scale(keypoints, h / 3) if scale is None else scale
     ok = present(keypoints)
+    polygon = bool(present(keypoints[list(TORSO_CORNERS)]).all())
     dist = np.full((NUM_SEGMENTS, h, w), np.inf, dtype=np.float32)
-    inside_torso = None
     for i, s in enumerate(SEGMENTS):
         m = np.full((h, w), 255, dtype=np.uint8)
-        inside = None
-        if i == SEG["torso"] and present(keypoints[list(TORSO_CORNERS)]).all():
-            poly = np.round(keypoints[list(TORSO_CORNERS), :2] * 16).astype(np.int32)
-            cv2.fillConvexPoly(m, poly, 0, lineType=cv2.LINE_8, shift=4)
-            inside = m == 0
-        width = PART_HALF_WIDTH[i]
+        torso, width, tie = i == SEG["torso"], PART_HALF_WIDTH[i], 0.0
         if ok[s.a] and ok[s.b]:
-            p, q = _fixed(keypoints[[s.a, s.b], :2])
-            cv2.line(m, p, q, 0, 1, lineType=cv2.LINE_8, shift=4)
-            tie = 0.0
-            if i == SEG["torso"] and inside is None:
+            draw_segment(m, keypoints, i, 0)                  # the line (and the torso's polygon)
+            if torso and not polygon:
                 width = TORSO_LINE_HALF_WIDTH
         elif stubs and i in stubs:
-            cv2.circle(m, _fixed(keypoints[[stubs[i]], :2])[0], 0, 0, -1, lineType=cv2.LINE_8, shift=4)
+            cv2.circle(m, tuple(int(round(c)) for c in keypoints[stubs[i], :2] * 16), 0, 0, -1,
+                       lineType=cv2.LINE_8, shift=4)
             tie = 0.5
-        elif inside is None:
-            continue
+        elif torso and polygon:                                # corners without pelvis / thorax
+            m[_polygon_inside(keypoints, (h, w))] = 0
         else:
-            tie = 0.0
+            continue
         if not (m == 0).any():
             continue
         d = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        if inside is not None and inside.any():
+        if torso and polygon:
+            inside = _polygon_inside(keypoints, (h, w))
             d[inside] = -cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[inside]
         dist[i] = d - tie - width * scale
-    if inside_torso is None and np.isfinite(dist[SEG["torso"]]).any():
-        _cap_torso_line(dist, keypoints)
+    if ok[J["pelvis"]] and ok[J["thorax"]] and np.isfinite(dist[SEG["torso"]]).any():
+        _cap_torso(dist, keypoints)
     return dist
+
+
+def _polygon_inside(keypoints: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """bool (h, w): the pixels of the torso's shoulder-hip polygon."""
+    m = np.zeros(shape, dtype=np.uint8)
+    poly = np.round(keypoints[list(TORSO_CORNERS), :2] * 16).astype(np.int32)
+    cv2.fillConvexPoly(m, poly, 1, lineType=cv2.LINE_8, shift=4)
+    return m.astype(bool)
 
 
 _LEG_PARTS = [SEG[f"{s}_{p}_leg"] for s in ("right", "left") for p in ("upper", "lower")]
 _UPPER_PARTS = [SEG["head"], *(SEG[f"{s}_{p}_arm"] for s in ("right", "left") for p in ("upper", "lower"))]
 
 
-def _cap_torso_line(dist: np.ndarray, keypoints: np.ndarray) -> None:
-    """A torso drawn as its pelvis-thorax line ends at the lines through the pelvis and the
-    thorax square to it: beyond the pelvis its pixels go to the legs, beyond the thorax to
-    the head and arms, where those parts exist (in place)."""
+def _cap_torso(dist: np.ndarray, keypoints: np.ndarray) -> None:
+    """The torso (polygon or pelvis-thorax line) ends at the lines through the pelvis and
+    the thorax square to their axis: beyond the pelvis its pixels go to the legs, beyond
+    the thorax to the head and arms, where those parts exist (in place)."""
     pelvis, thorax = keypoints[J["pelvis"], :2].astype(np.float64), keypoints[J["thorax"], :2].astype(np.float64)
     axis = thorax - pelvis
     length = np.linalg.norm(axis)
