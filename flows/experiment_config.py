@@ -36,6 +36,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ccp": dict(CCP_RECIPE, photos_in_grids=False),
     # the ccp preset's keypoint-only CCP people as raw photos: keypoints and person masks from BlazePose
     "ccp-photos": dict(CCP_RECIPE),
+    # body parts of in-the-wild people: the partition labeller, not a refiner (a refiner trained on VITON's
+    # parses lowered PASCAL-Part's persons from 69.9 to 57.2 mIoU); the parsers as the CCP recipe's
+    "bodyparts": dict(CCP_RECIPE, labeller="partition", label_set="pascal6", score_synthesis=False,
+                      parser_synthetic=None),
 }
 
 
@@ -44,6 +48,15 @@ class ExperimentConfig(RunConfig):
     (:meth:`refiner`, :meth:`synthesis`, :meth:`parser`) with the sizes of ``profile``."""
 
     labelled: str = Field(description="labelled dataset: trains the refiner and the parsers; val is scored")
+    label_set: str | None = Field(None, description="label set the labelled and eval sets are read in (ccp8/ccp59 "
+                                                    "for CCP, pascal6 for PASCAL-Part or VITON's parses; default: "
+                                                    "the data's own)")
+    labeller: Literal["refiner", "partition"] = Field(
+        "refiner", description="who labels the keypoint-only people: a refiner trained on the labelled set, or "
+                               "partition (pascal6 only): each person's own mask cut by its skeleton, no refiner "
+                               "(synthesize --labels pascal6)")
+    eval_data: str | None = Field(None, description="dataset the parsers are scored and drawn on, all its labelled "
+                                                    "people (default: the labelled set's val split)")
     keypoint_only: tuple[str, ...] = Field(description="datasets whose keypoint-only people get synthetic labels")
     parser_synthetic: tuple[str, ...] | None = Field(
         None, description="names of the keypoint-only sets (folder names) whose synthetic people train the "
@@ -90,7 +103,7 @@ class ExperimentConfig(RunConfig):
 
     def refiner(self) -> RefinerTrainConfig:
         """The refiner's training run (cross-entropy, the measured best on CCP)."""
-        return RefinerTrainConfig(data=self.labelled, out_dir=str(Path(self.work) / "refiner"),
+        return RefinerTrainConfig(data=self.labelled, out_dir=str(Path(self.work) / "refiner"), label_set=self.label_set,
                                   epochs=self.refiner_epochs, loss="ce", threads=self.threads,
                                   profile=self.profile, device=self.device, amp=self.amp, encoder=self.refiner_encoder,
                                   encoder_weights=self.encoder_weights)
@@ -105,15 +118,28 @@ class ExperimentConfig(RunConfig):
             raise ValueError(f"parser_synthetic names {sorted(unknown)} are not keypoint-only sets ({names})")
         if self.synthesis_engine == "onnx":
             require_onnx("--synthesis-engine onnx")
+        if self.labeller == "partition":
+            if self.label_set != "pascal6":
+                raise ValueError("labeller partition writes pascal6 body parts: set label_set to pascal6")
+            if self.score_synthesis:
+                raise ValueError("labeller partition has no refiner whose val labels to score: turn "
+                                 "score_synthesis off (the partition's scores: partsynth prior evaluate)")
         return self
+
+    def eval_set(self) -> tuple[str, str | None]:
+        """Where the parsers are scored and drawn: (``eval_data``, every split) or
+        (``labelled``, ``val``)."""
+        return (self.eval_data, None) if self.eval_data else (self.labelled, "val")
 
     def trains_parser(self, data: str) -> bool:
         """Whether the synthetic people of keypoint-only set ``data`` train the semi-supervised parser."""
         return self.parser_synthetic is None or Path(data).name in self.parser_synthetic
 
-    def synthesis(self, checkpoint: str, data: str) -> SynthConfig:
+    def synthesis(self, checkpoint: str | None, data: str) -> SynthConfig:
         """Synthesis of ``data``'s keypoint-only people into ``work/synth/<name>``; the bank
-        is the refiner's training data, train split only (val people stay unseen)."""
+        is the refiner's training data, train split only (val people stay unseen).  With
+        ``labeller`` partition, ``checkpoint`` is None and each person's own mask is cut
+        into body parts by its skeleton (``labels="pascal6"``)."""
         return self._synthesis(checkpoint, data, Path(data).name)
 
     def synthesis_check(self, checkpoint: str) -> SynthConfig:
@@ -125,7 +151,9 @@ class ExperimentConfig(RunConfig):
     def _synthesis(self, checkpoint: str, data: str, name: str, **options) -> SynthConfig:
         """Synthesis of ``data`` into ``work/synth/<name>`` with the train-split bank (and
         the person masks of :meth:`keypoints` with ``person_masks``)."""
-        masks = self.keypoints(data).out if self.person_masks and data != self.raw_photos() else None
+        masks = self.keypoints(data).out if data in self.blazepose_sets() else None
+        if self.labeller == "partition":
+            options["labels"] = "pascal6"
         return SynthConfig(checkpoint=checkpoint, data=data, out=str(Path(self.work) / "synth" / name),
                            bank_split="train", threads_per_task=1, device=self.device, person_masks=masks,
                            mirror_average=self.mirror_average, engine=self.engine(), **options)
@@ -150,12 +178,21 @@ class ExperimentConfig(RunConfig):
 
     def keypoint_runs(self) -> list[KeypointsConfig]:
         """The keypoint estimations the synthesis runs need for their person masks (one
-        per dataset; none without ``person_masks``).  The raw-photo folder is left out:
-        its synthesis estimates its keypoints, masks included, itself."""
+        per dataset of :meth:`blazepose_sets`; none without ``person_masks``).  The raw-photo
+        folder is left out: its synthesis estimates its keypoints, masks included, itself."""
+        return [self.keypoints(d) for d in self.blazepose_sets()]
+
+    def blazepose_sets(self) -> list[str]:
+        """The datasets synthesis clips to BlazePose's person masks (``person_masks``): the
+        keypoint-only sets (and the labelled one with ``score_synthesis``), less the raw-photo
+        folder and COCO files, whose people have their own masks (which win,
+        :func:`pipeline.formats.person_mask.read_person_mask`)."""
+        from pipeline.readers.layouts import detect_layout
+
         if not self.person_masks:
             return []
         sets = ((self.labelled,) if self.score_synthesis else ()) + self.keypoint_only
-        return [self.keypoints(d) for d in dict.fromkeys(sets) if d != self.raw_photos()]
+        return [d for d in dict.fromkeys(sets) if d != self.raw_photos() and detect_layout(d) != "coco"]
 
     def keypoints(self, data: str) -> KeypointsConfig:
         """BlazePose keypoints and person masks of ``data``'s photos into ``work/keypoints/<name>``."""
@@ -180,6 +217,7 @@ class ExperimentConfig(RunConfig):
         (then fine-tuned on real labels for ``finetune_iterations`` steps), with ``threads``
         torch threads (default ``threads``)."""
         return ParserTrainConfig(data=self.labelled, out_dir=str(Path(self.work) / name), synthetic=synthetic,
+                                 **({"label_set": self.label_set} if self.label_set else {}),
                                  iterations=self.parser_iterations,
                                  finetune_iterations=self.finetune_iterations if synthetic else 0,
                                  arch=self.parser_arch, head_width=self.parser_head_width,
@@ -188,6 +226,11 @@ class ExperimentConfig(RunConfig):
                                                                              else 16),
                                  threads=threads or self.threads, profile=self.profile, device=self.device,
                                  amp=self.amp)
+
+
+#: the bodyparts preset's in-the-wild keypoint people beside LSP's, under DATA_ROOT/mmpose: COCO's and
+#: OCHuman's with their own masks, MPII's (BlazePose masks)
+IN_THE_WILD_FIXTURES = ("coco/test_coco.json", "ochuman/test_ochuman.json", "mpii/test_mpii.json")
 
 
 def preset_values(name: str, data_root: str | None = None) -> dict:
@@ -199,8 +242,13 @@ def preset_values(name: str, data_root: str | None = None) -> dict:
     ``ccp-photos``: as ``ccp``, but CCP's photos without pixel labels come as raw photos
     (linked into ``work/photos/ccp``; their shipped keypoints are not read): BlazePose
     estimates their keypoints and person masks, to which their synthetic labels (and the
-    val people's) are clipped.  Raises ConfigError for another name or a missing
-    ``data_root``."""
+    val people's) are clipped.  ``bodyparts``: pascal6 body parts of in-the-wild people.
+    ``DATA_ROOT/viton``'s machine parses read as body parts are the labelled set; LSP's
+    sports people and the COCO, OCHuman and MPII fixtures (:data:`IN_THE_WILD_FIXTURES`)
+    are labelled by the partition labeller (their own masks, BlazePose's where they have
+    none) and join the semi-supervised parser; both parsers are scored on PASCAL-Part's
+    persons (``DATA_ROOT/pascal_part``, in-the-wild ground truth).  Raises ConfigError
+    for another name, a missing ``data_root`` or a folder missing in it."""
     if name == "demo":
         from pipeline.demo import DEFAULT_DEMO_DIR, ensure_demo
 
@@ -218,4 +266,16 @@ def preset_values(name: str, data_root: str | None = None) -> dict:
         work = str(Path("data/runs/ccp-photos"))
         photos = str(Path(work) / "photos" / "ccp")
         return dict(values, **PRESETS["ccp-photos"], work=work, raw_photos_from=values["labelled"], keypoint_only=(photos,))
+    if name == "bodyparts":
+        if not data_root:
+            raise ConfigError("--preset bodyparts needs --data-root (the folder holding viton/, lsp/, mmpose/ and "
+                              "pascal_part/)")
+        root = Path(data_root)
+        paths = dict(labelled=root / "viton", eval_data=root / "pascal_part",
+                     keypoint_only=(root / "lsp", *(root / "mmpose" / f for f in IN_THE_WILD_FIXTURES)))
+        for p in (paths["labelled"], paths["eval_data"], *paths["keypoint_only"]):
+            if not p.exists():
+                raise ConfigError(f"{p}: not found (expected the layout of ../shared/data)")
+        return dict(PRESETS["bodyparts"], labelled=str(paths["labelled"]), eval_data=str(paths["eval_data"]),
+                    keypoint_only=tuple(map(str, paths["keypoint_only"])), work=str(Path("data/runs/bodyparts")))
     raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")

@@ -46,20 +46,23 @@ def training_console() -> bool:
     return main
 
 
-def with_item_progress(description: str, total: int, out: str | Path, run: Callable[[], T]) -> T:
+def with_item_progress(description: str, total: int | Callable[[], int | None], out: str | Path,
+                       run: Callable[[], T]) -> T:
     """``run()`` under a progress bar that counts the item records appearing in ``out``
-    (``out/items/*.json``: one per image done), refreshed every half second."""
+    (``out/items/*.json``: one per image done), refreshed every half second.  ``total``: the
+    number of items, or a callable giving it once known (None before: a bar without an end)."""
     import threading
 
     from pipeline.formats.item_folder import item_files
 
     done = threading.Event()
     with progress_bar() as bar:
-        task = bar.add_task(description, total=total)
+        task = bar.add_task(description, total=total() if callable(total) else total)
 
         def watch():
             while not done.wait(0.5):
-                bar.update(task, completed=len(item_files(out)))
+                bar.update(task, completed=len(item_files(out)),
+                           **({"total": total()} if callable(total) and total() is not None else {}))
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()

@@ -67,6 +67,16 @@ def synthesis_score_line(scores: dict) -> str:
             "against their ground truth.")
 
 
+def labelled_people_line(counts: dict[str, dict], labeller: str) -> str:
+    """One line: how many keypoint-only people each synthesized set labelled and skipped
+    (``counts``: {set: {"people_labelled", "people_skipped"}}), and by what."""
+    by = "the partition labeller (each person's own mask cut by its skeleton)" if labeller == "partition" \
+        else "the refiner"
+    sets = "; ".join(f"{name} {c['people_labelled']:,} labelled, {c['people_skipped']:,} skipped"
+                     for name, c in counts.items())
+    return f"Keypoint-only people labelled by {by}: {sets}." if counts else ""
+
+
 def refiner_line(summary: dict) -> str:
     """One line: the refiner's val mIoU on crops against the prior it refines (from
     :func:`refine_net.train.training_summary`), with a warning when the refiner makes its

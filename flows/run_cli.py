@@ -26,8 +26,8 @@ def cmd_run(args) -> int:
     import resource
     import time
 
-    from flows.experiment import run_experiment
-    from flows.reports import refiner_line, synthesis_score_line
+    from flows.experiment import eval_name, run_experiment
+    from flows.reports import labelled_people_line, refiner_line, synthesis_score_line
     from parser_net.evaluate import scores_markdown
 
     cfg = experiment_config(args)
@@ -39,12 +39,13 @@ def cmd_run(args) -> int:
     t = time.time()
     with temporary_server():
         result = run_experiment(cfg, dask_address=args.dask_address)
-    print(f"\nparsers on the val split of {cfg.labelled} ({args.preset} preset, {cfg.profile} profile):\n")
+    print(f"\nparsers on {eval_name(cfg)} ({args.preset} preset, {cfg.profile} profile):\n")
     print(scores_markdown(result["parsers"]))
     print(result["verdict"])
-    refiner = refiner_line(result["refiner"])
+    refiner = refiner_line(result["refiner"]) if result["refiner"] else ""
     if refiner:
         print(refiner)
+    print(labelled_people_line(result["synthetic_people"], cfg.labeller))
     if result["synthetic_labels"] is not None:
         print(synthesis_score_line(result["synthetic_labels"]))
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -56,23 +57,24 @@ def cmd_synthesize(args) -> int:
     cfg = config_from_args(SynthConfig, args)             # a bad option fails before the heavy imports
     from flows.synthesis import synthesize_labels, task_runner
     from pipeline.readers.layouts import is_photo_folder
-    from pipeline.readers.layouts import keypoint_only_people
     from pipeline.readers.layouts import list_photos
     from pipeline.formats.synth_dataset import claim_output
     from refine_net.checkpoint import load_checkpoint
 
-    claim_output(cfg.out, cfg.data)                       # clear errors before starting Prefect
+    claim_output(cfg.out, cfg.data, records=False)        # clear errors before starting Prefect (its records: the flow)
     if cfg.checkpoint is not None:
         load_checkpoint(cfg.checkpoint, kind="refiner")
+    out = Path(cfg.out)
     if is_photo_folder(cfg.data, cfg.layout):           # keypoints first (BlazePose), into OUT/keypoints
         from pipeline.blazepose import mediapipe_pose
 
         mediapipe_pose(f"{cfg.data} is a folder of photos without keypoints")
         total = len(list_photos(cfg.data))
-    else:
-        people = keypoint_only_people(cfg.data, cfg.layout, relabel=cfg.relabel, split=cfg.split)
-        total = len({str(r.image_path) for r in people})
-    out = Path(cfg.out)
+    else:                                               # the flow reads the data once and tells how many
+        from flows.synthesis import LISTED_IMAGES
+
+        def total() -> int | None:
+            return LISTED_IMAGES.get(str(out.resolve()))
 
     def run():
         flow = synthesize_labels.with_options(task_runner=task_runner(args.dask_address, args.workers))
@@ -82,8 +84,9 @@ def cmd_synthesize(args) -> int:
     try:
         totals = with_item_progress("synthesizing", total, out, run)
     except KeyboardInterrupt:
-        done_items = len(item_files(out))
-        interrupted(f"interrupted; {done_items} of {total} images done in {cfg.out}: rerun to resume")
+        done_items, of = len(item_files(out)), total() if callable(total) else total
+        interrupted(f"interrupted; {done_items} of {of if of is not None else '?'} images done in {cfg.out}: "
+                    "rerun to resume")
     print(f"{cfg.out}: {totals}")
     skipped = skip_summary(cfg.out)
     for reason, (n, example) in skipped.items():
@@ -163,8 +166,9 @@ def cmd_schedule(args) -> int:
 
 def add_run_commands(sub) -> None:
     r = sub.add_parser("run", help="the main job: refiner -> synthetic labels -> parsers -> report")
-    r.add_argument("--preset", choices=["demo", "ccp", "ccp-photos"], default="demo")
-    r.add_argument("--data-root", type=Path, help="for --preset ccp: the folder holding ccp/ and lsp/")
+    r.add_argument("--preset", choices=["demo", "ccp", "ccp-photos", "bodyparts"], default="demo")
+    r.add_argument("--data-root", type=Path, help="for --preset ccp, ccp-photos and bodyparts: the folder holding "
+                                                        "ccp/ and lsp/ (and viton/, mmpose/, pascal_part/)")
     r.add_argument("--dask-address", help="tcp://HOST:PORT of a Dask scheduler for synthesis")
     add_config_options(r, ExperimentConfig)
     r.set_defaults(func=cmd_run)
@@ -193,7 +197,7 @@ def add_run_commands(sub) -> None:
     c.add_argument("--data", type=Path, help="keypoint-only folder to label on every run")
     c.add_argument("--out", type=Path)
     c.add_argument("--bank-split", default="train")
-    c.add_argument("--preset", choices=["demo", "ccp", "ccp-photos"], help="also serve the main job with this preset")
+    c.add_argument("--preset", choices=["demo", "ccp", "ccp-photos", "bodyparts"], help="also serve the main job with this preset")
     c.add_argument("--data-root", type=Path)
     c.add_argument("--work", type=Path)
     c.set_defaults(func=cmd_schedule)

@@ -46,6 +46,11 @@ from refine_net.synthesize import Synthesizer, bank_folders, synthesis_prior_con
 from refine_net.train import training_config
 
 
+#: {output folder (resolved): images listed}, set by :func:`synthesize_labels` in its own process
+#: once the input is read, for a progress bar's total without reading the input twice
+LISTED_IMAGES: dict[str, int] = {}
+
+
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
 def list_images(data: str, layout: str | None, signature: str, relabel: bool = False,
                 split: str | None = None, person_masks: str | None = None) -> dict:
@@ -228,6 +233,7 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
         signature = tree_signature(cfg.data) + (f"+{tree_signature(cfg.person_masks)}" if cfg.person_masks else "")
         listed = list_images(cfg.data, cfg.layout, signature, cfg.relabel, cfg.split, cfg.person_masks)
         images = listed["images"]
+        LISTED_IMAGES[str(out_path.resolve())] = len(images)
         removed = prepare_output(out_path, {im["image"] for im in images}, remove_stale_labels, log, "labels", cfg.data)
         write_read_skips(out_path, listed["skipped"])
         bank_path = bank_for(cfg, ckpt) if ckpt is not None else ""

@@ -3,6 +3,7 @@ each label map's own resolution with one confusion matrix over the set (method.m
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from pipeline.formats import files
 from pipeline.errors import ConfigError
-from pipeline.labels import LABEL_SETS, LabelSet
+from pipeline.labels import IGNORE, LABEL_SETS, LabelSet
 from pipeline.readers.layouts import iter_records
 from pipeline.metrics import ConfusionMatrix, ParsingScores
 from pipeline.pictures.overlay import colorize, grid
@@ -83,24 +84,41 @@ def evaluate_records(model: torch.nn.Module, records: Iterable[PersonRecord], la
                      long_side: int, scales: tuple[float, ...] = (1.0,), flip: bool = False,
                      progress: Callable[[int], None] | None = None) -> tuple[ParsingScores, int]:
     """Parse every labelled image of ``records`` (each image once) and score it against its
-    label map at full resolution (255 ignored).
+    label map at full resolution (255 ignored; the records of one image merged,
+    :func:`image_label_maps`).
 
     Returns: the scores and the number of images.  Raises: DataError for an unreadable
     image; ValueError when no record has a label map."""
     model.eval()
     perm = label_set.flip_lut()[:label_set.num_classes].astype(np.int64) if flip else None
-    cm, seen = ConfusionMatrix(label_set.num_classes), set()
-    for r in records:
-        if r.label_map is None or r.image_path in seen:
-            continue
-        seen.add(r.image_path)
-        probs = predict_probabilities(model, files.read_image(r.image_path), long_side, scales, perm)
-        cm.update(r.label_map, label_map_of(probs))
+    cm, n = ConfusionMatrix(label_set.num_classes), 0
+    for image_path, truth in image_label_maps(records):
+        probs = predict_probabilities(model, files.read_image(image_path), long_side, scales, perm)
+        cm.update(truth, label_map_of(probs))
+        n += 1
         if progress:
-            progress(len(seen))
-    if not seen:
+            progress(n)
+    if not n:
         raise ValueError("no labelled images to evaluate")
-    return cm.compute(), len(seen)
+    return cm.compute(), n
+
+
+def image_label_maps(records: Iterable[PersonRecord]) -> list[tuple[Path, np.ndarray]]:
+    """(image path, uint8 (H, W) label map) per labelled image, in first-seen order.  The
+    records of one image are merged: a pixel another person's record leaves ignore (255,
+    as PASCAL-Part's per-person maps leave the other people) takes the label of the record
+    that labels it, so every labelled person of the image is scored."""
+    merged: dict[Path, np.ndarray] = {}
+    for r in records:
+        if r.label_map is None:
+            continue
+        if r.image_path not in merged:
+            merged[r.image_path] = r.label_map.copy()
+            continue
+        truth = merged[r.image_path]
+        fill = (truth == IGNORE) & (r.label_map != IGNORE)
+        truth[fill] = r.label_map[fill]
+    return list(merged.items())
 
 
 def scores_markdown(rows: dict[str, dict]) -> str:
@@ -155,25 +173,28 @@ def checkpoint_grid(checkpoints: dict[str, str], data: str, *, split: str | None
     ckpt = next(iter(loaded.values()))[1]
     label_set = LABEL_SETS[ckpt.label_set]
     recs = [r for r in iter_records(data, layout, label_set=label_set.name)
-            if r.label_map is not None and (split is None or r.split == split)][:n]
+            if r.label_map is not None and (split is None or r.split == split)]
+    first = list(dict.fromkeys(r.image_path for r in recs))[:n]               # the first n images, all their people
+    recs = [r for r in recs if r.image_path in set(first)]
     return prediction_grid({k: m for k, (m, _) in loaded.items()}, recs, label_set, ckpt.network["size"],
                            photos=photos)
 
 
 def prediction_grid(models: dict[str, torch.nn.Module], records: list[PersonRecord], label_set: LabelSet,
                     long_side: int, tile: int = 128, photos: bool = True) -> np.ndarray:
-    """uint8 RGB grid under a header of column titles, one row per labelled record: image |
+    """uint8 RGB grid under a header of column titles, one row per labelled image (its
+    records merged, :func:`image_label_maps`): image |
     each model's label map (titled by its key in ``models``) | ground truth
     (``photos=False`` leaves the image column black, for figures that may not show the
     photographs, and titles it so)."""
     rows = []
-    for r in records:
-        image = files.read_image(r.image_path)
+    for image_path, truth in image_label_maps(records):
+        image = files.read_image(image_path)
         row = [image if photos else np.zeros_like(image)]
         for model in models.values():
             model.eval()
             row.append(colorize(label_map_of(predict_probabilities(model, image, long_side)),
                                 label_set.palette))
-        row.append(colorize(r.label_map, label_set.palette))
+        row.append(colorize(truth, label_set.palette))
         rows.append(row)
     return grid(rows, tile, titles=["photo" if photos else "photo (not shown)", *models, "ground truth"])

@@ -103,3 +103,15 @@ def synth(checkpoint, demo_dir, tmp_path_factory) -> Path:
     s.run(keypoint_only_people(demo_dir), out)
     s.finalize(out)
     return out
+
+
+def viton_subset(shared_data, root, n=30):
+    """The first ``n`` VITON people as an OpenPose folder of links (pose/, images/, parse/)."""
+    for sub in ("pose", "images", "parse"):
+        (root / sub).mkdir(parents=True)
+    for f in sorted((shared_data / "viton" / "pose").glob("*_keypoints.json"))[:n]:
+        stem = f.name[: -len("_keypoints.json")]
+        (root / "pose" / f.name).symlink_to(f.resolve())
+        (root / "images" / f"{stem}.jpg").symlink_to((shared_data / "viton" / "images" / f"{stem}.jpg").resolve())
+        (root / "parse" / f"{stem}.png").symlink_to((shared_data / "viton" / "parse" / f"{stem}.png").resolve())
+    return root

@@ -175,6 +175,37 @@ def test_tree_signature_changes_with_files(tmp_path):
     assert tree_signature(tmp_path) == tree_signature(tmp_path)
 
 
+def test_tree_signature_sees_content_behind_an_old_mtime(tmp_path):
+    """A file replaced by another of the same size, its old modification time restored."""
+    import os
+
+    folder, photo = tmp_path / "photos", tmp_path / "photos" / "a.jpg"
+    folder.mkdir()
+    photo.write_bytes(b"A" * 100_000)
+    ann = tmp_path / "people.json"
+    ann.write_text('{"images": [1]}')
+    before = tree_signature(folder), tree_signature(ann)
+    st, st_ann = photo.stat(), ann.stat()
+    photo.write_bytes(b"B" + b"A" * 99_999)
+    ann.write_text('{"images": [2]}')
+    os.utime(photo, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.utime(ann, ns=(st_ann.st_atime_ns, st_ann.st_mtime_ns))
+    assert photo.stat().st_size == st.st_size and photo.stat().st_mtime_ns == st.st_mtime_ns
+    assert tree_signature(folder) != before[0] and tree_signature(ann) != before[1]
+    photo.write_bytes(b"A" * 100_000)                          # the old content back: the old signature
+    os.utime(photo, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert tree_signature(folder) == before[0]
+    # an annotation file's signature covers the photos beside it (not read): a photo that
+    # becomes a link to another file changes it, though the file's content stays the same
+    beside = tree_signature(ann)
+    (tmp_path / "b.jpg").write_bytes(b"C" * 10)
+    assert tree_signature(ann) != beside
+    with_b = tree_signature(ann)
+    (tmp_path / "b.jpg").unlink()
+    (tmp_path / "b.jpg").symlink_to(photo)
+    assert tree_signature(ann) not in (beside, with_b)
+
+
 def test_cli_synthesize_inspect_and_evaluate_flow(prefect_harness, demo_dir, tiny_refiner, tmp_path, capsys):
     from flows.training import evaluate, train_parser
     from parser_net.config import ParserTrainConfig

@@ -107,6 +107,12 @@ def test_keypoint_problems_are_named():
     scaled = kp.copy()
     scaled[13, :2] = (60 + 80 * 1000 / 1000, 60 + 130)                         # one joint far from its bone
     assert keypoint_problem(scaled, (200, 100), margin=10).startswith("implausible pose: left_shoulder-thorax")
+    stacked = np.zeros((16, 3), np.float32)                  # an upper body whose joints sit on one point
+    stacked[[10, 11, 12, 13, 14, 15]] = (50, 60, 2)
+    stacked[15] = (90, 160, 2)                               # but the left wrist: a ratio to a 0 px median
+    assert keypoint_problem(stacked, (200, 100), allow_partial=True) == (
+        "implausible pose: left_wrist-left_elbow is 108 px where the median bone length is 0 px "
+        "(joints on top of each other)")
 
 
 def test_bad_keypoints_are_skipped_with_reason(prefect_harness, demo_dir, tiny_refiner, tmp_path, capsys):

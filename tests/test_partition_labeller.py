@@ -14,6 +14,8 @@ from pipeline.readers.coco import read_coco
 from refine_net.config import SynthConfig
 from refine_net.partition_labeller import PartitionLabeller
 
+from conftest import viton_subset
+
 
 def coco_with_crowd(shared_data, tmp_path):
     """One fixture photo (640 x 425) with: its keypoint person and polygon; a crowd region
@@ -89,6 +91,8 @@ def test_the_flow_labels_every_coco_person_with_a_mask(prefect_harness, shared_d
             mine = np.logical_or.reduce([mask_utils.decode(r).astype(bool) for r in p.rle.values()])
             assert p.pixels == mine.sum() and set(p.rle) <= {1, 2, 3, 4, 5, 6}
             assert (label[mine] > 0).all()
+    again = synthesize_labels(SynthConfig(labels="pascal6", data=str(data), out=str(out)))   # its own folder
+    assert again["images_reused"] == 4 and again["people_labelled"] == 12
 
 
 def test_viton_parses_read_as_body_parts(shared_data):
@@ -119,18 +123,6 @@ def test_pascal_part_people_carry_their_object_masks(shared_data):
         assert parts.any() and not (parts & ~mask).any()
 
 
-def viton_subset(shared_data, root, n=30):
-    """The first ``n`` VITON people as an OpenPose folder of links (pose/, images/, parse/)."""
-    for sub in ("pose", "images", "parse"):
-        (root / sub).mkdir(parents=True)
-    for f in sorted((shared_data / "viton" / "pose").glob("*_keypoints.json"))[:n]:
-        stem = f.name[: -len("_keypoints.json")]
-        (root / "pose" / f.name).symlink_to(f.resolve())
-        (root / "images" / f"{stem}.jpg").symlink_to((shared_data / "viton" / "images" / f"{stem}.jpg").resolve())
-        (root / "parse" / f"{stem}.png").symlink_to((shared_data / "viton" / "parse" / f"{stem}.png").resolve())
-    return root
-
-
 def test_a_refiner_on_the_partition_prior(shared_data, tmp_path):
     from refine_net.checkpoint import load_checkpoint
     from refine_net.config import RefinerTrainConfig
@@ -157,3 +149,18 @@ def test_a_refiner_on_the_partition_prior(shared_data, tmp_path):
     label = files.read_label_png(out / item.label)
     assert set(np.unique(label)) <= {0, 1, 2, 3, 4, 5, 6, IGNORE}
     assert (label[0:40, 0:60] == IGNORE).all()                     # the crowd, through the refiner too
+
+
+def test_a_partition_labellers_folder_can_be_written_again(shared_data, tmp_path):
+    from pipeline.errors import ConfigError
+    from pipeline.formats.synth_dataset import claim_output
+
+    data = shared_data / "mmpose" / "coco" / "test_coco.json"
+    out = tmp_path / "synth"
+    out.mkdir()
+    files.write_json(out / "dataset.json", {"format": "partsynth", "label_set": "pascal6", "refiner_checkpoint": "",
+                                            "synthetic": True})
+    claim_output(out, data)                           # no refiner: the checkpoint is "", still ours
+    files.write_json(out / "dataset.json", {"format": "partsynth", "label_set": "pascal6"})   # a labelled set
+    with pytest.raises(ConfigError, match="not empty and not a partsynth synthesized dataset"):
+        claim_output(out, data)

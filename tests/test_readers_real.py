@@ -112,7 +112,7 @@ def test_detect_layout(shared_data, rel, layout):
     assert detect_layout(shared_data / rel) == layout
 
 
-def test_an_annotation_json_is_parsed_once_while_unchanged(tmp_path, monkeypatch):
+def test_an_annotation_jsons_layout_is_told_without_parsing_it(tmp_path, monkeypatch):
     import json
     import os
 
@@ -126,10 +126,14 @@ def test_an_annotation_json_is_parsed_once_while_unchanged(tmp_path, monkeypatch
     monkeypatch.setattr(files, "read_json", lambda p: parsed.append(p) or real(p))
     assert detect_layout(path) == detect_layout(tmp_path) == "coco"
     assert annotation_file(tmp_path, "coco") == path
-    assert len(parsed) == 1
-    path.write_text(json.dumps([{"image": "a.jpg", "joints": []}]))       # another file now: read again
+    assert parsed == []                                    # its bytes tell; the reader parses it, once
+    path.write_text(json.dumps([{"image": "a.jpg", "joints": []}]))       # another file now: looked at again
     os.utime(path, ns=(1, 1))
-    assert detect_layout(path) == "mpii" and len(parsed) == 2
+    assert detect_layout(path) == "mpii" and parsed == []
+    path.write_text(json.dumps({"images": []}))              # neither: parsed, and not a layout
+    with pytest.raises(Exception, match="not a COCO keypoints JSON"):
+        detect_layout(path)
+    assert len(parsed) == 1
     path.write_text("{broken")
     with pytest.raises(Exception, match="invalid JSON at line 1"):
         detect_layout(path)

@@ -85,9 +85,10 @@ class EstimatedItem:
                    list(d["people"]), list(d.get("misses") or []), d.get("error"), int(d.get("version", 1)))
 
 
-def read_estimated_item(path: str | Path) -> EstimatedItem:
-    """One record; DataError naming the file when unreadable or not a record."""
-    return EstimatedItem.from_json(files.read_json(path), Path(path))
+def read_estimated_item(path: str | Path, raw: dict | None = None) -> EstimatedItem:
+    """One record (``raw``: its JSON already parsed); DataError naming the file when
+    unreadable or not a record."""
+    return EstimatedItem.from_json(files.read_json(path) if raw is None else raw, Path(path))
 
 
 def estimator_fingerprint(config: dict, boxes: list | None) -> str:

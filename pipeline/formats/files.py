@@ -286,20 +286,39 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+#: bytes of each file of a folder that :func:`tree_signature` hashes (a file this size or
+#: smaller is hashed whole)
+SIGNATURE_HEAD = 64 * 1024
+
+
 def tree_signature(path: str | Path) -> str:
-    """Hex SHA-256 over (relative path, size, modification time) of every file under
-    ``path`` (or of the file itself): changes when a file is added, removed, replaced or
-    edited, without reading contents.  Hidden files and folders are left out.
-    Raises DataError when ``path`` does not exist."""
+    """Hex SHA-256 that changes when what ``path`` holds changes.  A folder: every file's
+    relative path, size, modification time, link target (a symbolic link's) and the SHA-256
+    of its first :data:`SIGNATURE_HEAD` bytes (a file that small: all of it), so a file
+    replaced by another of the same size and time (a restore that keeps an old mtime, a
+    copy with ``cp -p``) still changes it, without reading whole photos.  A file (an
+    annotation JSON): its whole content, and the name, size, modification time and link
+    target of every file beside it (where a COCO or MPII file's photos are), not read.
+    Hidden files and folders are left out.  Raises DataError when ``path`` does not exist."""
     path = Path(path)
     if not path.exists():
         raise DataError(path, "path not found")
     h = hashlib.sha256()
-    entries = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for p in entries:
-        rel = p.relative_to(path) if p != path else Path(p.name)
+    if path.is_file():
+        h.update(f"{path.name}\0{file_sha256(path)}\n".encode())
+        entries, heads = [p for p in path.parent.iterdir() if p != path and p.is_file()], False
+        root = path.parent
+    else:
+        entries, heads, root = [p for p in path.rglob("*") if p.is_file()], True, path
+    for p in sorted(entries):
+        rel = p.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
             continue
         st = p.stat()
-        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        target = os.path.realpath(p) if p.is_symlink() else ""
+        head = ""
+        if heads:
+            with open(p, "rb") as f:
+                head = hashlib.sha256(f.read(SIGNATURE_HEAD)).hexdigest()
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{target}\0{head}\n".encode())
     return h.hexdigest()

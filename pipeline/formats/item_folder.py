@@ -62,7 +62,8 @@ def item_files(root: str | Path) -> list[Path]:
 
 
 def read_record_or_none(root: str | Path, image_path: str | Path, read: Callable[[Path], object]):
-    """The item record of ``image_path`` in ``root`` read with ``read``, or None when it
+    """The item record of ``image_path`` in ``root`` read with ``read(path, raw)`` (``raw``:
+    the parsed JSON), or None when it
     is missing, unreadable, or its content no longer matches the hash :func:`write_item`
     stored in it (edited by hand, or written by an older partsynth): the image is then
     redone."""
@@ -73,7 +74,7 @@ def read_record_or_none(root: str | Path, image_path: str | Path, read: Callable
         raw = files.read_json(path)
         if not isinstance(raw, dict) or raw.get(RECORD_HASH) != record_sha256(raw):
             return None
-        return read(path)
+        return read(path, raw)                                   # the file parsed once
     except DataError:
         return None
 
@@ -95,7 +96,7 @@ def remove_partial_files(out: Path) -> list[Path]:
 
 def claim_item_folder(out: str | Path, data: str | Path, marker: str, own: frozenset[str],
                       read: Callable[[Path], object], what: str, bare: frozenset[str] | None = None,
-                      keep_foreign: bool = False) -> None:
+                      keep_foreign: bool = False, records: bool = True) -> None:
     """Check that ``out`` may receive a per-image folder (a synthesized dataset,
     predictions, keypoints) for ``data``: new, empty, such a folder (``dataset.json`` with
     ``marker`` set; with ``keep_foreign`` other files of the user's in it are left alone,
@@ -103,7 +104,8 @@ def claim_item_folder(out: str | Path, data: str | Path, marker: str, own: froze
     ``dataset.json`` is missing (a run killed before its end, or deleted), holding only
     the entries ``own`` and either item records or nothing but the entries ``bare``
     (default ``own``) that such a run writes before its first record.  Every record must
-    be one ``read`` accepts.  It may not be the input, be inside an input folder (its PNGs
+    be one ``read`` accepts (not read with ``records`` off: a quick check before the run
+    that reads them).  It may not be the input, be inside an input folder (its PNGs
     would be read as photos, and change the input's signature, next time) or contain the
     input.
     Raises ConfigError in one line naming the folder or the foreign entry, or ``data``
@@ -123,7 +125,7 @@ def claim_item_folder(out: str | Path, data: str | Path, marker: str, own: froze
     entries = {p.name for p in out.iterdir() if not p.name.startswith(files.TEMP_PREFIX)} - LOCK_ENTRIES
     if (out / DATASET_FILE).is_file():
         try:
-            ours = read_dataset_info(out).get(marker)
+            ours = read_dataset_info(out).get(marker) is not None     # "" for the partition labeller
         except DataError as e:
             raise ConfigError(f"{out}: not empty and not a partsynth {what} ({e.problem}); "
                               "choose an empty or new folder") from None
@@ -137,7 +139,8 @@ def claim_item_folder(out: str | Path, data: str | Path, marker: str, own: froze
     if foreign:
         raise ConfigError(f"{out}: not empty and not a partsynth {what} (holds {', '.join(foreign[:3])}); "
                           "choose an empty or new folder")
-    check_records(out, read)
+    if records:
+        check_records(out, read)
 
 
 def check_records(out: Path, read: Callable[[Path], object]) -> None:

@@ -93,9 +93,10 @@ class PredictionsInfo:
                     description="label maps predicted by a partsynth parser")
 
 
-def read_predicted_item(path: str | Path) -> PredictedItem:
-    """One record; DataError naming the file when unreadable or not a record."""
-    return PredictedItem.from_json(files.read_json(path), Path(path))
+def read_predicted_item(path: str | Path, raw: dict | None = None) -> PredictedItem:
+    """One record (``raw``: its JSON already parsed); DataError naming the file when
+    unreadable or not a record."""
+    return PredictedItem.from_json(files.read_json(path) if raw is None else raw, Path(path))
 
 
 def predicted_item_intact(root: str | Path, image: str | Path, fingerprint: str, image_sha256: str) -> bool:

@@ -42,6 +42,9 @@ from pipeline.formats.records import skip_records
 SYNTH_FORMAT_VERSION = 1
 ANNOTATIONS_FILE = "annotations.json"
 MANIFEST_FILE = "manifest.parquet"
+#: the synthesized dataset's manifest, one row per person (its columns also when nobody was labelled)
+SYNTH_MANIFEST_COLUMNS = ("person_id", "image", "status", "reason", "split", "source", "neighbours", "distances",
+                          "mean_max_prob", "pixels", "estimated_joints", "refiner_sha256", "label")
 #: the input items the reader could not use, [{"file", "reason"}], rewritten by every run
 READ_SKIPS_FILE = "skipped.json"
 #: where ``synthesize --data PHOTOS`` keeps the keypoints it estimated first (a keypoints folder)
@@ -212,11 +215,11 @@ def write_label_file(out: Path, item: SynthItem, label_map: np.ndarray, palette:
     item.label_sha256 = file_sha256(out / item.label)
 
 
-def read_item(path: str | Path) -> SynthItem:
-    """One item record.  Raises DataError naming the file when it is unreadable or not an
-    item of this format."""
+def read_item(path: str | Path, raw: dict | None = None) -> SynthItem:
+    """One item record (``raw``: its JSON already parsed).  Raises DataError naming the
+    file when it is unreadable or not an item of this format."""
     path = Path(path)
-    return SynthItem.from_json(files.read_json(path), path)
+    return SynthItem.from_json(files.read_json(path) if raw is None else raw, path)
 
 
 def read_items(root: str | Path) -> list[SynthItem]:
@@ -283,7 +286,7 @@ def finalize_dataset(root: str | Path, info: SynthDatasetInfo) -> dict:
         "images": images, "annotations": anns,
         "categories": [{"id": i, "name": n} for i, n in enumerate(names) if i > 0]})
     files.write_json(out / PEOPLE_FILE, people)
-    write_manifest(pd.DataFrame(rows), out / MANIFEST_FILE)
+    write_manifest(pd.DataFrame(rows, columns=list(SYNTH_MANIFEST_COLUMNS)), out / MANIFEST_FILE)
     files.write_json(out / DATASET_FILE, info.to_json())
     ok = sum(r["status"] == "ok" for r in rows)
     partial = sum(r["status"] == "ok" and bool(r["estimated_joints"]) for r in rows)
@@ -327,15 +330,17 @@ def remove_stale_labels(root: str | Path, images: set[str]) -> list[str]:
     return remove_stale_items(root, images, read_item, ("label", "probs"))
 
 
-def claim_output(out: str | Path, data: str | Path) -> None:
+def claim_output(out: str | Path, data: str | Path, records: bool = True) -> None:
     """Check that ``out`` may receive a synthesized dataset made from ``data``
     (:func:`pipeline.formats.item_folder.claim_item_folder`): new, empty, a synthesized dataset
     (``dataset.json`` with a ``refiner_checkpoint``), or, when that was deleted, nothing
     but this format's files with readable item records; not the input, inside an input
     folder, or containing it.  Raises: ConfigError in one line naming the folder or the
-    foreign file."""
+    foreign file.  ``records`` off leaves the item records unread (the command line's
+    check before the flow, which reads them)."""
     claim_item_folder(out, data, "refiner_checkpoint", OWN_ENTRIES, read_item, "synthesized dataset",
-                      bare=frozenset({ITEMS_DIR, "labels", "probs", KEYPOINTS_DIR, READ_SKIPS_FILE}), keep_foreign=True)
+                      bare=frozenset({ITEMS_DIR, "labels", "probs", KEYPOINTS_DIR, READ_SKIPS_FILE}), keep_foreign=True,
+                      records=records)
 
 
 def skip_summary(root: str | Path) -> dict[str, tuple[int, str]]:

@@ -91,6 +91,9 @@ def keypoint_problem(kp: np.ndarray, image_size: tuple[int, int], margin: float 
     median = float(np.median([length for _, _, length in bones]))
     for a, b, length in bones:
         if length > max_bone_ratio * max(median, MIN_TORSO_PX):
+            if median == 0:                                  # most joints on top of each other
+                return (f"implausible pose: {JOINT_NAMES[a]}-{JOINT_NAMES[b]} is {length:.0f} px where the "
+                        "median bone length is 0 px (joints on top of each other)")
             return (f"implausible pose: {JOINT_NAMES[a]}-{JOINT_NAMES[b]} is {length / median:.1f} x the median "
                     f"bone length (> {max_bone_ratio:g})")
     return ""

@@ -18,13 +18,19 @@ from pipeline.skeleton import from_coco17
 
 
 def load_coco(ann_path: Path) -> COCO:
-    """pycocotools ``COCO`` for a person-keypoints JSON, quietly; DataError if unreadable."""
-    files.read_json(ann_path)  # clear error for missing file / invalid JSON
+    """pycocotools ``COCO`` for a person-keypoints JSON, quietly, the file parsed once;
+    DataError if unreadable, invalid JSON (line and column) or not a COCO dict."""
+    doc = files.read_json(ann_path)
+    if not isinstance(doc, dict):
+        raise DataError(ann_path, f"not a COCO annotation file (a JSON {type(doc).__name__}, not an object)")
+    coco = COCO()                      # pycocotools' own index over the parsed document
+    coco.dataset = doc
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            return COCO(str(ann_path))
+            coco.createIndex()
     except (KeyError, TypeError, AssertionError) as e:
         raise DataError(ann_path, f"not a COCO annotation file ({e!r})") from None
+    return coco
 
 
 def read_coco(ann_path: str | Path, image_dir: str | Path | None = None, *,

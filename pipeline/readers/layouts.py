@@ -3,8 +3,10 @@ photos of an input (:func:`list_photos`) and tell a folder of bare photos from a
 (:func:`is_photo_folder`)."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import mmap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +22,10 @@ LAYOUTS = ("partsynth", "ccp", "lsp", "coco", "mpii", "mpii_mat", "openpose", "p
 
 def _json_kind(path: Path, strict: bool = False) -> str | None:
     """"coco", "mpii" or None for a JSON file; with ``strict`` an unreadable file raises
-    DataError (invalid JSON with its line and column) instead of giving None.  A file is
-    parsed once per process while its size and modification time stay the same (a COCO
-    keypoints JSON can take seconds to parse, and one command asks several times)."""
+    DataError (invalid JSON with its line and column) instead of giving None.  A COCO or
+    MPII file is told by its bytes, not parsed (a COCO keypoints JSON takes seconds to
+    parse; its reader parses it once), and each version of a file (size, modification
+    time) is looked at once per process."""
     try:
         if not path.is_file():
             files.read_json(path)               # raises DataError naming what is wrong with the path
@@ -36,7 +39,18 @@ def _json_kind(path: Path, strict: bool = False) -> str | None:
 
 @functools.lru_cache(maxsize=64)
 def _cached_json_kind(path: Path, mtime_ns: int, size: int) -> str | None:
-    """:func:`_json_kind` of one version of a file (DataError when unreadable, not cached)."""
+    """:func:`_json_kind` of one version of a file (DataError when unreadable, not cached).
+    A file that opens with ``[`` and ends with ``]``, or opens with ``{``, ends with ``}``
+    and holds both ``"images"`` and ``"annotations"`` keys, is told by its bytes, without
+    parsing (the reader parses it, once, and names any error); any other, a cut one too, is
+    parsed, so that its invalid JSON is named here."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else \
+            contextlib.nullcontext(b"") as raw:
+        start, end = raw[:4096].lstrip()[:1], raw[-4096:].rstrip()[-1:]     # a cut file (a partial
+        if start == b"[" and end == b"]":                                    # download) is parsed below
+            return "mpii"
+        if start == b"{" and end == b"}" and raw.find(b'"annotations"') >= 0 and raw.find(b'"images"') >= 0:
+            return "coco"
     doc = files.read_json(path)
     if isinstance(doc, list):
         return "mpii"
@@ -190,14 +204,20 @@ def link_unlabelled_photos(data: str | Path, folder: str | Path) -> list[Path]:
 
 
 def list_photos(data: str | Path) -> list[Path]:
-    """The photos to parse: ``data`` itself when it is a file; the images of a recognised
-    dataset layout (each once, in reader order); else every file with an image suffix
+    """The photos to parse: the images of a recognised dataset layout, folder or annotation
+    file (a COCO or MPII JSON, an MPII .mat; each image once, in reader order); ``data``
+    itself when it is another file; else every file with an image suffix
     (:data:`IMAGE_SUFFIXES`, any case) under the folder, hidden folders excluded, in path
     order.  Paths are absolute.  Raises ConfigError when ``data`` is missing or holds no
-    photo."""
+    photo; DataError when an annotation file is unreadable."""
     data = Path(data)
     if data.is_file():
-        return [data.resolve()]
+        if data.suffix.lower() not in (".json", ".mat"):
+            return [data.resolve()]
+        photos = list(dict.fromkeys(Path(r.image_path).resolve() for r in iter_records(data, skip_bad=True)))
+        if not photos:
+            raise ConfigError(f"{data}: no people's photos")
+        return photos
     if not data.is_dir():
         raise ConfigError(f"{data}: no such file or folder")
     try:
