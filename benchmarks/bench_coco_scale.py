@@ -31,9 +31,14 @@ MEASURE = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:])
            "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
 
 
-def run_synthesize(data: Path, out: Path, workers: int) -> dict:
-    """One ``partsynth synthesize --labels pascal6`` process: seconds, peak KiB, totals."""
-    cmd = [sys.executable, "-c", MEASURE, shutil.which("partsynth") or "partsynth", "synthesize",
+def run_synthesize(data: Path, out: Path, workers: int, code: str | None = None) -> dict:
+    """One ``partsynth synthesize --labels pascal6`` process: seconds, peak KiB, totals;
+    ``code``: a checkout of another partsynth commit to run instead (its packages first on
+    the path)."""
+    program = ([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(code)!r}); "
+                                      "from flows.cli import main; sys.exit(main())"]
+               if code else [shutil.which("partsynth") or "partsynth"])
+    cmd = [sys.executable, "-c", MEASURE, *program, "synthesize",
            "--labels", "pascal6", "--data", str(data), "--out", str(out), "--workers", str(workers)]
     t = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -70,6 +75,10 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-reruns", action="store_true", help="skip the two reruns")
     p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--baseline", help="a checkout of another commit (git worktree add DIR REV) run beside this "
+                                      "code on the same files, up to --baseline-max people; its figures are "
+                                      "printed with the ratio new / baseline")
+    p.add_argument("--baseline-max", type=int, default=10000)
     args = p.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, --workers {args.workers}")
     rows = []
@@ -78,15 +87,25 @@ def main() -> None:
         made = make_coco_size(folder, n)
         out = folder / "synth"
         shutil.rmtree(out, ignore_errors=True)
-        first = run_synthesize(Path(made["path"]), out, args.workers)
-        row = dict(people=made["people"], images=made["images"], file_mib=Path(made["path"]).stat().st_size / 2**20,
-                   **first)
+        codes = {"": None}
+        if args.baseline and n <= args.baseline_max:
+            codes["baseline_"] = args.baseline
+            shutil.rmtree(folder / "synth_baseline", ignore_errors=True)
+        row = dict(people=made["people"], images=made["images"], file_mib=Path(made["path"]).stat().st_size / 2**20)
+        for prefix, code in codes.items():
+            row[prefix + "first"] = run_synthesize(Path(made["path"]), folder / f"synth{'_baseline' if code else ''}",
+                                                   args.workers, code)
         if not args.no_reruns:
-            row["rerun"] = run_synthesize(Path(made["path"]), out, args.workers)
+            for prefix, code in codes.items():
+                row[prefix + "rerun"] = run_synthesize(Path(made["path"]), folder / f"synth{'_baseline' if code else ''}",
+                                                       args.workers, code)
             add_one_image(Path(made["path"]))
-            row["one_added"] = run_synthesize(Path(made["path"]), out, args.workers)
+            for prefix, code in codes.items():
+                row[prefix + "one_added"] = run_synthesize(
+                    Path(made["path"]), folder / f"synth{'_baseline' if code else ''}", args.workers, code)
+        row.update(row["first"])
         rows.append(row)
-        print(f"  {made['people']:,} people: {first['seconds']:.1f} s, peak {first['peak_kib'] / 2**20:.2f} GiB",
+        print(f"  {made['people']:,} people: {row['seconds']:.1f} s, peak {row['peak_kib'] / 2**20:.2f} GiB",
               flush=True)
     base = rows[0]
     print("\n| people | images | file MiB | seconds | people/s | s per 1,000 (ratio) | peak RSS GiB (ratio) "
@@ -102,6 +121,16 @@ def main() -> None:
         print(f"| {r['people']:,} | {r['images']:,} | {r['file_mib']:.1f} | {r['seconds']:.1f} | "
               f"{r['people'] / r['seconds']:.0f} | {per_k:.2f} ({per_k / per_k0:.2f}) | "
               f"{r['peak_kib'] / 2**20:.2f} ({r['peak_kib'] / base['peak_kib']:.2f}) | {reruns[0]} | {reruns[1]} |")
+    if any("baseline_first" in r for r in rows):
+        print("\n| people | run | this code s | baseline s | ratio | this code peak GiB | baseline peak GiB | ratio |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            for key in ("first", "rerun", "one_added"):
+                if f"baseline_{key}" in r:
+                    a, b = r[key], r[f"baseline_{key}"]
+                    print(f"| {r['people']:,} | {key} | {a['seconds']:.1f} | {b['seconds']:.1f} | "
+                          f"{a['seconds'] / b['seconds']:.2f} | {a['peak_kib'] / 2**20:.2f} | "
+                          f"{b['peak_kib'] / 2**20:.2f} | {a['peak_kib'] / b['peak_kib']:.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

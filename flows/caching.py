@@ -15,6 +15,14 @@ from pathlib import Path
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 CACHED = INPUTS + TASK_SOURCE
+
+
+def cached_except(*names: str):
+    """:data:`CACHED` without the inputs ``names`` in the key (where data sits, not what it is)."""
+    inputs = INPUTS
+    for name in names:
+        inputs = inputs - name
+    return inputs + TASK_SOURCE
 PACKAGES = ("pipeline", "refine_net", "parser_net")
 
 

@@ -71,6 +71,26 @@ def prepare_output(out: Path, items: set[str], remove_stale: Callable[[Path, set
     return removed
 
 
+def chunk_key(run_key: str, item_keys: Sequence[str]) -> str:
+    """32 hex digits naming a chunk's work: the run's settings (``run_key``) and its items'
+    content keys, in order."""
+    return hashlib.sha256("\0".join([run_key, *item_keys]).encode()).hexdigest()[:32]
+
+
+def unchanged_chunks(record: dict, scan, keys: Sequence[str], names: Sequence[Sequence[str]]) -> dict[int, list[str]]:
+    """{chunk index: its item statuses as the last run ended them} for each chunk whose key
+    the last finished run of this folder recorded (``record``:
+    :func:`pipeline.formats.item_folder.read_run_record`) and whose items (their item
+    ``names``) all have records, provided the folder is as that run left it (``scan``:
+    :func:`pipeline.formats.item_folder.scan_item_folder`); such a chunk needs neither its
+    task nor a look at its files."""
+    if not record or record.get("items_state") != scan.state:
+        return {}
+    known = record.get("chunks") or {}
+    return {i: list(known[k]) for i, k in enumerate(keys)
+            if isinstance(known.get(k), list) and len(known[k]) == len(names[i]) and all(n in scan.items for n in names[i])}
+
+
 def cached_status(status: str) -> str:
     """An item's status when its chunk is served from Prefect's cache: a failed item stays
     ``images_failed`` (its input is still bad; it is not kept), any other is

@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.run_cli import add_run_commands
 
     add_run_commands(sub)
+    from flows.serve_cli import add_serve_command
+
+    add_serve_command(sub)
     return parser
 
 

@@ -13,8 +13,7 @@ import functools
 import hashlib
 import json
 import pickle
-from collections import OrderedDict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +23,15 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.caching import CACHED, code_fingerprint, retry_on_io
-from flows.chunking import content_chunks, prepare_output, run_chunks
+from flows.caching import CACHED, cached_except, code_fingerprint, retry_on_io
+from flows.chunking import cached_status, chunk_key, content_chunks, prepare_output, run_chunks, unchanged_chunks
 from pipeline.formats.estimated_poses import PersonMasks
 from pipeline.readers.layouts import is_photo_folder
 from pipeline.formats.files import atomic_path, cache_dir, file_sha256, tree_signature
 from pipeline.keypoints_config import KeypointsConfig
-from pipeline.readers.layouts import keypoint_only_people
+from pipeline.readers.layouts import iter_keypoint_only_people
+from pipeline.formats.listing import read_people, write_listing
+from pipeline.formats.item_folder import item_name, read_run_record, scan_item_folder, write_run_record
 from pipeline.formats.output_lock import output_lock
 from pipeline.priors.bank import PriorConfig
 from pipeline.readers.prior_bank import bank_from_dataset
@@ -52,35 +53,62 @@ LISTED_IMAGES: dict[str, int] = {}
 
 
 @task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
-def list_images(data: str, layout: str | None, signature: str, relabel: bool = False,
+def list_images(data: str, layout: str | None, signature: str, listing: str, relabel: bool = False,
                 split: str | None = None, person_masks: str | None = None) -> dict:
-    """Keypoint-only people of ``data`` grouped by image: ``images``, plain dicts (``image``,
-    ``image_sha256``, ``people``: person_id, image_size, keypoints, derived, split, source),
-    and ``skipped``, the [file, reason] of every item the reader could not use (missing or
-    unreadable photo, bad keypoints entry).  ``relabel`` lists labelled people too (labels
-    dropped, :func:`pipeline.readers.layouts.keypoint_only_people`); ``split`` keeps one split's
+    """Keypoint-only people of ``data``, streamed from the reader into the listing file
+    ``listing`` (:mod:`pipeline.formats.listing`: one line per person, plain dicts with
+    person_id, image_size, keypoints, derived, split, source and the mask fields); returns
+    ``images``, the listing's :class:`pipeline.formats.listing.ListedImage` entries as
+    [image, key, ranges] in reader order, and ``skipped``, the [file, reason] of every item
+    the reader could not use (missing or unreadable photo, bad keypoints entry).  Memory
+    holds the index, not the people.  ``relabel`` lists labelled people too (labels dropped,
+    :func:`pipeline.readers.layouts.iter_keypoint_only_people`); ``split`` keeps one split's
     people.  A person's mask is its COCO annotation's own (``person_rle``), else its
     record's ``person_mask`` (a keypoints folder) or the matching one of the keypoints folder
-    ``person_masks``
-    (:class:`pipeline.formats.estimated_poses.PersonMasks`), with its SHA-256 so that a changed
-    mask relabels its image.  ``signature`` (:func:`pipeline.formats.files.tree_signature` of
-    ``data`` and ``person_masks``) keys the cache."""
+    ``person_masks`` (:class:`pipeline.formats.estimated_poses.PersonMasks`), with its
+    SHA-256 so that a changed mask relabels its image.  ``signature``
+    (:func:`pipeline.formats.files.tree_signature` of ``data`` and ``person_masks``) keys the
+    cache; the flow bypasses it when the listing file is gone."""
     report = ReadReport()
     masks = PersonMasks(person_masks) if person_masks else None
-    by_image: OrderedDict[str, dict] = OrderedDict()
-    for r in keypoint_only_people(data, layout, report, relabel, split):
-        path = str(Path(r.image_path).resolve())
-        entry = by_image.setdefault(path, {"image": path, "image_sha256": file_sha256(path), "people": []})
-        entry["people"].append({
-            "person_id": r.person_id, "image_size": list(r.image_size), "source": r.source_format,
-            "keypoints": keypoints_to_json(r.keypoints) if r.keypoints is not None else None,
-            "derived": r.keypoints_derived.tolist() if r.keypoints_derived is not None else None,
-            "split": r.split, "other_people_rle": (r.meta or {}).get("other_people_rle"), **_mask_fields(r, masks)})
+    photo_sha: dict[str, str] = {}
+
+    def people():
+        for r in iter_keypoint_only_people(data, layout, report, relabel, split):
+            path = str(Path(r.image_path).resolve())
+            if path not in photo_sha:
+                photo_sha[path] = file_sha256(path)
+            yield path, photo_sha[path], {
+                "image": path, "image_sha256": photo_sha[path], "person_id": r.person_id,
+                "image_size": list(r.image_size), "source": r.source_format,
+                "keypoints": keypoints_to_json(r.keypoints) if r.keypoints is not None else None,
+                "derived": r.keypoints_derived.tolist() if r.keypoints_derived is not None else None,
+                "split": r.split, "other_people_rle": (r.meta or {}).get("other_people_rle"), **_mask_fields(r, masks)}
+
+    index = write_listing(people(), listing)
+    prune_listings(Path(listing))
     if report.skipped:
         log = get_run_logger()
         log.warning("%s: %s", data, report.summary())
         report.log_skipped(log)
-    return {"images": list(by_image.values()), "skipped": [list(s) for s in report.skipped]}
+    return {"images": [[e.image, e.key, e.ranges] for e in index], "skipped": [list(s) for s in report.skipped]}
+
+
+def listing_file(source: tuple, content: tuple) -> Path:
+    """Where :func:`list_images` writes the listing of the input ``source`` (data, layout,
+    options) as it is now (``content``: its signature, the code): the cache folder."""
+    def digest(x) -> str:
+        return hashlib.sha256(json.dumps(x, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / f"listing-{digest(source)}-{digest(content)}.jsonl"
+
+
+def prune_listings(listing: Path) -> None:
+    """Delete the listings of the same input made before it changed (a 10^5-people listing
+    is about 140 MB); a run still reading one of them stops with a DataError naming it."""
+    source = listing.name.rsplit("-", 1)[0]
+    for old in listing.parent.glob(f"{source}-*.jsonl"):
+        if old != listing:
+            old.unlink(missing_ok=True)
 
 
 def _mask_fields(r: PersonRecord, masks: PersonMasks | None) -> dict:
@@ -136,27 +164,31 @@ def _synthesizer(cfg_json: str, bank_path: str) -> Synthesizer | PartitionLabell
     return Synthesizer(cfg, bank)
 
 
-def _people(image: dict) -> list[PersonRecord]:
-    """The PersonRecords of one of :func:`list_images`' image entries."""
-    return [PersonRecord(Path(image["image"]), tuple(p["image_size"]), p["person_id"], p["source"],
+def _people(people: list[dict]) -> list[PersonRecord]:
+    """PersonRecords of a listing's person dicts (:func:`list_images`)."""
+    return [PersonRecord(Path(p["image"]), tuple(p["image_size"]), p["person_id"], p["source"],
                          keypoints=None if p["keypoints"] is None else json_to_keypoints(p["keypoints"]),
                          keypoints_derived=None if p["derived"] is None else np.array(p["derived"], bool),
                          split=p["split"], meta={"person_mask": p.get("person_mask"), "rle": p.get("person_rle"),
                                                  "other_people_rle": p.get("other_people_rle")})
-            for p in image["people"]]
+            for p in people]
 
 
-@task(cache_policy=CACHED, persist_result=True, retries=2, retry_condition_fn=retry_on_io)
-def synthesize_chunk(images: list[dict], cfg: SynthConfig, checkpoint_sha256: str, bank_path: str, code: str,
-                     force: bool = False) -> list[str]:
+@task(cache_policy=cached_except("listing", "ranges"), persist_result=True, retries=2, retry_condition_fn=retry_on_io)
+def synthesize_chunk(images: list[list[str]], cfg: SynthConfig, checkpoint_sha256: str, bank_path: str, code: str,
+                     listing: str, ranges: list[list[list[int]]], force: bool = False) -> list[str]:
     """Label the people of a chunk of images (:func:`flows.chunking.content_chunks`) into
     ``cfg.out``, ``cfg.batch_size`` people per refiner pass; returns one status per
-    image.  Images already done with intact files are not redone (``images_reused``), so
-    a chunk rerun for one new or damaged image relabels only that image.  Cached on the
-    images' content and keypoints, the run config, the checkpoint's hash, the bank and
-    the code; the flow bypasses the cache when an image's files are missing or changed."""
+    image.  ``images``: [image, key] of each (:class:`pipeline.formats.listing.ListedImage`);
+    their people are read from ``listing`` at ``ranges`` (one list per image), which do not
+    key the cache (an image added before them moves the offsets, not the people).  Images
+    already done with intact files are not redone (``images_reused``), so a chunk rerun for
+    one new or damaged image relabels only that image.  Cached on the images' keys, the run
+    config, the checkpoint's hash, the bank and the code; the flow bypasses the cache when
+    an image's files are missing or changed."""
     synth = _synthesizer(cfg.model_dump_json(), bank_path)
-    return synth.process_images([(Path(im["image"]), _people(im)) for im in images], Path(cfg.out), force=force)
+    work = [(Path(image), _people(read_people(listing, where))) for (image, _), where in zip(images, ranges)]
+    return synth.process_images(work, Path(cfg.out), force=force)
 
 
 @task(cache_policy=CACHED, persist_result=True)
@@ -189,6 +221,48 @@ def photos_with_keypoints(cfg: SynthConfig, force: bool) -> SynthConfig:
     kp = KeypointsConfig(data=cfg.data, out=kp_out)
     estimate_keypoints.with_options(task_runner=keypoints_runner(kp))(kp, force=force)
     return cfg.model_copy(update={"data": kp_out, "layout": "partsynth"})
+
+
+@dataclass
+class ChunkResults:
+    """Each chunk's key (:func:`flows.chunking.chunk_key`) and item statuses, in chunk order."""
+
+    keys: list[str]
+    per_chunk: list[list[str]]
+
+
+def label_chunks(chunks: list[list], cfg: SynthConfig, sha: str, bank_path: str, code: str, listing: str,
+                 force: bool, out: Path, log) -> ChunkResults:
+    """Run :func:`synthesize_chunk` over ``chunks`` (lists of [image, key, ranges]), except
+    the chunks the output's last finished run did with the same settings and images while
+    its files are as that run left them (:func:`flows.chunking.unchanged_chunks`): a rerun
+    with nothing changed starts no task and reads no record.  Where the folder changed
+    since, every image's files are checked (:func:`pipeline.formats.synth_dataset.item_intact`)."""
+    scan = scan_item_folder(out)
+    record = {} if force else read_run_record(out)
+    trusted = bool(record) and record.get("items_state") == scan.state
+    run_key = hashlib.sha256(json.dumps([cfg.model_dump_json(), sha, bank_path, code]).encode()).hexdigest()
+    keys = [chunk_key(run_key, [im[1] for im in chunk]) for chunk in chunks]
+    names = [[item_name(im[0]) for im in chunk] for chunk in chunks]
+    known = unchanged_chunks(record, scan, keys, names)
+    if known:
+        log.info("%d of %d images as the last run left them", sum(len(chunks[i]) for i in known),
+                 sum(map(len, chunks)))
+    todo = [i for i in range(len(chunks)) if i not in known]
+
+    def intact(chunk: list) -> bool:
+        if force:
+            return False
+        if trusted:
+            return all(item_name(im[0]) in scan.items for im in chunk)
+        return all(item_intact(out, im[0]) for im in chunk)
+
+    ran = iter(run_chunks(synthesize_chunk, [chunks[i] for i in todo], intact,
+                          lambda chunk: ([im[:2] for im in chunk], cfg, sha, bank_path, code, listing,
+                                         [im[2] for im in chunk], force), log))
+    per_chunk = [[cached_status(s) for s in known[i]] if i in known else [next(ran) for _ in chunks[i]]
+                 for i in range(len(chunks))]
+    return ChunkResults(keys, per_chunk)
 
 
 @flow(name="synthesize-labels", log_prints=True)
@@ -231,21 +305,23 @@ def synthesize_labels(cfg: SynthConfig, force: bool = False) -> dict:
             cfg = photos_with_keypoints(cfg, force)
         code = code_fingerprint()
         signature = tree_signature(cfg.data) + (f"+{tree_signature(cfg.person_masks)}" if cfg.person_masks else "")
-        listed = list_images(cfg.data, cfg.layout, signature, cfg.relabel, cfg.split, cfg.person_masks)
-        images = listed["images"]
+        listing = listing_file((cfg.data, cfg.layout, cfg.relabel, cfg.split, cfg.person_masks), (signature, code))
+        listed = list_images.with_options(refresh_cache=not listing.is_file())(
+            cfg.data, cfg.layout, signature, str(listing), cfg.relabel, cfg.split, cfg.person_masks)
+        images = listed["images"]                    # [image, key, ranges] per image
         LISTED_IMAGES[str(out_path.resolve())] = len(images)
-        removed = prepare_output(out_path, {im["image"] for im in images}, remove_stale_labels, log, "labels", cfg.data)
+        removed = prepare_output(out_path, {im[0] for im in images}, remove_stale_labels, log, "labels", cfg.data)
         write_read_skips(out_path, listed["skipped"])
         bank_path = bank_for(cfg, ckpt) if ckpt is not None else ""
         log.info("%d images with keypoint-only people in %s", len(images), cfg.data)
-        chunks = [[images[i] for i in c] for c in content_chunks([im["image"] for im in images], cfg.chunk_size)]
-        results = run_chunks(synthesize_chunk, chunks,
-                             lambda chunk: not force and all(item_intact(out_path, im["image"]) for im in chunk),
-                             lambda chunk: (chunk, cfg, sha, bank_path, code, force), log)
-        fresh = force or bool(removed) or any(r != "images_reused" for r in results) or not top_level_intact(out_path)
+        chunks = [[images[i] for i in c] for c in content_chunks([im[0] for im in images], cfg.chunk_size)]
+        done = label_chunks(chunks, cfg, sha, bank_path, code, str(listing), force, out_path, log)
+        statuses = [s for chunk in done.per_chunk for s in chunk]
+        fresh = force or bool(removed) or any(r != "images_reused" for r in statuses) or not top_level_intact(out_path)
         totals = finalize_dataset.with_options(refresh_cache=fresh)(
-            cfg, bank_path, [im["image"] for im in images], code)
-        counts = {s: results.count(s) for s in ("images_done", "images_reused", "images_failed")}
+            cfg, bank_path, [im[0] for im in images], code)
+        write_run_record(out_path, dict(zip(done.keys, done.per_chunk)))
+        counts = {s: statuses.count(s) for s in ("images_done", "images_reused", "images_failed")}
         totals = dict(totals, **counts, images_removed=len(removed), items_unreadable=len(listed["skipped"]))
         create_table_artifact(key="synthesis-totals", table=[{"quantity": q, "value": v} for q, v in totals.items()],
                               description=f"synthesized labels in {cfg.out}")

@@ -297,6 +297,15 @@ class Synthesizer:
             return item, None, []
         return item, pasted.label_map, probs
 
+    def label_image(self, image_path: str | Path, people: list[PersonRecord]) -> tuple[SynthItem, np.ndarray | None]:
+        """One image's people labelled in memory, nothing written (the ML backend's
+        prediction): (item record, uint8 (H, W) label map of the refiner's label set, or
+        None when nobody is labelled).  Raises DataError for a corrupt image."""
+        pending = self._prepare(Path(image_path), people)
+        item, label_map, _ = self._finish(pending, self._refine(pending.inputs))
+        item.fingerprint = self.fingerprint
+        return item, label_map
+
     def run(self, people: Iterable[PersonRecord], out_dir: str | Path,
             progress: Callable[[str], None] | None = None, stop_after: int | None = None) -> dict:
         """Label every person of ``people`` (grouped by image) into ``out_dir``.

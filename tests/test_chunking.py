@@ -1,12 +1,15 @@
 """Content-defined chunks of the synthesis flow: every item once, in order, and one added
-or removed item changes only its own chunk; a wait that fails starts no queued chunk."""
+or removed item changes only its own chunk; a wait that fails starts no queued chunk; a
+rerun skips only the chunks the last run did on a folder it left unchanged."""
 import logging
+import os
 import time
 from types import SimpleNamespace
 
 import pytest
 
-from flows.chunking import MAX_FACTOR, content_chunks, run_chunks
+from flows.chunking import MAX_FACTOR, chunk_key, content_chunks, run_chunks, unchanged_chunks
+from pipeline.formats.item_folder import read_run_record, scan_item_folder, write_run_record
 
 
 def keys(n, prefix="images/im"):
@@ -92,3 +95,41 @@ def test_a_cached_chunk_keeps_its_failed_items_failed():
         statuses = run_chunks(CachedTask(pool, lambda chunk: ["images_done", "images_failed", "images_reused"]),
                               [[0, 1, 2]], lambda c: True, lambda c: (c,), logging.getLogger("test"))
     assert statuses == ["images_reused", "images_failed", "images_reused"]
+
+
+def test_a_folder_scan_sees_every_write_deletion_and_restored_time(tmp_path):
+    for folder, name in (("items", "a-1.json"), ("items", "b-2.json"), ("labels", "a-1.png")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_bytes(b"x" * 10)
+    first = scan_item_folder(tmp_path)
+    assert first.items == {"a-1", "b-2"} and scan_item_folder(tmp_path).state == first.state
+    label = tmp_path / "labels" / "a-1.png"
+    before = label.stat().st_mtime_ns
+    label.write_bytes(b"y" * 11)
+    os.utime(label, ns=(before, before))                   # other content, the old time restored: its size tells
+    assert scan_item_folder(tmp_path).state != first.state
+    label.write_bytes(b"x" * 10)
+    os.utime(label, ns=(before - 10**9, before - 10**9))   # the same bytes, an older time: seen
+    assert scan_item_folder(tmp_path).state != first.state
+    os.utime(label, ns=(before, before))
+    assert scan_item_folder(tmp_path).state == first.state
+    (tmp_path / "items" / "b-2.json").unlink()
+    assert scan_item_folder(tmp_path).state != first.state
+
+
+def test_only_chunks_the_last_run_did_on_an_unchanged_folder_are_skipped(tmp_path):
+    (tmp_path / "items").mkdir()
+    for name in ("a", "b", "c"):
+        (tmp_path / "items" / f"{name}.json").write_text("{}")
+    write_run_record(tmp_path, {chunk_key("run", ["ka"]): ["images_done"],
+                                chunk_key("run", ["kb", "kc"]): ["images_done", "images_failed"]})
+    record, scan = read_run_record(tmp_path), scan_item_folder(tmp_path)
+    keys = [chunk_key("run", ["ka"]), chunk_key("run", ["kb", "kc"]), chunk_key("run", ["kd"])]
+    assert unchanged_chunks(record, scan, keys, [["a"], ["b", "c"], ["d"]]) == {
+        0: ["images_done"], 1: ["images_done", "images_failed"]}          # the new chunk is not known
+    assert unchanged_chunks(record, scan, [chunk_key("other settings", ["ka"])], [["a"]]) == {}
+    assert unchanged_chunks(record, scan, keys[:1], [["z"]]) == {}         # its item has no record
+    (tmp_path / "items" / "c.json").write_text('{"changed": 1}')
+    assert unchanged_chunks(record, scan_item_folder(tmp_path), keys, [["a"], ["b", "c"], ["d"]]) == {}
+    (tmp_path / "run.json").write_text("{cut")
+    assert read_run_record(tmp_path) == {}

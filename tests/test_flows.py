@@ -10,13 +10,16 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 from prefect.client.schemas.sorting import TaskRunSort
 
 from flows.caching import code_fingerprint
 from flows.cli import main as cli
-from flows.synthesis import list_images, synthesize_labels
+from flows.synthesis import list_images, listing_file, prune_listings, synthesize_labels
+from pipeline.errors import DataError
+from pipeline.formats.listing import read_people, write_listing
 from pipeline.formats.files import tree_signature
 from refine_net.config import SynthConfig
 from checks import assert_scores_consistent
@@ -44,11 +47,14 @@ def task_states(flow_state, final=("Completed", "Cached", "Failed"), timeout: fl
     return out
 
 
-def test_list_images_unit(demo_dir):
-    listed = list_images.fn(str(demo_dir), None, "any")
+def test_list_images_unit(demo_dir, tmp_path):
+    listed = list_images.fn(str(demo_dir), None, "any", str(tmp_path / "listing.jsonl"))
     images = listed["images"]
-    assert listed["skipped"] == [] and len(images) == 8 and all(len(im["people"]) == 1 for im in images)
-    assert all(len(im["image_sha256"]) == 64 for im in images)
+    assert listed["skipped"] == [] and len(images) == 8 and all(len(ranges) == 1 for _, _, ranges in images)
+    people = [read_people(tmp_path / "listing.jsonl", ranges)[0] for _, _, ranges in images]
+    assert [p["image"] for p in people] == [image for image, _, _ in images]
+    assert all(len(p["image_sha256"]) == 64 and p["keypoints"] for p in people)
+    assert len({key for _, key, _ in images}) == 8
     first = code_fingerprint.__wrapped__()                 # recomputed, not the lru_cache'd value
     assert len(first) == 16 and first == code_fingerprint.__wrapped__()
     assert code_fingerprint.__wrapped__(("pipeline",)) != first     # other sources, other fingerprint
@@ -72,8 +78,8 @@ def test_rerun_is_cached_and_new_images_only_are_processed(prefect_harness, demo
     first = synthesize_labels(cfg, return_state=True)
     assert first.is_completed() and first.result()["people_labelled"] == 8
     second = task_states(synthesize_labels(cfg, return_state=True))
-    assert set(sum(second.values(), [])) == {"Cached"}, second      # nothing recomputed
-    chunks_before = len(second["synthesize_chunk"])
+    assert set(sum(second.values(), [])) == {"Cached"}, second      # nothing recomputed ...
+    assert "synthesize_chunk" not in second                          # ... nor a chunk looked at (run.json)
     labels_before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "labels").glob("*.png")}
 
     add_people(data, 3)
@@ -81,10 +87,24 @@ def test_rerun_is_cached_and_new_images_only_are_processed(prefect_harness, demo
     third = task_states(third_state)["synthesize_chunk"]
     totals = third_state.result()
     assert totals["people_labelled"] == 11 and totals["images_done"] == 3 and totals["images_reused"] == 8
-    assert 1 <= third.count("Completed") <= 3 and third.count("Cached") >= chunks_before - 1, third
+    assert 1 <= third.count("Completed") <= 3 and len(third) == third.count("Completed"), third   # only new chunks
     # the old images' labels were neither rewritten nor changed
     assert all((out / "labels" / n).read_bytes() == b and (out / "labels" / n).stat().st_mtime_ns == t
                for n, (b, t) in labels_before.items())
+
+
+def test_a_label_replaced_with_its_old_time_is_redone(prefect_harness, demo_dir, tiny_refiner, tmp_path):
+    cfg = synth_cfg(tiny_refiner, demo_dir, tmp_path / "synth", chunk_size=2)
+    assert synthesize_labels(cfg)["images_done"] == 8
+    labels = sorted((tmp_path / "synth" / "labels").glob("*.png"), key=lambda p: p.stat().st_size)
+    small, large = labels[0], labels[-1]
+    assert small.stat().st_size != large.stat().st_size
+    when = small.stat().st_mtime_ns
+    shutil.copyfile(large, small)                      # another image's label, restored with the old time
+    os.utime(small, ns=(when, when))
+    totals = synthesize_labels(cfg)
+    assert totals["images_done"] == 1 and totals["images_reused"] == 7, totals
+    assert small.read_bytes() != large.read_bytes()
 
 
 def test_a_new_k_reuses_the_prior_bank(prefect_harness, demo_dir, tiny_refiner, tmp_path):
@@ -254,3 +274,30 @@ def test_payoff_verdict_names_help_noise_and_harm():
     assert "-0.6 mIoU at the same compute, within one run's seed noise" in payoff_verdict(rows(0.493, 0.487))
     assert payoff_verdict(rows(0.40, 0.409)).startswith("Synthetic people: +0.9 mIoU at the same compute, within")
     assert payoff_verdict(rows(0.434, 0.418)).startswith("Synthetic people do not help here (-1.6 mIoU")
+
+
+def test_a_listing_finds_each_images_people_wherever_they_sit(tmp_path):
+    people = [("/a.jpg", "sha-a", {"person_id": "1"}), ("/b.jpg", "sha-b", {"person_id": "2"}),
+              ("/a.jpg", "sha-a", {"person_id": "3", "keypoints": [[1.5, 2.0, 1.0]]})]
+    index = write_listing(people, tmp_path / "l.jsonl")
+    assert [e.image for e in index] == ["/a.jpg", "/b.jpg"]                 # first appearance
+    assert [p["person_id"] for p in read_people(tmp_path / "l.jsonl", index[0].ranges)] == ["1", "3"]
+    assert read_people(tmp_path / "l.jsonl", index[0].ranges)[1]["keypoints"] == [[1.5, 2.0, 1.0]]
+    changed = write_listing([people[0], people[1], ("/a.jpg", "sha-a", {"person_id": "3", "keypoints": [[1.5, 2.5, 1.0]]})],
+                            tmp_path / "m.jsonl")
+    assert changed[0].key != index[0].key and changed[1].key == index[1].key   # one joint moved: that image only
+    moved = write_listing([("/c.jpg", "sha-c", {"person_id": "0"}), *people], tmp_path / "n.jsonl")
+    assert [e.key for e in moved[1:]] == [e.key for e in index]              # offsets moved, keys kept
+    with pytest.raises(DataError, match="n.jsonl: listing changed"):
+        read_people(tmp_path / "n.jsonl", [[1, 5]])
+
+
+def test_a_changed_input_replaces_its_old_listing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTSYNTH_CACHE", str(tmp_path))
+    old, new = listing_file(("data.json", None), ("sig1", "code")), listing_file(("data.json", None), ("sig2", "code"))
+    other = listing_file(("other.json", None), ("sig1", "code"))
+    assert len({old, new, other}) == 3 and old.parent == tmp_path
+    for p in (old, new, other):
+        p.write_text("{}\n")
+    prune_listings(new)
+    assert not old.exists() and new.exists() and other.exists()

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,8 @@ from pipeline.errors import DataError
 from pipeline.labels import IGNORE, LabelSet, voc_palette
 
 
-def _require_file(path: Path) -> None:
+def require_file(path: Path) -> None:
+    """DataError naming ``path`` unless it is an existing regular file."""
     if not path.is_file():
         raise DataError(path, "file not found" if not path.exists() else "not a regular file")
 
@@ -89,7 +91,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     Raises: DataError when the file is missing or not a recognisable image.
     """
     path = Path(path)
-    _require_file(path)
+    require_file(path)
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -132,7 +134,7 @@ def read_image(path: str | Path) -> np.ndarray:
         mode that has no faithful 8-bit RGB (floating point, integers beyond 16 bits).
     """
     path = Path(path)
-    _require_file(path)
+    require_file(path)
     try:
         with Image.open(path) as im:
             im.load()
@@ -186,7 +188,7 @@ def read_label_png(path: str | Path) -> np.ndarray:
         palette lookup, see :func:`rgb_to_label_map`).
     """
     path = Path(path)
-    _require_file(path)
+    require_file(path)
     try:
         with Image.open(path) as im:
             im.load()
@@ -236,7 +238,7 @@ def rgb_to_label_map(rgb: np.ndarray, palette: np.ndarray, *, path=None) -> np.n
 def read_mat(path: str | Path, **kwargs) -> dict:
     """``scipy.io.loadmat`` with DataError on a missing or corrupt file."""
     path = Path(path)
-    _require_file(path)
+    require_file(path)
     try:
         return scipy.io.loadmat(path, **kwargs)
     except (ValueError, OSError, TypeError, NotImplementedError) as e:
@@ -247,7 +249,7 @@ def read_json(path: str | Path):
     """Parse a JSON file; DataError on a missing or empty file, text that is not UTF-8, or
     invalid JSON (naming the parser's line and column, 1-based, and its complaint)."""
     path = Path(path)
-    _require_file(path)
+    require_file(path)
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -265,10 +267,52 @@ def write_json(path: str | Path, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=1, sort_keys=True), encoding="utf-8")
 
 
+class JsonArraySpool:
+    """The elements of a JSON array written one at a time to a temporary file, for
+    :func:`write_streamed_json`: an array of 10^5 annotations never sits in memory whole."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()
+        self.count = 0
+
+    def add(self, obj) -> None:
+        """Append one JSON-able element (keys sorted)."""
+        self.file.write((b",\n" if self.count else b"") + json.dumps(obj, sort_keys=True).encode("utf-8"))
+        self.count += 1
+
+    def copy_to(self, f) -> None:
+        self.file.seek(0)
+        shutil.copyfileobj(self.file, f)
+        self.file.close()
+
+
+def write_streamed_json(path: str | Path, obj) -> None:
+    """Write ``obj``, a :class:`JsonArraySpool` or a dict whose values may be spools, as
+    UTF-8 JSON (keys sorted, one array element a line), atomically; each spool is used up."""
+    def value(f, v):
+        if isinstance(v, JsonArraySpool):
+            f.write(b"[\n")
+            v.copy_to(f)
+            f.write(b"\n]")
+        else:
+            f.write(json.dumps(v, sort_keys=True).encode("utf-8"))
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        if isinstance(obj, dict):
+            f.write(b"{")
+            for i, key in enumerate(sorted(obj)):
+                f.write((b",\n" if i else b"") + json.dumps(str(key)).encode("utf-8") + b": ")
+                value(f, obj[key])
+            f.write(b"}")
+        else:
+            value(f, obj)
+        f.write(b"\n")
+
+
 def read_npy(path: str | Path) -> np.ndarray:
     """``numpy.load`` (no pickles) with DataError on a missing or corrupt file."""
     path = Path(path)
-    _require_file(path)
+    require_file(path)
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
@@ -278,7 +322,7 @@ def read_npy(path: str | Path) -> np.ndarray:
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes (checkpoint hashes, cache keys); DataError if missing."""
     path = Path(path)
-    _require_file(path)
+    require_file(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

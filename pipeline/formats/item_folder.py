@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.formats import files
@@ -17,6 +19,8 @@ from pipeline.formats.output_lock import LOCK_ENTRIES, check_unlocked
 from pipeline.formats.folder import DATASET_FILE, read_dataset_info
 
 ITEMS_DIR = "items"
+#: what the last finished run of a per-image folder found there (:func:`write_run_record`)
+RUN_FILE = "run.json"
 #: the key of an item record's own content hash (:func:`record_sha256`)
 RECORD_HASH = "record_sha256"
 
@@ -161,7 +165,10 @@ def remove_stale_items(root: str | Path, images: set[str], read: Callable[[Path]
     paths of the current images).  ``read`` reads a record.  Returns the removed images."""
     root = Path(root)
     removed = []
+    current = {f"{item_name(image)}.json" for image in images}
     for path in item_files(root):
+        if path.name in current:            # named after a current image (item_name): not stale
+            continue
         item = read(path)
         if item.image in images:
             continue
@@ -172,3 +179,53 @@ def remove_stale_items(root: str | Path, images: set[str], read: Callable[[Path]
         path.unlink()
         removed.append(item.image)
     return removed
+
+
+@dataclass
+class FolderScan:
+    """What :func:`scan_item_folder` saw.
+
+    Attributes:
+        state: hex SHA-256 of every file's name, size and modification time (ns) in the
+            folder's per-image sub-folders: any write, deletion or restore changes it.
+        items: the item names (:func:`item_name`) that have a record.
+    """
+
+    state: str
+    items: set[str]
+
+
+def scan_item_folder(root: str | Path, folders: tuple[str, ...] = (ITEMS_DIR, "labels", "probs")) -> FolderScan:
+    """Stat (not read) every file of ``root``'s per-image ``folders``: about 3 microseconds
+    a file.  Files modified in place keeping their size and modification time to the
+    nanosecond are not seen (as ``make`` does not see them)."""
+    h = hashlib.sha256()
+    items = set()
+    for folder in folders:
+        try:
+            entries = sorted(os.scandir(Path(root) / folder), key=lambda e: e.name)
+        except FileNotFoundError:
+            continue
+        for e in entries:
+            st = e.stat(follow_symlinks=False)
+            h.update(f"{folder}/{e.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            if folder == ITEMS_DIR and e.name.endswith(".json") and not e.name.startswith(files.TEMP_PREFIX):
+                items.add(e.name[:-5])
+    return FolderScan(h.hexdigest(), items)
+
+
+def read_run_record(root: str | Path) -> dict:
+    """``root/run.json`` as :func:`write_run_record` wrote it; {} when missing or unreadable
+    (the next run then checks every item)."""
+    try:
+        record = files.read_json(Path(root) / RUN_FILE)
+    except DataError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def write_run_record(root: str | Path, chunks: dict[str, list[str]]) -> None:
+    """Write ``root/run.json``: the folder's :func:`scan_item_folder` state now and
+    ``chunks``, {chunk key: the status of each of its items}, of the run that just finished.
+    The next run trusts a chunk it finds there only while the state is unchanged."""
+    files.write_json(Path(root) / RUN_FILE, {"items_state": scan_item_folder(root).state, "chunks": chunks})

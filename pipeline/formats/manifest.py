@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.formats.files import atomic_path
 from pipeline.labels import IGNORE, LABEL_SETS
@@ -61,6 +63,38 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
     return Path(path)
+
+
+class ManifestWriter:
+    """A manifest written as it is made: rows go to Parquet in row groups of ``rows_per_group``
+    under the fixed ``schema`` (pyarrow), into a temporary file renamed to ``path`` when the
+    ``with`` block ends without an error (removed when it raises).  Memory: one row group."""
+
+    def __init__(self, path: str | Path, schema: pa.Schema, rows_per_group: int = 10_000):
+        self.path, self.schema, self.rows_per_group = Path(path), schema, rows_per_group
+        self.rows: list[dict] = []
+
+    def __enter__(self) -> ManifestWriter:
+        self._atomic = atomic_path(self.path)
+        self._writer = pq.ParquetWriter(self._atomic.__enter__(), self.schema)
+        return self
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.rows_per_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+        self.rows = []
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                self._flush()
+        finally:
+            self._writer.close()
+            self._atomic.__exit__(*exc)
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:

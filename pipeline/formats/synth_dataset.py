@@ -14,6 +14,9 @@ A synthesized dataset is a partsynth folder (:mod:`pipeline.formats.folder`)::
     probs/<item>.npz      optional: uint8 (N, C, S, S) per-person crop probabilities x 255
     annotations.json      COCO instances, one RLE per person and class
     manifest.parquet      one row per person (ok and skipped), with provenance
+    skipped.json          the input items the reader could not use
+    run.json              what the last finished run left (its chunks, the files' state),
+                          so that a rerun with nothing changed checks no item
 
 Each ``items/<item>.json`` is the last file written for its image, so its presence with
 the run's fingerprint means the image is done.  Everything else at the top level is
@@ -28,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pycocotools import mask as mask_utils
 
 from pipeline.formats import files
 from pipeline.errors import DataError
 from pipeline.labels import LABEL_SETS
-from pipeline.formats.manifest import write_manifest
-from pipeline.formats.item_folder import (ITEMS_DIR, claim_item_folder, item_files, label_file_intact, read_record_or_none,
+from pipeline.formats.manifest import ManifestWriter
+from pipeline.formats.item_folder import (ITEMS_DIR, RUN_FILE, claim_item_folder, item_files, label_file_intact, read_record_or_none,
                                   remove_stale_items)
 from pipeline.formats.folder import DATASET_FILE, FORMAT, PEOPLE_FILE, json_to_keypoints, keypoints_to_json
 from pipeline.formats.records import skip_records
@@ -43,15 +47,19 @@ SYNTH_FORMAT_VERSION = 1
 ANNOTATIONS_FILE = "annotations.json"
 MANIFEST_FILE = "manifest.parquet"
 #: the synthesized dataset's manifest, one row per person (its columns also when nobody was labelled)
-SYNTH_MANIFEST_COLUMNS = ("person_id", "image", "status", "reason", "split", "source", "neighbours", "distances",
-                          "mean_max_prob", "pixels", "estimated_joints", "refiner_sha256", "label")
+MANIFEST_SCHEMA = pa.schema([
+    ("person_id", pa.string()), ("image", pa.string()), ("status", pa.string()), ("reason", pa.string()),
+    ("split", pa.string()), ("source", pa.string()), ("neighbours", pa.list_(pa.string())),
+    ("distances", pa.list_(pa.float64())), ("mean_max_prob", pa.float64()), ("pixels", pa.int64()),
+    ("estimated_joints", pa.list_(pa.string())), ("refiner_sha256", pa.string()), ("label", pa.string())])
+SYNTH_MANIFEST_COLUMNS = tuple(MANIFEST_SCHEMA.names)
 #: the input items the reader could not use, [{"file", "reason"}], rewritten by every run
 READ_SKIPS_FILE = "skipped.json"
 #: where ``synthesize --data PHOTOS`` keeps the keypoints it estimated first (a keypoints folder)
 KEYPOINTS_DIR = "keypoints"
 #: what a synthesized dataset folder holds (besides temporary files of our own)
 OWN_ENTRIES = frozenset({DATASET_FILE, PEOPLE_FILE, ITEMS_DIR, "labels", "probs", ANNOTATIONS_FILE, MANIFEST_FILE,
-                         READ_SKIPS_FILE, "inspect", KEYPOINTS_DIR})
+                         READ_SKIPS_FILE, "inspect", KEYPOINTS_DIR, RUN_FILE})
 STATUSES = ("ok", "skipped")
 
 
@@ -245,53 +253,55 @@ def read_synth_info(root: str | Path) -> SynthDatasetInfo:
 
 def finalize_dataset(root: str | Path, info: SynthDatasetInfo) -> dict:
     """Rebuild ``people.json``, ``annotations.json`` (COCO RLE), ``manifest.parquet`` and
-    ``dataset.json`` of ``root`` from its item records (each written atomically).
+    ``dataset.json`` of ``root`` from its item records (each written atomically), streaming:
+    one item record in memory at a time, the JSON arrays spooled to temporary files
+    (:class:`pipeline.formats.files.JsonArraySpool`), the manifest written in row groups.
 
     Returns: totals {"images", "people_labelled", "people_partial" (labelled partial
     bodies, among the labelled), "people_skipped"}.
     Raises: DataError naming a malformed item file."""
     out = Path(root)
-    items = read_items(out)
-    people, rows, images, anns = [], [], [], []
+    people, images, anns = files.JsonArraySpool(), files.JsonArraySpool(), files.JsonArraySpool()
     names = LABEL_SETS[info.label_set].names
-    for image_id, item in enumerate(items, start=1):
-        h, w = item.image_size
-        if item.label:
-            images.append({"id": image_id, "file_name": item.image, "height": h, "width": w, "label": item.label})
-        for p in item.persons:
-            rows.append({"person_id": p.person_id, "image": item.image, "status": p.status, "reason": p.reason,
-                         "split": p.split, "source": p.source, "neighbours": p.neighbours,
-                         "distances": p.distances,
-                         "mean_max_prob": np.nan if p.mean_max_prob is None else p.mean_max_prob,
-                         "pixels": p.pixels, "estimated_joints": p.estimated_joints,
-                         "refiner_sha256": info.refiner_sha256, "label": item.label})
-            if p.status != "ok":
-                people.append({"person_id": p.person_id, "image": item.image, "label": None, "status": p.status,
-                               "reason": p.reason, "split": p.split,
-                               "keypoints": None if p.keypoints is None else keypoints_to_json(p.keypoints)})
-                continue
-            people.append({"person_id": p.person_id, "image": item.image, "label": item.label,
-                           "keypoints": None if p.keypoints is None else keypoints_to_json(p.keypoints),
-                           "split": p.split, "meta": {"mean_max_prob": p.mean_max_prob,
-                                                      "neighbours": p.neighbours, "source": p.source,
-                                                      "estimated_joints": p.estimated_joints,
-                                                      "person_mask": p.person_mask}})
-            for c, rle in p.rle.items():
-                r = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-                anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": int(c),
-                             "person_id": p.person_id, "segmentation": rle, "iscrowd": 0,
-                             "area": float(mask_utils.area(r)), "bbox": [float(v) for v in mask_utils.toBbox(r)]})
-    files.write_json(out / ANNOTATIONS_FILE, {
-        "info": {"description": "partsynth synthesized labels", "refiner_sha256": info.refiner_sha256},
-        "images": images, "annotations": anns,
-        "categories": [{"id": i, "name": n} for i, n in enumerate(names) if i > 0]})
-    files.write_json(out / PEOPLE_FILE, people)
-    write_manifest(pd.DataFrame(rows, columns=list(SYNTH_MANIFEST_COLUMNS)), out / MANIFEST_FILE)
+    totals = {"images": 0, "people_labelled": 0, "people_partial": 0, "people_skipped": 0}
+    with ManifestWriter(out / MANIFEST_FILE, MANIFEST_SCHEMA) as manifest:
+        for image_id, path in enumerate(item_files(out), start=1):
+            item = read_item(path)
+            totals["images"] += 1
+            h, w = item.image_size
+            if item.label:
+                images.add({"id": image_id, "file_name": item.image, "height": h, "width": w, "label": item.label})
+            for p in item.persons:
+                manifest.add({"person_id": p.person_id, "image": item.image, "status": p.status, "reason": p.reason,
+                              "split": p.split, "source": p.source, "neighbours": p.neighbours,
+                              "distances": p.distances,
+                              "mean_max_prob": np.nan if p.mean_max_prob is None else p.mean_max_prob,
+                              "pixels": p.pixels, "estimated_joints": p.estimated_joints,
+                              "refiner_sha256": info.refiner_sha256, "label": item.label})
+                keypoints = None if p.keypoints is None else keypoints_to_json(p.keypoints)
+                if p.status != "ok":
+                    totals["people_skipped"] += 1
+                    people.add({"person_id": p.person_id, "image": item.image, "label": None, "status": p.status,
+                                "reason": p.reason, "split": p.split, "keypoints": keypoints})
+                    continue
+                totals["people_labelled"] += 1
+                totals["people_partial"] += bool(p.estimated_joints)
+                people.add({"person_id": p.person_id, "image": item.image, "label": item.label, "keypoints": keypoints,
+                            "split": p.split, "meta": {"mean_max_prob": p.mean_max_prob, "neighbours": p.neighbours,
+                                                       "source": p.source, "estimated_joints": p.estimated_joints,
+                                                       "person_mask": p.person_mask}})
+                for c, rle in p.rle.items():
+                    r = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+                    anns.add({"id": anns.count + 1, "image_id": image_id, "category_id": int(c),
+                              "person_id": p.person_id, "segmentation": rle, "iscrowd": 0,
+                              "area": float(mask_utils.area(r)), "bbox": [float(v) for v in mask_utils.toBbox(r)]})
+        files.write_streamed_json(out / ANNOTATIONS_FILE, {
+            "info": {"description": "partsynth synthesized labels", "refiner_sha256": info.refiner_sha256},
+            "images": images, "annotations": anns,
+            "categories": [{"id": i, "name": n} for i, n in enumerate(names) if i > 0]})
+        files.write_streamed_json(out / PEOPLE_FILE, people)
     files.write_json(out / DATASET_FILE, info.to_json())
-    ok = sum(r["status"] == "ok" for r in rows)
-    partial = sum(r["status"] == "ok" and bool(r["estimated_joints"]) for r in rows)
-    return {"images": len(items), "people_labelled": ok, "people_partial": partial, "people_skipped": len(rows) - ok}
-
+    return totals
 
 
 def write_read_skips(root: str | Path, skipped: list) -> None:
@@ -350,8 +360,8 @@ def skip_summary(root: str | Path) -> dict[str, tuple[int, str]]:
     counted once; the key is the first such reason as written (digits kept) and the example
     is where it occurred."""
     root = Path(root)
-    m = pd.read_parquet(root / MANIFEST_FILE)
-    m = m[m.status != "ok"]
+    m = pd.read_parquet(root / MANIFEST_FILE, columns=["image", "person_id", "reason", "status"],
+                        filters=[("status", "!=", "ok")])
     entries = [(reason, f"{image} {pid}") for image, pid, reason in zip(m.image, m.person_id, m.reason)]
     entries += [(s["reason"], s["file"]) for s in read_read_skips(root)]
     groups: dict[str, list] = {}

@@ -1,36 +1,19 @@
-"""COCO person keypoints (Lin et al., ECCV 2014), read with pycocotools."""
+"""COCO person keypoints (Lin et al., ECCV 2014): streamed (:mod:`pipeline.readers.coco_stream`),
+masks with pycocotools."""
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
 
 from pipeline.formats import files
 from pipeline.errors import DataError
 from pipeline.formats.person_mask import rle_to_mask
 from pipeline.formats.records import PersonRecord, ReadReport, guard
+from pipeline.readers.coco_stream import StreamedCoco, streamed_coco
 from pipeline.skeleton import from_coco17
-
-
-def load_coco(ann_path: Path) -> COCO:
-    """pycocotools ``COCO`` for a person-keypoints JSON, quietly, the file parsed once;
-    DataError if unreadable, invalid JSON (line and column) or not a COCO dict."""
-    doc = files.read_json(ann_path)
-    if not isinstance(doc, dict):
-        raise DataError(ann_path, f"not a COCO annotation file (a JSON {type(doc).__name__}, not an object)")
-    coco = COCO()                      # pycocotools' own index over the parsed document
-    coco.dataset = doc
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco.createIndex()
-    except (KeyError, TypeError, AssertionError) as e:
-        raise DataError(ann_path, f"not a COCO annotation file ({e!r})") from None
-    return coco
 
 
 def read_coco(ann_path: str | Path, image_dir: str | Path | None = None, *,
@@ -49,6 +32,10 @@ def read_coco(ann_path: str | Path, image_dir: str | Path | None = None, *,
     annotations whose ``image_id`` no image has.  Every problem of a person names its
     image id, file name and annotation id.
 
+    The file is streamed (:func:`pipeline.readers.coco_stream.streamed_coco`): memory holds
+    the image table and one image's annotations, not the file, and records come in
+    ascending image id, each image's in file order.
+
     Args:
         ann_path: the JSON file.  image_dir: folder of ``file_name``s (default: its folder).
     Raises: DataError for an unreadable JSON; per person (unless ``skip_bad``) for a
@@ -56,68 +43,84 @@ def read_coco(ann_path: str | Path, image_dir: str | Path | None = None, *,
     """
     ann_path = Path(ann_path)
     image_dir = ann_path.parent if image_dir is None else Path(image_dir)
-    coco = load_coco(ann_path)
-    cat_ids = coco.getCatIds(catNms=["person"]) or sorted(coco.cats)
-    names: dict[int, list[str]] = {}
-    for img in coco.dataset.get("images", []):
-        names.setdefault(img["id"], []).append(str(img.get("file_name")))
-    for ann in coco.dataset.get("annotations", []):
-        if ann.get("image_id") not in names and ann.get("category_id") in cat_ids:
-            guard(lambda ann=ann: _raise(ann_path, f"annotation {ann.get('id')} refers to image id "
-                                                   f"{ann.get('image_id')}, which no image has"),
-                  skip_bad=skip_bad, report=report)
-    for img_id in sorted(coco.getImgIds()):
-        info = coco.imgs[img_id]
-        anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id, catIds=cat_ids, iscrowd=None))
-        unused = [a for a in anns if a.get("iscrowd", 0) or a.get("num_keypoints", 0) < min_keypoints
-                  or "keypoints" not in a]
-        others = _union_rle(coco, [a for a in unused if a.get("segmentation")])
-        unused_ids = {id(a) for a in unused}
-        for ann in anns:
-            if ann.get("iscrowd", 0):
-                if report is not None:
-                    report.counts["crowd"] += 1
-                continue
-            if id(ann) in unused_ids:
-                if report is not None:
-                    report.counts["few_keypoints"] += 1
-                continue
-            where = f"image {img_id} ({info.get('file_name')}), annotation {ann['id']}"
+    with streamed_coco(ann_path) as coco:
+        for ann_id, img_id in coco.orphans:
+            guard(lambda ann_id=ann_id, img_id=img_id: _raise(
+                ann_path, f"annotation {ann_id} refers to image id {img_id}, which no image has"),
+                skip_bad=skip_bad, report=report)
+        for img_id, anns in coco.by_image():
+            yield from _image_people(ann_path, image_dir, coco, img_id, anns, skip_bad, report, min_keypoints)
 
-            def one(ann=ann, info=info, where=where):
-                if len(names[img_id]) > 1:
-                    raise DataError(ann_path, f"{where}: image id {img_id} is shared by "
-                                              f"{len(names[img_id])} images ({', '.join(names[img_id])}); "
-                                              "which photo the person is on cannot be told")
-                path = image_dir / info["file_name"]
-                size = files.image_size(path)
-                if (info.get("height"), info.get("width")) not in ((None, None), size):
-                    raise DataError(path, f"image size {size} differs from the JSON's "
-                                          f"{(info['height'], info['width'])}")
+
+def _image_people(ann_path: Path, image_dir: Path, coco: StreamedCoco, img_id, anns: list[dict], skip_bad: bool,
+                  report: ReadReport | None, min_keypoints: int) -> Iterator[PersonRecord]:
+    """The records of one image's annotations (see :func:`read_coco`)."""
+    info = coco.images[img_id]
+    names = coco.file_names[img_id]
+    h, w = info.get("height"), info.get("width")
+    unused = [a for a in anns if a.get("iscrowd", 0) or a.get("num_keypoints", 0) < min_keypoints
+              or "keypoints" not in a]
+    others = _union_rle([a for a in unused if a.get("segmentation")], h, w)
+    unused_ids = {id(a) for a in unused}
+    sizes: list[tuple[int, int]] = []
+    for ann in anns:
+        if ann.get("iscrowd", 0):
+            if report is not None:
+                report.counts["crowd"] += 1
+            continue
+        if id(ann) in unused_ids:
+            if report is not None:
+                report.counts["few_keypoints"] += 1
+            continue
+        where = f"image {img_id} ({info.get('file_name')}), annotation {ann['id']}"
+
+        def one(ann=ann, where=where):
+            if len(names) > 1:
+                raise DataError(ann_path, f"{where}: image id {img_id} is shared by {len(names)} images "
+                                          f"({', '.join(names)}); which photo the person is on cannot be told")
+            path = image_dir / info["file_name"]
+            if not sizes:                    # the photo is opened once for all its people
+                sizes.append(files.image_size(path))
+            size = sizes[0]
+            if (h, w) not in ((None, None), size):
+                raise DataError(path, f"image size {size} differs from the JSON's {(h, w)}")
+            try:
+                kp, derived = from_coco17(ann["keypoints"], path=ann_path)
+            except DataError as e:
+                raise DataError(ann_path, f"{where}: {e.problem}") from None
+            meta = {"annotation_id": ann["id"], "bbox": [float(b) for b in ann.get("bbox", [])]}
+            if ann.get("segmentation"):
                 try:
-                    kp, derived = from_coco17(ann["keypoints"], path=ann_path)
-                except DataError as e:
-                    raise DataError(ann_path, f"{where}: {e.problem}") from None
-                meta = {"annotation_id": ann["id"], "bbox": [float(b) for b in ann.get("bbox", [])]}
-                if ann.get("segmentation"):
-                    rle = coco.annToRLE(ann)
-                    meta["rle"] = {"size": list(rle["size"]), "counts": _counts_str(rle["counts"])}
-                if others is not None:
-                    meta["other_people_rle"] = others
-                return PersonRecord(path, size, f"{info['id']}/{ann['id']}", "coco", None, kp,
-                                    derived, None, None, meta)
+                    rle = annotation_rle(ann["segmentation"], h, w)
+                except (TypeError, ValueError, KeyError, IndexError) as e:
+                    raise DataError(ann_path, f"{where}: unreadable segmentation ({e})") from None
+                meta["rle"] = {"size": list(rle["size"]), "counts": _counts_str(rle["counts"])}
+            if others is not None:
+                meta["other_people_rle"] = others
+            return PersonRecord(path, size, f"{info['id']}/{ann['id']}", "coco", None, kp, derived, None, None, meta)
 
-            rec = guard(one, skip_bad=skip_bad, report=report)
-            if rec is not None:
-                yield rec
+        rec = guard(one, skip_bad=skip_bad, report=report)
+        if rec is not None:
+            yield rec
 
 
-def _union_rle(coco: COCO, anns: list[dict]) -> dict | None:
-    """The union of the annotations' masks as ``{"size", "counts": str}``, or None."""
+def annotation_rle(segmentation, h: int, w: int) -> dict:
+    """One COCO ``segmentation`` (polygons, uncompressed or compressed RLE) as a
+    compressed RLE of an (h, w) image, as pycocotools' ``COCO.annToRLE`` makes it.
+    Raises what pycocotools raises for a malformed one (TypeError, ValueError, ...)."""
+    if isinstance(segmentation, list):
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
+    if isinstance(segmentation["counts"], list):
+        return mask_utils.frPyObjects(segmentation, h, w)
+    return segmentation
+
+
+def _union_rle(anns: list[dict], h: int, w: int) -> dict | None:
+    """The union of the annotations' masks in an (h, w) image as ``{"size", "counts": str}``, or None."""
     if not anns:
         return None
     try:
-        rle = mask_utils.merge([coco.annToRLE(a) for a in anns], intersect=False)
+        rle = mask_utils.merge([annotation_rle(a["segmentation"], h, w) for a in anns], intersect=False)
     except (TypeError, ValueError, KeyError, IndexError):    # a malformed segmentation of a person left out
         return None
     return {"size": list(rle["size"]), "counts": _counts_str(rle["counts"])}

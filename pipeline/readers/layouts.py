@@ -149,17 +149,25 @@ def iter_records(path: str | Path, layout: str | None = None, *, skip_bad: bool 
     raise ConfigError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
 
 
-def keypoint_only_people(data: str | Path, layout: str | None = None,
-                         report: ReadReport | None = None, relabel: bool = False,
-                         split: str | None = None) -> list[PersonRecord]:
-    """People of a dataset to synthesize labels for: those without a label map (labelled
-    people are left alone), or with ``relabel`` every person, labels dropped (to score
-    synthesis against their ground truth); only ``split``'s people when given.  Bad
-    items are skipped into ``report``."""
-    recs = [r for r in iter_records(data, layout, skip_bad=True, report=report) if split is None or r.split == split]
-    if relabel:
-        return [dataclasses.replace(r, label_map=None) for r in recs]
-    return [r for r in recs if r.label_map is None]
+def iter_keypoint_only_people(data: str | Path, layout: str | None = None, report: ReadReport | None = None,
+                              relabel: bool = False, split: str | None = None) -> Iterator[PersonRecord]:
+    """People of a dataset to synthesize labels for, one at a time, in reader order: those
+    without a label map (labelled people are left alone), or with ``relabel`` every person,
+    labels dropped (to score synthesis against their ground truth); only ``split``'s people
+    when given.  Bad items are skipped into ``report``."""
+    for r in iter_records(data, layout, skip_bad=True, report=report):
+        if split is not None and r.split != split:
+            continue
+        if relabel:
+            yield dataclasses.replace(r, label_map=None)
+        elif r.label_map is None:
+            yield r
+
+
+def keypoint_only_people(data: str | Path, layout: str | None = None, report: ReadReport | None = None,
+                         relabel: bool = False, split: str | None = None) -> list[PersonRecord]:
+    """:func:`iter_keypoint_only_people` as a list."""
+    return list(iter_keypoint_only_people(data, layout, report, relabel, split))
 
 
 def link_unlabelled_photos(data: str | Path, folder: str | Path) -> list[Path]:
