@@ -130,3 +130,14 @@ def test_a_submitted_annotation_lands_in_the_labelled_folder(served, demo_dir):
                                                                  "original_height": 4, "value": {
                                                                      "rle": [0], "brushlabels": ["no such class"]}}]}})
     assert r.status_code == 400 and r.json()["field"] == "annotation.result"
+
+
+def test_an_image_only_task_gets_its_person_from_blazepose(tmp_path):
+    pytest.importorskip("mediapipe", reason="partsynth[pose] not installed")
+    client = TestClient(create_app(make_backend(None, "pascal6", Path("/"), None)))     # the partition labeller
+    photo = COCO.parent.resolve() / "000000000785.jpg"                                # one skier
+    r = client.post("/predict", json={"tasks": [{"id": 1, "data": {"image": f"file://{photo}"}}]})
+    assert r.status_code == 200, r.text
+    (result,) = r.json()["results"]
+    names = {x["value"]["brushlabels"][0] for x in result["result"]}
+    assert {"head", "torso"} <= names and 0 < result["score"] <= 1, names
