@@ -23,6 +23,8 @@ def cached_except(*names: str):
     for name in names:
         inputs = inputs - name
     return inputs + TASK_SOURCE
+
+
 PACKAGES = ("pipeline", "refine_net", "parser_net")
 
 

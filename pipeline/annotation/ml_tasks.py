@@ -92,15 +92,14 @@ def task_photo(image, document_root: Path, where: str) -> Path:
 
 
 def _coco_person(value, where: str) -> CanonicalPose:
-    arr = np.asarray(value, dtype=object)
     try:
-        flat = np.asarray(value, dtype=np.float64).ravel()
+        arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise TaskError(where, "COCO keypoints must be numbers") from None
-    if flat.size != 51 or arr.ndim not in (1, 2):
-        raise TaskError(where, f"COCO keypoints need 51 numbers (17 x [x, y, v]), got {flat.size}")
+    if arr.size != 51 or arr.ndim not in (1, 2):
+        raise TaskError(where, f"COCO keypoints need 51 numbers (17 x [x, y, v]), got {arr.size}")
     try:
-        return from_coco17(flat.reshape(17, 3))
+        return from_coco17(arr.reshape(17, 3))
     except DataError as e:
         raise TaskError(where, e.problem) from None
 

@@ -2,6 +2,7 @@
 masks with pycocotools."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def _image_people(ann_path: Path, image_dir: Path, coco: StreamedCoco, img_id, a
               or "keypoints" not in a]
     others = _union_rle([a for a in unused if a.get("segmentation")], h, w)
     unused_ids = {id(a) for a in unused}
-    sizes: list[tuple[int, int]] = []
+    photo_size = functools.cache(lambda: files.image_size(image_dir / info["file_name"]))   # once per image
     for ann in anns:
         if ann.get("iscrowd", 0):
             if report is not None:
@@ -79,9 +80,7 @@ def _image_people(ann_path: Path, image_dir: Path, coco: StreamedCoco, img_id, a
                 raise DataError(ann_path, f"{where}: image id {img_id} is shared by {len(names)} images "
                                           f"({', '.join(names)}); which photo the person is on cannot be told")
             path = image_dir / info["file_name"]
-            if not sizes:                    # the photo is opened once for all its people
-                sizes.append(files.image_size(path))
-            size = sizes[0]
+            size = photo_size()
             if (h, w) not in ((None, None), size):
                 raise DataError(path, f"image size {size} differs from the JSON's {(h, w)}")
             try:
