@@ -15,7 +15,9 @@ each, so a flat RSS across N shows that synthesis streams.  ``--flow WxT`` also 
 threads each) against a temporary server, and ``--dask W`` on a local Dask cluster of W
 one-thread worker processes; the prior bank is built before the clock starts, as in the
 in-process runs.  ``--engines`` repeats every run with each refiner engine (torch, onnx:
-ONNX Runtime; the export happens before the clock starts).
+ONNX Runtime; the export happens before the clock starts).  Each engine's run first prints
+the refiner's forward passes alone (random inputs of its shape, --batch-size people a pass,
+--threads threads): the most people a second synthesis could reach with that network.
 """
 from __future__ import annotations
 
@@ -86,6 +88,8 @@ def run_engine(args, people: list, tmp: str, profile: str, ckpt, engine: str) ->
     synth = Synthesizer(SynthConfig(checkpoint=str(ckpt), data=args.people, out=tmp, bank_split=None,
                                     batch_size=args.batch_size, engine=engine, threads_per_task=args.threads))
     print(f"[{tag}] bank + model loaded in {time.perf_counter() - t:.1f} s")
+    n, dt = network_alone(synth)
+    print(f"[{tag}] network alone: {n} people in {dt:.1f} s = {n / dt:.1f} people/s (batch {args.batch_size})")
     for n in args.counts:
         out = Path(tmp) / f"{profile}-{engine}-{n}"
         t = time.perf_counter()
@@ -102,6 +106,18 @@ def run_engine(args, people: list, tmp: str, profile: str, ckpt, engine: str) ->
         n, dt = flow_run(cfg, runner, workers)
         print(f"[{tag}] flow, {runner} runner, {workers} workers x {threads} threads: {n} people in "
               f"{dt:.1f} s = {n / dt:.1f} people/s")
+
+
+def network_alone(synth: Synthesizer, people: int = 400) -> tuple[int, float]:
+    """(people, seconds) of the refiner's forward passes alone on random inputs float32
+    (3 [+ C], S, S), after one warm-up batch: the ceiling of synthesis with that network."""
+    classes = len(LABEL_SETS[synth.label_set].names)
+    size = synth.prior_cfg.size
+    inputs = [torch.rand(3 + (classes if synth.use_prior else 0), size, size) for _ in range(people)]
+    synth._refine(inputs[: synth.cfg.batch_size])
+    t = time.perf_counter()
+    synth._refine(inputs)
+    return people, time.perf_counter() - t
 
 
 def flow_run(cfg: SynthConfig, runner: str, workers: int) -> tuple[int, float]:

@@ -111,19 +111,11 @@ def cmd_data_score(args) -> int:
 
 
 def cmd_data_show(args) -> int:
-    import numpy as np
-
     from pipeline.formats import files
     from pipeline.pictures.dataset_grid import people_grid
-    from pipeline.readers.layouts import iter_records
+    from pipeline.readers.layouts import drawable_people
 
-    recs = [r for r in iter_records(args.path, args.layout, skip_bad=True) if r.keypoints is not None
-            and (r.label_map is not None or r.meta.get("person_mask"))]
-    if args.ids:
-        recs = [r for r in recs if r.person_id in set(args.ids)]
-    elif len(recs) > args.n:
-        pick = np.random.default_rng(args.seed).choice(len(recs), args.n, replace=False)
-        recs = [recs[i] for i in sorted(pick)]
+    recs = drawable_people(args.path, args.layout, args.n, args.ids, args.seed)
     if not recs:
         print("error: no people with keypoints and a label map or person mask to show", file=sys.stderr)
         return 1

@@ -155,7 +155,8 @@ class Synthesizer:
         self.mirror_channels = torch.cat([torch.arange(3), 3 + self.mirror_classes] if self.use_prior
                                          else [torch.arange(3)])
 
-    def _match(self, rec: PersonRecord, image_path: Path, image_size: tuple[int, int]) -> tuple[SynthPerson, tuple | None]:
+    def _match(self, rec: PersonRecord, image_path: Path, image_size: tuple[int, int],
+               ahead: dict | None = None) -> tuple[SynthPerson, tuple | None]:
         """The person's record and, when usable, (box, crop keypoints, neighbour rows,
         hidden region bool (S, S) or None).  Keypoints that do not fit the image or form
         an implausible pose are skipped (:func:`pipeline.priors.pose.keypoint_problem`);
@@ -182,7 +183,7 @@ class Synthesizer:
                 hidden = hidden_region(kp, estimated, self.prior_cfg.size)
                 person.estimated_joints = [JOINT_NAMES[j] for j in np.flatnonzero(estimated)]
             else:
-                nb = self.bank.index.query(kp, self.cfg.k)
+                nb = self._neighbours(rec, kp, ahead)
                 if nb.ids[0, 0] < 0 and self.prior_source != "partition":     # the partition needs no neighbour
                     problem = nb.reasons[0] or "no neighbour"
         if problem:
@@ -194,6 +195,38 @@ class Synthesizer:
         person.neighbour_flipped = [bool(self.bank.exemplars[i].flipped) for i in ids]
         person.distances = [round(float(d), 5) for d in nb.distances[0][: len(ids)]]
         return person, (box, kp, ids, hidden)
+
+    def _query_ahead(self, images: Sequence[tuple[Path, list[PersonRecord]]]) -> dict[int, tuple]:
+        """Query the bank once for the whole-body people of ``images`` (one batched
+        :meth:`PoseIndex.query`, several times cheaper per person than one query each):
+        ``{id(record): (crop keypoints float32 (16, 3), Neighbours of that person)}``, from
+        which :meth:`_match` takes each person's row.  The crop keypoints are those
+        :meth:`_match` computes, so the neighbours are the same.  A plain return value, not
+        state: the flow's worker threads share one Synthesizer."""
+        recs, kps = [], []
+        for _, people in images:
+            for rec in people:
+                if rec.keypoints is None or is_partial(rec.keypoints) or torso_problem(rec.keypoints):
+                    continue            # matched on its own joints (or skipped) by _match
+                try:
+                    box = person_box(rec.keypoints, self.prior_cfg.margin)
+                except DataError:
+                    continue
+                recs.append(rec)
+                kps.append(apply_affine(rec.keypoints, box.crop_from_image(self.prior_cfg.size)))
+        if not recs:
+            return {}
+        nb = self.bank.index.query(np.stack(kps), self.cfg.k)
+        return {id(rec): (kp, Neighbours(nb.ids[i: i + 1], nb.distances[i: i + 1], nb.reasons[i: i + 1]))
+                for i, (rec, kp) in enumerate(zip(recs, kps))}
+
+    def _neighbours(self, rec: PersonRecord, kp: np.ndarray, ahead: dict | None) -> Neighbours:
+        """The bank neighbours of one person with crop keypoints ``kp`` (16, 3): from
+        ``ahead`` (:meth:`_query_ahead`) when it queried these keypoints, else one query."""
+        found = (ahead or {}).get(id(rec))
+        if found is not None and np.array_equal(found[0], kp, equal_nan=True):
+            return found[1]
+        return self.bank.index.query(kp, self.cfg.k)
 
     def _complete(self, keypoints: np.ndarray) -> tuple[str, np.ndarray, Neighbours, np.ndarray]:
         """A partial body's neighbours (matched on its own joints) and its pose completed
@@ -207,12 +240,12 @@ class Synthesizer:
         left = torso_problem(pose)
         return (f"partial body not completed: {left}" if left else ""), pose, nb, estimated
 
-    def _prepare(self, image_path: Path, people: list[PersonRecord]) -> _Pending:
+    def _prepare(self, image_path: Path, people: list[PersonRecord], ahead: dict | None = None) -> _Pending:
         """Read one image and build the refiner input of each usable person (crop +
         prior); people whose pose is unusable are skipped with their reason.  Raises
         DataError for a corrupt image."""
         image = files.read_image(image_path)
-        matched = [self._match(rec, image_path, image.shape[:2]) for rec in people]
+        matched = [self._match(rec, image_path, image.shape[:2], ahead) for rec in people]
         pending = _Pending(SynthItem(str(image_path), tuple(image.shape[:2]), [p for p, _ in matched]),
                            others=read_other_people(people[0], image.shape[:2]) if people else None)
         for rec, m in ((rec, m) for rec, (_, m) in zip(people, matched) if m is not None):
@@ -340,6 +373,8 @@ class Synthesizer:
         files are written."""
         statuses: list[str | None] = [None] * len(images)
         waiting: list[tuple[int, _Pending]] = []
+        todo = [i for i, (image_path, _) in enumerate(images) if force or not self.is_done(out, image_path)]
+        ahead = self._query_ahead([images[i] for i in todo])
 
         def flush() -> None:
             probs = self._refine([x for _, p in waiting for x in p.inputs])
@@ -352,12 +387,13 @@ class Synthesizer:
                     progress(item_name(images[i][0]))
             waiting.clear()
 
+        todo = set(todo)
         for i, (image_path, recs) in enumerate(images):
-            if not force and self.is_done(out, image_path):
+            if i not in todo:
                 statuses[i] = "images_reused"
             else:
                 try:
-                    waiting.append((i, self._prepare(image_path, recs)))
+                    waiting.append((i, self._prepare(image_path, recs, ahead)))
                 except DataError as e:
                     self._write(out, SynthItem(str(image_path), (0, 0), error=str(e), persons=[
                         SynthPerson(r.person_id, "skipped", split=r.split, source=r.source_format, reason=e.problem)

@@ -83,3 +83,29 @@ def test_cli_data_show_writes_a_grid(demo_dir, tmp_path):
 
     assert main(["data", "show", str(demo_dir), "--n", "3", "--tile", "64", "--out", str(tmp_path / "g.png")]) == 0
     assert read_image(tmp_path / "g.png").shape == (68, 6 * 68, 3)
+
+
+def test_data_show_picks_a_partsynth_folder_s_people_from_people_json_alone(demo_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import numpy as np
+
+    from pipeline.formats import files
+    from pipeline.readers.layouts import drawable_people, iter_records
+
+    folder = shutil.copytree(demo_dir, tmp_path / "demo")
+    drawable = [r for r in iter_records(folder) if r.keypoints is not None and r.label_map is not None]
+    assert len(drawable) == 12
+    pick = sorted(np.random.default_rng(5).choice(len(drawable), 3, replace=False))
+    expected = [drawable[i] for i in pick]
+    opened = []
+    read_label = files.read_photo_label_png
+    monkeypatch.setattr(files, "read_photo_label_png", lambda path, *a: opened.append(path) or read_label(path, *a))
+    got = drawable_people(folder, n=3, seed=5)
+    assert [r.person_id for r in got] == [r.person_id for r in expected]
+    assert all(np.array_equal(g.label_map, e.label_map) for g, e in zip(got, expected))
+    assert len(opened) == 3                      # the people not drawn: their label files are not read
+    assert [r.person_id for r in drawable_people(folder, ids=[expected[1].person_id])] == [expected[1].person_id]
+    # a picked person whose label is gone is skipped, not drawn wrong
+    (opened[0]).unlink()
+    assert [r.person_id for r in drawable_people(folder, n=3, seed=5)] == [r.person_id for r in expected[1:]]

@@ -161,6 +161,34 @@ def bad_input_folder(demo_dir, root: Path) -> Path:
     return root
 
 
+def test_the_people_labelled_together_are_matched_by_one_query_with_the_same_neighbours(demo_dir, checkpoint,
+                                                                                       tmp_path, monkeypatch):
+    people = keypoint_only_people(demo_dir)
+    cfg = SynthConfig(checkpoint=str(checkpoint), data=str(demo_dir), out=str(tmp_path / "a"))
+    synth = Synthesizer(cfg)
+    query, calls = synth.bank.index.query, []
+
+    def counted(kp, k, **kw):
+        calls.append(np.asarray(kp).reshape(-1, 16, 3).shape[0])
+        return query(kp, k, **kw)
+
+    monkeypatch.setattr(synth.bank.index, "query", counted)
+    synth.run(people, tmp_path / "a")
+    assert calls == [len(people)]                    # the demo's people all have whole bodies
+    # the same run with one query per person: the same neighbours, distances and labels
+    monkeypatch.setattr(synth, "_query_ahead", lambda images: {})
+    calls.clear()
+    synth.run(people, tmp_path / "b")
+    assert calls == [1] * len(people)
+    one_each = {p.person_id: p for item in read_items(tmp_path / "b") for p in item.persons}
+    batched = {p.person_id: p for item in read_items(tmp_path / "a") for p in item.persons}
+    assert batched.keys() == one_each.keys() and all(p.status == "ok" for p in batched.values())
+    for pid, p in batched.items():
+        assert (p.neighbours, p.distances) == (one_each[pid].neighbours, one_each[pid].distances)
+    for label in (tmp_path / "a" / "labels").glob("*.png"):
+        assert label.read_bytes() == (tmp_path / "b" / "labels" / label.name).read_bytes()
+
+
 def test_bad_items_are_reported_and_skipped_while_the_rest_is_written(demo_dir, checkpoint, tmp_path):
     data = bad_input_folder(demo_dir, tmp_path / "in")
     report = ReadReport()

@@ -1,7 +1,7 @@
 """The project's own dataset folder layout (the demo set, synthesized label sets)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +31,30 @@ def read_dataset_info(root: Path) -> dict:
     return info
 
 
-def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
-                          report: ReadReport | None = None) -> Iterator[PersonRecord]:
-    """Yield one record per person of a partsynth folder.
+def read_people_entries(root: Path) -> list:
+    """``people.json`` of a partsynth folder as written (a list of JSON objects); DataError
+    when it is missing, unreadable or not a list."""
+    people_path = root / PEOPLE_FILE
+    people = files.read_json(people_path)
+    if not isinstance(people, list):
+        raise DataError(people_path, "expected a list of people")
+    return people
+
+
+def drawable_person_ids(root: str | Path) -> list[str]:
+    """Ids of a partsynth folder's people that have keypoints and a label or a person mask,
+    in ``people.json`` order, from that file alone (no photo or label PNG is opened, so a
+    100,000-person folder answers in seconds).  Raises DataError as
+    :func:`read_people_entries`."""
+    return [str(e["person_id"]) for e in read_people_entries(Path(root))
+            if isinstance(e, dict) and "person_id" in e and e.get("status") != "skipped"
+            and e.get("keypoints") is not None and (e.get("label") or (e.get("meta") or {}).get("person_mask"))]
+
+
+def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False, report: ReadReport | None = None,
+                          person_ids: Collection[str] | None = None) -> Iterator[PersonRecord]:
+    """Yield one record per person of a partsynth folder (only those in ``person_ids`` when
+    given: the others' files are not opened).
 
     Layout::
 
@@ -55,10 +76,11 @@ def read_partsynth_folder(root: str | Path, *, skip_bad: bool = False,
     info = read_dataset_info(root)
     label_set = LABEL_SETS.get(info["label_set"])
     people_path = root / PEOPLE_FILE
-    people = files.read_json(people_path)
-    if not isinstance(people, list):
-        raise DataError(people_path, "expected a list of people")
+    people = read_people_entries(root)
+    wanted = None if person_ids is None else {str(i) for i in person_ids}
     for entry in people:
+        if wanted is not None and not (isinstance(entry, dict) and str(entry.get("person_id")) in wanted):
+            continue
         if isinstance(entry, dict) and entry.get("status") == "skipped":
             if report is not None:    # a person its writer could not label, a photo without a person
                 report.counts["skipped_when_written"] += 1

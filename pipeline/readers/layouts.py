@@ -170,6 +170,40 @@ def keypoint_only_people(data: str | Path, layout: str | None = None, report: Re
     return list(iter_keypoint_only_people(data, layout, report, relabel, split))
 
 
+def drawable_people(data: str | Path, layout: str | None = None, n: int = 16, ids=None,
+                    seed: int = 0) -> list[PersonRecord]:
+    """The people ``partsynth data show`` draws: those with keypoints and a label map or a
+    person mask, ``n`` of them drawn at random with ``seed`` (all when fewer), or those whose
+    ``person_id`` is in ``ids``; reader order.  Bad items are skipped.
+
+    A partsynth folder picks from ``people.json`` alone and reads only the picked people's
+    files, so it takes the same time at 100,000 people as at 1,000; other layouts are read
+    whole.  Raises: DataError and ConfigError as :func:`iter_records`.
+    """
+    import numpy as np
+
+    layout = layout or detect_layout(data)
+    if layout == "partsynth":
+        from pipeline.formats.folder import drawable_person_ids
+
+        candidates = drawable_person_ids(data)
+        if ids:
+            wanted = set(ids)
+        elif len(candidates) > n:
+            wanted = {candidates[i] for i in np.random.default_rng(seed).choice(len(candidates), n, replace=False)}
+        else:
+            wanted = set(candidates)
+        return list(readers.read_partsynth_folder(Path(data), skip_bad=True, person_ids=wanted))
+    recs = [r for r in iter_records(data, layout, skip_bad=True) if r.keypoints is not None
+            and (r.label_map is not None or r.meta.get("person_mask"))]
+    if ids:
+        return [r for r in recs if r.person_id in set(ids)]
+    if len(recs) > n:
+        pick = np.random.default_rng(seed).choice(len(recs), n, replace=False)
+        recs = [recs[i] for i in sorted(pick)]
+    return recs
+
+
 def link_unlabelled_photos(data: str | Path, folder: str | Path) -> list[Path]:
     """Make ``folder`` a plain folder of photos: one symbolic link per photo of the dataset
     ``data`` that has no labelled person (CCP's keypoint-only photos, say), named as the
