@@ -153,7 +153,8 @@ def bank_for(cfg: SynthConfig, ckpt: Checkpoint) -> str:
 
 @functools.lru_cache(maxsize=2)
 def _synthesizer(cfg_json: str, bank_path: str) -> Synthesizer | PartitionLabeller:
-    """One Synthesizer per worker (thread pool or Dask process), reused by its tasks; the
+    """One Synthesizer per process (the thread runner's worker threads share it, so it keeps
+    no per-call state; each Dask worker process has its own), reused by its tasks; the
     partition labeller when the run has no refiner checkpoint."""
     cfg = SynthConfig.model_validate_json(cfg_json)
     if cfg.checkpoint is None:
